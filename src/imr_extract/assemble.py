@@ -1,0 +1,162 @@
+"""``LetterFound`` (values with spans) -> ``LetterRecord`` (plain values + provenance map).
+
+Provenance paths follow the gold README: ``items[0].imr_guideline.citations[1].sections[0]``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import Enum
+from typing import Any
+
+from .ingest import Document
+from .rules import LetterFound
+from .rules.guidelines import GuidelineFound
+from .schema import (
+    Citation,
+    Dates,
+    Guideline,
+    Item,
+    LetterRecord,
+    MatchKind,
+    Method,
+    Patient,
+    Provenance,
+    Reviewer,
+    SourceInfo,
+    Span,
+)
+from .text import Found, fold
+
+
+def match_kind(text: str, start: int, end: int, value: Any) -> MatchKind:
+    """How ``value`` relates to ``text[start:end]`` (see ``MatchKind``)."""
+    if end <= start:
+        return MatchKind.ABSENT
+    raw = text[start:end]
+    if isinstance(value, Enum):
+        value = value.value
+    if isinstance(value, str):
+        if raw == value:
+            return MatchKind.EXACT
+        if fold(raw) == value:
+            return MatchKind.NORMALISED
+        return MatchKind.DERIVED
+    if isinstance(value, int) and not isinstance(value, bool) and raw == str(value):
+        return MatchKind.EXACT
+    return MatchKind.DERIVED
+
+
+class ProvenanceMap:
+    """Collects provenance entries for one record."""
+
+    def __init__(self, doc: Document, method: Method) -> None:
+        self.doc = doc
+        self.method = method
+        self.entries: dict[str, Provenance] = {}
+
+    def add(self, path: str, found: Found[Any]) -> Any:
+        """Record where ``found`` came from under ``path``; return its plain value."""
+        spans = []
+        if found.end > found.start:
+            spans = [Span(start=found.start, end=found.end, page=self.doc.page_of(found.start))]
+        self.entries[path] = Provenance(
+            method=self.method,
+            rule=found.rule,
+            match=match_kind(self.doc.text, found.start, found.end, found.value),
+            spans=spans,
+        )
+        return found.value
+
+    def maybe(self, path: str, found: Found[Any] | None) -> Any:
+        return None if found is None else self.add(path, found)
+
+
+def _guideline(
+    prov: ProvenanceMap, path: str, g: GuidelineFound | None, warnings: list[str]
+) -> Guideline:
+    if g is None:
+        warnings.append(f"{path}: guideline line not found")
+        return Guideline(cited=False, outside_mtus=False, citations=[])
+    citations = []
+    for c, cit in enumerate(g.citations):
+        cp = f"{path}.citations[{c}]"
+        citations.append(
+            Citation(
+                kind=prov.add(f"{cp}.kind", cit.kind),
+                source=prov.add(f"{cp}.source", cit.source),
+                sections=[prov.add(f"{cp}.sections[{i}]", s) for i, s in enumerate(cit.sections)],
+                pages=[prov.add(f"{cp}.pages[{i}]", p) for i, p in enumerate(cit.pages)],
+            )
+        )
+    for left in g.leftovers:
+        warnings.append(f"{path}: unrecognised text {left.value[:80]!r}")
+    return Guideline(
+        cited=prov.add(f"{path}.cited", g.cited),
+        outside_mtus=prov.add(f"{path}.outside_mtus", g.outside_mtus),
+        citations=citations,
+    )
+
+
+def source_info(doc: Document) -> SourceInfo:
+    return SourceInfo(
+        path=doc.path,
+        sha256=doc.sha256,
+        media=doc.media,
+        text_engine=doc.text_engine,
+        pages=doc.pages,
+        chars=len(doc.text),
+    )
+
+
+def build_record(
+    doc: Document, layout: str, found: LetterFound, method: Method = Method.RULES
+) -> LetterRecord:
+    """The record for ``found``, with one provenance entry per extracted value."""
+    prov = ProvenanceMap(doc, method)
+    warnings = list(found.warnings)
+    dates: dict[str, dt.date] = {
+        name: prov.add(f"dates.{name}", f) for name, f in found.dates.items()
+    }
+    items = []
+    for i, it in enumerate(found.items):
+        p = f"items[{i}]"
+        items.append(
+            Item(
+                request=prov.add(f"{p}.request", it.request),
+                decision=prov.add(f"{p}.decision", it.decision),
+                original_request=prov.maybe(f"{p}.original_request", it.original_request),
+                authorized=prov.maybe(f"{p}.authorized", it.authorized),
+                claims_administrator_guideline=_guideline(
+                    prov,
+                    f"{p}.claims_administrator_guideline",
+                    it.claims_administrator_guideline,
+                    warnings,
+                ),
+                imr_guideline=_guideline(prov, f"{p}.imr_guideline", it.imr_guideline, warnings),
+                rationale=prov.maybe(f"{p}.rationale", it.rationale),
+            )
+        )
+        if it.rationale is None:
+            warnings.append(f"{p}: no decision rationale found")
+    r = found.reviewer
+    return LetterRecord(
+        letter=doc.name,
+        case_number=prov.maybe("case_number", found.case_number),
+        dates=Dates(**dates),
+        priority=prov.maybe("priority", found.priority),
+        reviewer=Reviewer(
+            licensure=[prov.add(f"reviewer.licensure[{i}]", s) for i, s in enumerate(r.licensure)],
+            specialty=prov.maybe("reviewer.specialty", r.specialty),
+            subspecialty=prov.maybe("reviewer.subspecialty", r.subspecialty),
+        ),
+        patient=Patient(
+            age=prov.maybe("patient.age", found.patient.age),
+            sex=prov.maybe("patient.sex", found.patient.sex),
+        ),
+        items=items,
+        layout=layout,
+        provenance=prov.entries,
+        source=source_info(doc),
+        warnings=warnings,
+    )

@@ -1,0 +1,59 @@
+"""One error tree. Every error names the file it is about and a cause a person can act on.
+
+The CLI turns any ``ImrExtractError`` into a per-file failure line and carries on with the batch;
+anything else escaping the library is a bug in imr-extract.
+"""
+
+from __future__ import annotations
+
+
+class ImrExtractError(Exception):
+    """Root of every error imr-extract raises on purpose."""
+
+    #: A short machine-readable tag for summaries and error records.
+    code = "error"
+
+    def __init__(self, source: str, cause: str) -> None:
+        self.source = source
+        self.cause = cause
+        super().__init__(f"{source}: {cause}")
+
+
+class InputError(ImrExtractError):
+    """The file cannot be read as a letter at all."""
+
+    code = "input"
+
+
+class EmptyInputError(InputError):
+    code = "empty"
+
+
+class BinaryInputError(InputError):
+    code = "binary"
+
+
+class EncodingInputError(InputError):
+    code = "encoding"
+
+
+class PdfError(InputError):
+    """Corrupt, truncated or password-protected PDF."""
+
+    code = "pdf"
+
+
+class NoTextLayerError(InputError):
+    """A PDF with pages but no extractable text: a scan that needs OCR first."""
+
+    code = "no-text"
+
+
+class ExtractionError(ImrExtractError):
+    """The text was read but is not a letter the extractor can use."""
+
+    code = "extraction"
+
+
+class NoDecisionsError(ExtractionError):
+    code = "no-decisions"

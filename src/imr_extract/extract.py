@@ -1,0 +1,74 @@
+"""The rules pipeline: file -> ``Document`` -> layout -> rules -> ``LetterRecord``.
+
+``extract_many`` is the batch entry point: it never raises for a bad file. Each input yields one
+``Outcome`` holding either a record or the ``ImrExtractError`` that names the file and the cause.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from . import layouts
+from .assemble import build_record
+from .errors import ImrExtractError, NoDecisionsError
+from .ingest import Document, iter_paths, read_bytes, read_path
+from .schema import LetterRecord, Method
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one input."""
+
+    source: str
+    record: LetterRecord | None = None
+    error: ImrExtractError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.record is not None
+
+
+def extract_document(doc: Document) -> LetterRecord:
+    """Read ``doc`` with the rules of its detected layout.
+
+    Raises:
+        NoDecisionsError: the text holds no decided item the rules can find.
+    """
+    layout, _score = layouts.detect(doc.text)
+    found = layout.read(doc)
+    if not layout.dedicated_reader:
+        found.warnings.append(
+            f"layout {layout.name!r} has no dedicated reader; generic rules were used"
+        )
+    if not found.items:
+        raise NoDecisionsError(
+            doc.path or doc.name, f"no decisions found (read as layout {layout.name!r})"
+        )
+    return build_record(doc, layout.name, found, Method.RULES)
+
+
+def extract_text(text: str, name: str = "<text>") -> LetterRecord:
+    """Extract from a letter's text (as it would be read from a UTF-8 file)."""
+    return extract_document(read_bytes(text.encode("utf-8"), name))
+
+
+def extract_path(path: str | os.PathLike[str], pdf_engine: str | None = None) -> LetterRecord:
+    """Extract one letter file (PDF or text)."""
+    return extract_document(read_path(path, pdf_engine=pdf_engine))
+
+
+def extract_one(path: str, pdf_engine: str | None = None) -> Outcome:
+    try:
+        return Outcome(path, record=extract_path(path, pdf_engine))
+    except ImrExtractError as exc:
+        return Outcome(path, error=exc)
+
+
+def extract_many(
+    inputs: Iterable[str | os.PathLike[str]], pdf_engine: str | None = None
+) -> Iterator[Outcome]:
+    """One ``Outcome`` per letter under ``inputs`` (files, directories, ``-``), in order."""
+    for path in iter_paths(inputs):
+        yield extract_one(path, pdf_engine)

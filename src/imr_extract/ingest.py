@@ -1,0 +1,278 @@
+"""Files -> ``Document``: normalised text plus a page map.
+
+Invariant: every offset anywhere in imr-extract (spans, provenance, review pages) indexes
+``Document.text``, the normalised text built here, and ``Document.page_of`` turns it into a page.
+
+Normalisation keeps what was printed and only unifies how it is encoded: ``\\r\\n`` and ``\\r``
+become ``\\n``; pdfium's end-of-line soft hyphen marker (U+FFFE, which pdfium emits *instead of*
+the hyphen and the line break) becomes ``-\\n``, as printed; pages are joined by ``\\f``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import (
+    BinaryInputError,
+    EmptyInputError,
+    EncodingInputError,
+    ImrExtractError,
+    NoTextLayerError,
+    PdfError,
+)
+
+#: File suffixes picked up when a directory is walked (explicit files are always read).
+LETTER_SUFFIXES = frozenset({".pdf", ".txt", ".text"})
+PAGE_BREAK = "\f"
+STDIN = "-"
+
+
+@dataclass(frozen=True)
+class Document:
+    """A letter's text as every later stage sees it."""
+
+    name: str  # file name, as reported in the record's "letter" field
+    text: str
+    page_starts: tuple[int, ...]  # offset of each page's first character; page_starts[0] == 0
+    sha256: str  # of the raw bytes read
+    media: str  # "pdf" or "text"
+    text_engine: str  # pypdfium2 / pypdf / the text encoding
+    path: str | None = None
+
+    @property
+    def pages(self) -> int:
+        return len(self.page_starts)
+
+    def page_of(self, offset: int) -> int:
+        """1-based page number holding ``offset``."""
+        return bisect.bisect_right(self.page_starts, offset)
+
+
+def normalise(raw: str) -> str:
+    """Unify line endings and pdfium's soft hyphen; nothing printed is changed."""
+    if "\r" in raw:
+        raw = raw.replace("\r\n", "\n").replace("\r", "\n")
+    if "\ufffe" in raw:
+        raw = raw.replace("\ufffe", "-\n")
+    if "\x00" in raw:
+        raw = raw.replace("\x00", "")
+    return raw
+
+
+def join_pages(pages: list[str]) -> tuple[str, tuple[int, ...]]:
+    """Join page texts with a form feed at the start of every page after the first."""
+    parts: list[str] = []
+    starts: list[int] = []
+    pos = 0
+    for i, page in enumerate(pages):
+        page = normalise(page)
+        if i > 0:
+            if parts and not parts[-1].endswith("\n"):
+                parts.append("\n")
+                pos += 1
+            parts.append(PAGE_BREAK)
+            pos += 1
+        starts.append(pos if i else 0)
+        parts.append(page)
+        pos += len(page)
+    return "".join(parts), tuple(starts) or (0,)
+
+
+# --------------------------------------------------------------------------- text
+
+
+def _looks_binary(data: bytes) -> bool:
+    sample = data[:4096]
+    if b"\x00" in sample:
+        return True
+    # Control characters other than tab, newline, CR and form feed are rare in any letter.
+    controls = sum(1 for b in sample if b < 32 and b not in (9, 10, 12, 13))
+    return controls > max(8, len(sample) // 50)
+
+
+def decode_text(data: bytes, source: str) -> tuple[str, str]:
+    """Decode letter bytes: UTF-8 (with or without BOM), UTF-16 with BOM, else cp1252.
+
+    Returns the text and the encoding used.
+    """
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16"), "utf-16"
+        except UnicodeDecodeError as exc:
+            raise EncodingInputError(source, f"invalid UTF-16 text ({exc.reason})") from exc
+    if _looks_binary(data):
+        raise BinaryInputError(source, "binary data, not a text letter or PDF")
+    if data.startswith(b"\xef\xbb\xbf"):
+        try:
+            return data[3:].decode("utf-8"), "utf-8-sig"
+        except UnicodeDecodeError as exc:
+            raise EncodingInputError(
+                source, f"has a UTF-8 BOM but invalid UTF-8 at byte {exc.start + 3}"
+            ) from exc
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError as utf8_exc:
+        try:
+            return data.decode("cp1252"), "cp1252"
+        except UnicodeDecodeError as exc:
+            raise EncodingInputError(
+                source,
+                f"neither UTF-8 (bad byte at {utf8_exc.start}) nor cp1252 "
+                f"(undefined byte 0x{data[exc.start]:02x} at {exc.start})",
+            ) from exc
+
+
+def read_text_bytes(data: bytes, name: str, path: str | None = None) -> Document:
+    source = path or name
+    if not data.strip():
+        raise EmptyInputError(source, "empty file")
+    raw, encoding = decode_text(data, source)
+    pages = raw.split(PAGE_BREAK) if PAGE_BREAK in raw else [raw]
+    text, starts = join_pages(pages)
+    if not text.strip():
+        raise EmptyInputError(source, "no text")
+    return Document(
+        name=name,
+        text=text,
+        page_starts=starts,
+        sha256=hashlib.sha256(data).hexdigest(),
+        media="text",
+        text_engine=encoding,
+        path=path,
+    )
+
+
+# --------------------------------------------------------------------------- pdf
+
+
+def _pdf_pages_pdfium(data: bytes, source: str) -> list[str]:
+    import pypdfium2 as pdfium
+
+    try:
+        # The published letters are AES-encrypted with an empty owner password.
+        pdf = pdfium.PdfDocument(data, password="")
+    except pdfium.PdfiumError as exc:
+        message = str(exc)
+        if "password" in message.lower():
+            raise PdfError(
+                source, "password-protected PDF (an empty password did not open it)"
+            ) from exc
+        raise PdfError(source, f"corrupt or truncated PDF ({message})") from exc
+    try:
+        pages = []
+        for i in range(len(pdf)):
+            page = pdf[i]
+            textpage = page.get_textpage()
+            pages.append(textpage.get_text_range())
+            textpage.close()
+            page.close()
+        return pages
+    finally:
+        pdf.close()
+
+
+def _pdf_pages_pypdf(data: bytes, source: str) -> list[str]:
+    import io
+
+    import pypdf
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = pypdf.PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise PdfError(source, "password-protected PDF (an empty password did not open it)")
+        return [page.extract_text() or "" for page in reader.pages]
+    except PdfError:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
+        raise PdfError(source, f"corrupt or truncated PDF ({exc})") from exc
+
+
+PDF_ENGINES = {"pypdfium2": _pdf_pages_pdfium, "pypdf": _pdf_pages_pypdf}
+
+
+def default_pdf_engine() -> str:
+    """pypdfium2 (fast, native) when importable, else pypdf (pure Python)."""
+    try:
+        import pypdfium2  # noqa: F401
+    except ImportError:
+        return "pypdf"
+    return "pypdfium2"
+
+
+def read_pdf_bytes(
+    data: bytes, name: str, path: str | None = None, engine: str | None = None
+) -> Document:
+    source = path or name
+    engine = engine or default_pdf_engine()
+    if not data.lstrip()[:5] == b"%PDF-":
+        raise PdfError(source, "not a PDF (no %PDF- header)")
+    if b"%%EOF" not in data[-2048:]:
+        # pdfium repairs some truncated files silently; a letter cut short must not pass as whole.
+        raise PdfError(source, "truncated PDF (no %%EOF trailer)")
+    pages = PDF_ENGINES[engine](data, source)
+    if not pages:
+        raise PdfError(source, "PDF has no pages")
+    text, starts = join_pages(pages)
+    if not text.strip():
+        raise NoTextLayerError(
+            source, f"PDF has {len(pages)} page(s) but no text layer (scanned?); run OCR first"
+        )
+    return Document(
+        name=name,
+        text=text,
+        page_starts=starts,
+        sha256=hashlib.sha256(data).hexdigest(),
+        media="pdf",
+        text_engine=engine,
+        path=path,
+    )
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def read_bytes(
+    data: bytes, name: str, path: str | None = None, pdf_engine: str | None = None
+) -> Document:
+    """Read a letter from bytes; PDFs are recognised by content, not by name."""
+    if data.lstrip()[:5] == b"%PDF-" or name.lower().endswith(".pdf"):
+        if not data.strip():
+            raise EmptyInputError(path or name, "empty file")
+        return read_pdf_bytes(data, name, path, engine=pdf_engine)
+    return read_text_bytes(data, name, path)
+
+
+def read_path(path: str | os.PathLike[str], pdf_engine: str | None = None) -> Document:
+    """Read one letter file (or ``-`` for standard input)."""
+    if str(path) == STDIN:
+        return read_bytes(sys.stdin.buffer.read(), "<stdin>", None, pdf_engine)
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ImrExtractError(str(p), f"cannot read file ({exc.strerror or exc})") from exc
+    return read_bytes(data, p.name, str(p), pdf_engine)
+
+
+def iter_paths(inputs: Iterable[str | os.PathLike[str]]) -> Iterator[str]:
+    """Expand inputs: directories recursively (letter suffixes, sorted); files and ``-`` as is."""
+    for item in inputs:
+        if str(item) == STDIN:
+            yield STDIN
+            continue
+        p = Path(item)
+        if p.is_dir():
+            for root, dirs, files in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for f in sorted(files):
+                    if not f.startswith(".") and Path(f).suffix.lower() in LETTER_SUFFIXES:
+                        yield str(Path(root) / f)
+        else:
+            yield str(p)

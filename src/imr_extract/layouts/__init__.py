@@ -1,0 +1,78 @@
+"""Layout registry: which form a letter is printed in, and the reader for that form.
+
+A layout is one module in this package that calls ``register(Layout(...))`` at import time; the
+package imports every module in it on first use, so adding a form never means editing this file.
+``detect`` scores every registered layout on the text and returns the best, or ``UNKNOWN``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..ingest import Document
+from ..rules import LetterFound
+
+#: Below this detection score a letter is reported as of unknown layout.
+MIN_DETECT_SCORE = 0.5
+
+
+@dataclass(frozen=True)
+class Layout:
+    name: str
+    description: str
+    detect: Callable[[str], float]  # confidence in [0, 1] that the text is of this form
+    read: Callable[[Document], LetterFound]
+    #: False for forms that are recognised but read by the generic rules until they get a reader.
+    dedicated_reader: bool = True
+
+
+_REGISTRY: dict[str, Layout] = {}
+_loaded = False
+
+
+def register(layout: Layout) -> Layout:
+    if layout.name in _REGISTRY and _REGISTRY[layout.name] is not layout:
+        raise ValueError(f"layout {layout.name!r} is registered twice")
+    _REGISTRY[layout.name] = layout
+    return layout
+
+
+def _load_builtin() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for mod in pkgutil.iter_modules(__path__):
+        if not mod.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{mod.name}")
+
+
+def all_layouts() -> list[Layout]:
+    _load_builtin()
+    return list(_REGISTRY.values())
+
+
+def get(name: str) -> Layout:
+    _load_builtin()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown layout {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def detect(text: str) -> tuple[Layout, float]:
+    """The best-scoring layout for ``text`` and its score; ``unknown`` when none scores enough."""
+    _load_builtin()
+    best, score = _REGISTRY["unknown"], 0.0
+    for layout in _REGISTRY.values():
+        if layout.name == "unknown":
+            continue
+        s = layout.detect(text)
+        if s > score:
+            best, score = layout, s
+    if score < MIN_DETECT_SCORE:
+        return _REGISTRY["unknown"], score
+    return best, score

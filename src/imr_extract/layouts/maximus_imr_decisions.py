@@ -1,0 +1,35 @@
+"""The "MAXIMUS FEDERAL SERVICES, INC. / Independent Medical Review" form.
+
+Recognised by its letterhead, "DOCUMENTS REVIEWED" and "IMR DECISION(S) AND RATIONALE(S)"; read by
+the generic rules until it has a reader of its own (the LLM path covers what they miss).
+"""
+
+from __future__ import annotations
+
+import re
+
+from . import Layout, register
+from ._readers import read_generic
+
+_HEAD_RX = re.compile(r"MAXIMUS\s+FEDERAL\s+SERVICES,?\s+INC", re.IGNORECASE)
+_IMR_RX = re.compile(r"Independent\s+Medical\s+Review", re.IGNORECASE)
+_MARKS_RX = re.compile(r"DOCUMENTS\s+REVIEWED|IMR\s+DECISION\(S\)\s+AND\s+RATIONALE\(S\)")
+
+
+def detect(text: str) -> float:
+    head = text[:1500]
+    if not _HEAD_RX.search(head):
+        return 0.0
+    score = 0.5 + (0.2 if _IMR_RX.search(head) else 0.0)
+    return score + (0.3 if _MARKS_RX.search(text) else 0.0)
+
+
+LAYOUT = register(
+    Layout(
+        name="maximus_imr_decisions",
+        description="MAXIMUS letterhead, DOCUMENTS REVIEWED, IMR DECISION(S) AND RATIONALE(S)",
+        detect=detect,
+        read=read_generic,
+        dedicated_reader=False,
+    )
+)

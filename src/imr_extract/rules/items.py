@@ -1,0 +1,204 @@
+"""The decisions section -> one ``ItemFound`` per disputed item.
+
+Each item is printed as: the request (wrapped over lines, possibly across a page break), a colon
+and the decision word ("...: Upheld", "... is: Overturned", or the word alone on the next line),
+then the two guideline lines and "Decision rationale:" running up to the next item's request.
+
+The hard part is where a request starts, since it follows the previous rationale with no label.
+Walking back from the decision line, a request extends over every line until one that ends a
+sentence (".", ":"), or a blank line in single-spaced text. A partly authorised request spans
+sentences ("X was the original request. Y was authorized by the Claims Administrator. The remaining
+IMR eligible portion of the original request, Z is: Upheld"), so the walk goes on until the
+sentence that names the original request is included.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..schema import Decision
+from ..text import Found, found_text, trim_span
+from .guidelines import GuidelineFound, parse_guideline
+
+SECTION_RX = re.compile(
+    r"IMR\s+ISSUES,?\s+DECISIONS?\s+AND\s+RATIONALES?"
+    r"|IMR\s+DECISION\(?S?\)?\s+AND\s+RATIONALE\(?S?\)?"
+    r"|ISSUES?\s+AT\s+DISPUTE",
+)
+SECTION_INTRO_RX = re.compile(r"set\s+forth\s+below\s*:")
+DECISION_RX = re.compile(r":(?:[ \t]*\n)?[ \t\f]*(?P<word>Upheld|Overturned)\b[ \t]*(?=\n|$)")
+DECISION_ANYCASE_RX = re.compile(
+    r":(?:[ \t]*\n)?[ \t\f]*(?P<word>Upheld|Overturned)\b[ \t.]*(?=\n|$)", re.IGNORECASE
+)
+CA_LABEL_RX = re.compile(r"Claims\s+Administrator\s+guidelines?\s*:", re.IGNORECASE)
+IMR_LABEL_RX = re.compile(
+    r"(?:MAXIMUS|IMR|Expert\s+Reviewer(?:'s)?|Reviewer(?:'s)?)\s+guidelines?\s*:", re.IGNORECASE
+)
+RATIONALE_LABEL_RX = re.compile(r"Decision\s+rationale\s*:", re.IGNORECASE)
+
+_TRAILING_IS_RX = re.compile(r"\s+is\s*$")
+_WAS_ORIGINAL_RX = re.compile(r"was\s+the\s+original\s+request", re.IGNORECASE)
+_MENTIONS_ORIGINAL_RX = re.compile(r"original\s+request", re.IGNORECASE)
+PARTIAL_REMAINING_RX = re.compile(
+    r"(?P<orig>.+?)\s+was\s+the\s+original\s+request\.\s+"
+    r"(?P<auth>.+?)\s+was\s+authorized\s+by\s+the\s+Claims\s+Administrator\.\s+"
+    r"The\s+remaining\s+IMR\s+eligible\s+portion\s+of\s+the\s+original\s+request,\s+"
+    r"(?P<req>.+?)\s*$",
+    re.DOTALL | re.IGNORECASE,
+)
+PARTIAL_LEAVING_RX = re.compile(
+    r"(?P<orig>.+?)\s+was\s+the\s+original\s+request\.\s+"
+    r"The\s+Claims\s+Administrator\s+authorized\s+(?P<auth>.+?),\s+"
+    r"leaving\s+the\s+original\s+request\s+IMR\s+eligible\.\s+"
+    r"The\s+original\s+request,\s+(?P<req>.+?)\s*$",
+    re.DOTALL | re.IGNORECASE,
+)
+
+
+@dataclass
+class ItemFound:
+    request: Found[str]
+    decision: Found[Decision]
+    original_request: Found[str] | None
+    authorized: Found[str] | None
+    claims_administrator_guideline: GuidelineFound | None
+    imr_guideline: GuidelineFound | None
+    rationale: Found[str] | None
+    start: int  # where the item's request begins
+    end: int  # where the next item begins (or the text ends)
+
+
+def is_double_spaced(text: str) -> bool:
+    """True for the older letters where every printed line is followed by a blank line."""
+    lines = text.count("\n") + 1
+    blank = len(re.findall(r"\n[ \t\f]*(?=\n)", text))
+    return lines > 20 and blank / lines > 0.35
+
+
+def _line_start(text: str, pos: int, lower: int) -> int:
+    return max(text.rfind("\n", lower, pos) + 1, lower)
+
+
+def _ends_block(line: str, double_spaced: bool) -> bool | None:
+    """Whether the line above a request ends it: True, False, or None to skip (blank)."""
+    stripped = line.strip()
+    if not stripped:
+        return None if double_spaced else True
+    return stripped.endswith((".", ":"))
+
+
+def request_block_start(text: str, lower: int, colon: int, double_spaced: bool) -> int:
+    """Where the request that ends at ``colon`` begins (never before ``lower``)."""
+    pos = _line_start(text, colon, lower)
+
+    def walk(pos: int, force: bool) -> int:
+        while pos > lower:
+            prev_start = _line_start(text, pos - 1, lower)
+            verdict = _ends_block(text[prev_start : pos - 1], double_spaced)
+            if verdict and not force:
+                break
+            pos = prev_start
+            if force and _WAS_ORIGINAL_RX.search(text, pos, colon):
+                break
+        return pos
+
+    pos = walk(pos, force=False)
+    block = text[pos:colon]
+    if _MENTIONS_ORIGINAL_RX.search(block) and not _WAS_ORIGINAL_RX.search(block):
+        extended = walk(pos, force=True)
+        if _WAS_ORIGINAL_RX.search(text, extended, colon):
+            pos = walk(extended, force=False)
+    return pos
+
+
+def parse_request(
+    text: str, start: int, end: int
+) -> tuple[Found[str] | None, Found[str] | None, Found[str] | None]:
+    """(request, original_request, authorized) from the text before the decision's colon."""
+    m = _TRAILING_IS_RX.search(text, start, end)
+    if m:
+        end = m.start()
+    start, end = trim_span(text, start, end)
+    for rx, rule in (
+        (PARTIAL_REMAINING_RX, "item.partial_remaining"),
+        (PARTIAL_LEAVING_RX, "item.partial_leaving"),
+    ):
+        pm = rx.match(text, start, end)
+        if pm:
+            return (
+                found_text(text, pm.start("req"), pm.end("req"), rule),
+                found_text(text, pm.start("orig"), pm.end("orig"), rule),
+                found_text(text, pm.start("auth"), pm.end("auth"), rule),
+            )
+    return found_text(text, start, end, "item.request"), None, None
+
+
+def find_section(text: str) -> tuple[int, int] | None:
+    """(heading start, where items may start) of the decisions section, if it has a heading."""
+    m = SECTION_RX.search(text)
+    if not m:
+        return None
+    intro = SECTION_INTRO_RX.search(text, m.end(), m.end() + 400)
+    return m.start(), (intro.end() if intro else m.end())
+
+
+def _last_label_end(text: str, start: int, end: int) -> int:
+    """End of the last item label (rationale, else guideline lines) in ``[start, end)``."""
+    for label in (RATIONALE_LABEL_RX, IMR_LABEL_RX, CA_LABEL_RX):
+        m = label.search(text, start, end)
+        if m:
+            return m.end()
+    return start
+
+
+def find_items(text: str, *, any_case: bool = False) -> list[ItemFound]:
+    """Every decided item, in the letter's order."""
+    section = find_section(text)
+    lower = section[1] if section else 0
+    rx = DECISION_ANYCASE_RX if any_case else DECISION_RX
+    markers = list(rx.finditer(text, lower))
+    if not markers:
+        return []
+    double_spaced = is_double_spaced(text)
+
+    # First pass: where each item's request starts. An item cannot start before the previous
+    # item's guideline lines and rationale label, which is what the lower bound protects.
+    starts: list[int] = []
+    bound = lower
+    for i, m in enumerate(markers):
+        starts.append(request_block_start(text, bound, m.start(), double_spaced))
+        next_marker = markers[i + 1].start() if i + 1 < len(markers) else len(text)
+        bound = _last_label_end(text, m.end(), next_marker)
+
+    items: list[ItemFound] = []
+    for i, m in enumerate(markers):
+        end = starts[i + 1] if i + 1 < len(markers) else len(text)
+        request, original, authorized = parse_request(text, starts[i], m.start())
+        if request is None:
+            continue
+        decision = Found(
+            Decision(m.group("word").lower()), m.start("word"), m.end("word"), "item.decision"
+        )
+        ca = CA_LABEL_RX.search(text, m.end(), end)
+        imr = IMR_LABEL_RX.search(text, ca.end() if ca else m.end(), end)
+        rat = RATIONALE_LABEL_RX.search(text, (imr or ca or m).end(), end)
+        rat_start = rat.start() if rat else end
+        ca_end = imr.start() if imr else rat_start
+        ca_found = parse_guideline(text, ca.end(), ca_end) if ca else None
+        imr_found = parse_guideline(text, imr.end(), rat_start) if imr else None
+        rationale = found_text(text, rat.end(), end, "item.rationale") if rat else None
+        items.append(
+            ItemFound(
+                request=request,
+                decision=decision,
+                original_request=original,
+                authorized=authorized,
+                claims_administrator_guideline=ca_found,
+                imr_guideline=imr_found,
+                rationale=rationale,
+                start=starts[i],
+                end=end,
+            )
+        )
+    return items

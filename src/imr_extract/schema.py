@@ -1,0 +1,203 @@
+"""The record contract: what one extracted IMR letter looks like.
+
+Every module imports from here and nothing here imports from the rest of the package.
+
+The data fields use the names and shapes of the gold annotations (``tests/data/gold/README.md``):
+plain values, so a consumer who wants only the data reads plain JSON. Everything that says where a
+value came from lives beside the data, in ``LetterRecord.provenance``, keyed by field path
+(``items[0].imr_guideline.citations[1].sections[0]``), never wrapped around the value itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = "1"
+
+
+class _Strict(BaseModel):
+    # strict: no silent coercion ("3" is not 3); forbid: a misspelt key is an error, not dropped.
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class Decision(StrEnum):
+    """The IMR outcome for one disputed item."""
+
+    UPHELD = "upheld"  # the denial stands: not medically necessary
+    OVERTURNED = "overturned"  # the treatment is medically necessary
+
+
+class CitationKind(StrEnum):
+    MTUS = "MTUS"
+    NON_MTUS = "Non-MTUS"
+
+
+class Sex(StrEnum):
+    FEMALE = "female"
+    MALE = "male"
+
+
+class Method(StrEnum):
+    """Which extractor produced a value."""
+
+    RULES = "rules"
+    LLM = "llm"
+
+
+class MatchKind(StrEnum):
+    """How a value relates to the text at its span.
+
+    ``exact``: the span's text is the value. ``normalised``: equal once line breaks and runs of
+    spaces are folded and surrounding punctuation dropped. ``derived``: the value is computed from
+    the span (a date reformatted, a page range expanded, a flag read from a phrase). ``fuzzy``: a
+    close but inexact match (LLM quotes). ``absent``: no span supports the value.
+    """
+
+    EXACT = "exact"
+    NORMALISED = "normalised"
+    DERIVED = "derived"
+    FUZZY = "fuzzy"
+    ABSENT = "absent"
+
+
+PageNumber = Annotated[int, Field(ge=1)]
+
+
+class Citation(_Strict):
+    kind: CitationKind
+    source: str = Field(min_length=1, description="Guideline name, without a leading 'MTUS'.")
+    sections: list[str] = Field(default_factory=list)
+    pages: list[PageNumber] = Field(
+        default_factory=list, description="Cited pages as integers, ranges expanded."
+    )
+
+
+class Guideline(_Strict):
+    """One guideline line ("Claims Administrator guideline:" or "MAXIMUS guideline:")."""
+
+    cited: bool = Field(description="False when the line says no medical evidence was cited.")
+    outside_mtus: bool = Field(
+        description="True when the decision rests on recommendations outside the MTUS."
+    )
+    citations: list[Citation] = Field(default_factory=list)
+
+
+class Item(_Strict):
+    """One disputed item/service and its decision."""
+
+    request: str = Field(
+        min_length=1,
+        description="The item as the decision line names it; for a partly authorised request, "
+        "the remaining IMR-eligible portion.",
+    )
+    decision: Decision
+    original_request: str | None = None
+    authorized: str | None = None
+    claims_administrator_guideline: Guideline
+    imr_guideline: Guideline
+    rationale: str | None = Field(default=None, description="The decision rationale text.")
+
+
+class Dates(_Strict):
+    assigned: dt.date | None = None
+    injury: dt.date | None = None
+    decision: dt.date | None = None
+    ur_denial: dt.date | None = None
+    application_received: dt.date | None = None
+
+
+class Reviewer(_Strict):
+    licensure: list[str] = Field(default_factory=list, description="States, in printed order.")
+    specialty: str | None = None
+    subspecialty: str | None = None
+
+
+class Patient(_Strict):
+    age: Annotated[int, Field(ge=0, le=120)] | None = None
+    sex: Sex | None = None
+
+
+class Span(_Strict):
+    """A half-open character range ``[start, end)`` into the letter's normalised text."""
+
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+    page: PageNumber = Field(description="1-based page on which the span starts.")
+
+
+class Provenance(_Strict):
+    """Where one field's value came from."""
+
+    method: Method
+    rule: str | None = Field(
+        default=None, description="Rule id (rules) or prompt name@hash (llm) that produced it."
+    )
+    match: MatchKind
+    spans: list[Span] = Field(default_factory=list)
+
+
+class SourceInfo(_Strict):
+    """What was read, and how."""
+
+    path: str | None = None
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    media: str = Field(description="'pdf' or 'text'.")
+    text_engine: str = Field(description="pypdfium2, pypdf, or the text encoding used.")
+    pages: int = Field(ge=1)
+    chars: int = Field(ge=0)
+
+
+class LetterRecord(_Strict):
+    """One extracted IMR final determination letter."""
+
+    letter: str = Field(description="The file name of the letter.")
+    case_number: str | None = None
+    dates: Dates = Field(default_factory=Dates)
+    priority: str | None = None
+    reviewer: Reviewer = Field(default_factory=Reviewer)
+    patient: Patient = Field(default_factory=Patient)
+    items: list[Item] = Field(default_factory=list)
+    layout: str = Field(
+        pattern=r"^[a-z][a-z0-9_]*$",
+        description="The layout the letter was read as (see imr_extract.layouts), or 'unknown'.",
+    )
+    provenance: dict[str, Provenance] = Field(
+        default_factory=dict, description="Per-field provenance keyed by field path."
+    )
+    source: SourceInfo
+    warnings: list[str] = Field(default_factory=list)
+
+
+# The fields a consumer compares against gold; everything else on LetterRecord is metadata.
+DATA_FIELDS: tuple[str, ...] = (
+    "letter",
+    "case_number",
+    "dates",
+    "priority",
+    "reviewer",
+    "patient",
+    "items",
+)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of ``LetterRecord``, as exported to ``schemas/letter.schema.json``."""
+    schema = LetterRecord.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"https://imr-extract.invalid/schemas/letter.v{SCHEMA_VERSION}.json"
+    return schema
+
+
+def json_schema_text() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def schema_hash() -> str:
+    """A short content hash of the schema; it changes whenever the contract changes."""
+    return hashlib.sha256(json_schema_text().encode()).hexdigest()[:12]
