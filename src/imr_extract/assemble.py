@@ -57,10 +57,17 @@ class ProvenanceMap:
 
     def add(self, path: str, found: Found[Any]) -> Any:
         """Record where ``found`` came from under ``path``; return its plain value."""
+        # model_construct: these come from our own offsets, and rebuilding thousands of small
+        # models through validation was the largest cost of the rules path. The record that
+        # holds them is still validated as a whole.
         spans = []
         if found.end > found.start:
-            spans = [Span(start=found.start, end=found.end, page=self.doc.page_of(found.start))]
-        self.entries[path] = Provenance(
+            spans = [
+                Span.model_construct(
+                    start=found.start, end=found.end, page=self.doc.page_of(found.start)
+                )
+            ]
+        self.entries[path] = Provenance.model_construct(
             method=self.method,
             rule=found.rule,
             match=match_kind(self.doc.text, found.start, found.end, found.value),

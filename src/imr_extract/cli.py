@@ -131,11 +131,11 @@ def extract(
 ) -> None:
     """Extract records from letters with the deterministic rules."""
     if pdf_engine is not None and pdf_engine not in PDF_ENGINES:
-        err.print(f"error: --pdf-engine must be one of {', '.join(PDF_ENGINES)}")
+        typer.echo(f"error: --pdf-engine must be one of {', '.join(PDF_ENGINES)}", err=True)
         raise typer.Exit(EXIT_USAGE)
     files = list(iter_paths(paths))
     if not files:
-        err.print(f"error: no letters (.pdf, .txt) found under {' '.join(paths)}")
+        typer.echo(f"error: no letters (.pdf, .txt) found under {' '.join(paths)}", err=True)
         raise typer.Exit(EXIT_USAGE)
     show_progress = err.is_terminal if progress is None else progress
     stats = BatchSummary()
@@ -164,7 +164,7 @@ def extract(
             if outcome.record is not None:
                 writer.write(outcome.record)
             elif outcome.error is not None:
-                err.print(f"error: {outcome.error}", markup=False)
+                typer.echo(f"error: {outcome.error}", err=True)
                 if errors is not None:
                     errors.write(
                         json.dumps(

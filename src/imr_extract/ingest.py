@@ -181,7 +181,7 @@ def _pdf_pages_pypdf(data: bytes, source: str) -> list[str]:
     import io
 
     import pypdf
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import DependencyError, PdfReadError
 
     try:
         reader = pypdf.PdfReader(io.BytesIO(data))
@@ -190,6 +190,8 @@ def _pdf_pages_pypdf(data: bytes, source: str) -> list[str]:
         return [page.extract_text() or "" for page in reader.pages]
     except PdfError:
         raise
+    except DependencyError as exc:
+        raise PdfError(source, f"pypdf cannot decrypt this PDF: {exc}") from exc
     except (PdfReadError, ValueError, KeyError, TypeError) as exc:
         raise PdfError(source, f"corrupt or truncated PDF ({exc})") from exc
 

@@ -25,13 +25,17 @@ def find_regions(text: str) -> Regions:
     section = find_section(text)
     decisions = section[0] if section else n
     how = HOW_MADE_RX.search(text, 0, decisions)
-    summary = SUMMARY_RX.search(text, 0, decisions)
+    # Some forms list the items at dispute first and the case summary after them.
+    summary = SUMMARY_RX.search(text)
     header_end = how.start() if how else min(n, 1500, decisions)
     cred_start = how.end() if how else 0
-    cred_end = summary.start() if summary and summary.start() >= cred_start else decisions
+    cred_end = summary.start() if summary and cred_start <= summary.start() < decisions else decisions
     quals = QUALIFICATIONS_RX.search(text)
     if quals and not how:
         # A form that puts the reviewer's qualifications in their own (late) section.
         cred_start, cred_end = quals.end(), n
-    summary_span = (summary.end(), decisions) if summary else (cred_end, decisions)
+    if summary:
+        summary_span = (summary.end(), decisions if decisions > summary.end() else n)
+    else:
+        summary_span = (cred_end, decisions)
     return Regions(header_end, (cred_start, cred_end), summary_span, decisions)

@@ -146,7 +146,7 @@ def _sections_and_pages(
     return find_sections(text, start, end), pages
 
 
-def _mtus_parts(text: str, start: int, end: int) -> list[CitationFound] | None:
+def _mtus_parts(text: str, start: int, end: int, kind_at: int) -> list[CitationFound] | None:
     """Dated parts covering all of ``[start, end)``, or None if the text is not of that form."""
     parts: list[CitationFound] = []
     pos = start
@@ -161,7 +161,7 @@ def _mtus_parts(text: str, start: int, end: int) -> list[CitationFound] | None:
         pages: list[Found[int]] = []
         if m.group("sections") is not None:
             sections, pages = _sections_and_pages(text, m.start("sections"), m.end("sections"))
-        kind = Found(CitationKind.MTUS, source.start, source.end, "guideline.mtus_part")
+        kind = Found(CitationKind.MTUS, kind_at, kind_at + 4, "guideline.mtus_part")
         parts.append(CitationFound(kind, source, sections, pages))
         pos = m.end()
     return parts
@@ -169,7 +169,7 @@ def _mtus_parts(text: str, start: int, end: int) -> list[CitationFound] | None:
 
 def _mtus_citations(text: str, start: int, end: int, kind_at: int) -> list[CitationFound]:
     start, end = trim_span(text, start, end)
-    parts = _mtus_parts(text, start, end)
+    parts = _mtus_parts(text, start, end, kind_at)
     if parts is not None:
         return parts
     m = NAMED_PART_RX.match(text, start, end)

@@ -1,0 +1,84 @@
+"""Does the text at a span hold the value a record claims for it?
+
+This is the invariant every extractor's provenance must satisfy, checked the same way for rule
+output, LLM output and in the tests: a string value is the span's text folded (gold convention);
+a date is the span's printed date; a page is in the span's page range; a flag is supported by the
+phrase at its span.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from .rules.header import parse_date
+from .schema import CitationKind, Decision, LetterRecord, Sex
+from .text import clean, fold
+
+_SEX_WORDS = {
+    Sex.MALE: {"male", "man", "gentleman", "boy"},
+    Sex.FEMALE: {"female", "woman", "lady", "girl"},
+}
+_RANGE_RX = re.compile(r"^(\d+)(?:\s*[-–]\s*(\d+))?$")
+
+
+def _page_in(raw: str, page: int) -> bool:
+    m = _RANGE_RX.match(raw.strip())
+    if not m:
+        return False
+    first = int(m.group(1))
+    last = int(m.group(2)) if m.group(2) else first
+    return first <= page <= last
+
+
+def span_holds(path: str, value: Any, raw: str) -> bool:
+    """Whether ``raw`` (the text at a span) supports ``value`` for the field at ``path``."""
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        # A flag is read from a phrase (or from the absence of one in the line it spans).
+        return bool(raw.strip())
+    if isinstance(value, Decision):
+        return raw.strip().lower() == value.value
+    if isinstance(value, Sex):
+        return raw.strip().lower() in _SEX_WORDS[value]
+    if isinstance(value, CitationKind):
+        folded = fold(raw).lower()
+        if value is CitationKind.NON_MTUS:
+            return "non-mtus" in folded or "decision based on" in folded
+        return "mtus" in folded and "non-mtus" not in folded
+    if isinstance(value, dt.date):
+        return parse_date(raw) == value
+    if isinstance(value, int):
+        if path.endswith("]") and ".pages[" in path:
+            return _page_in(raw, value)
+        return raw.strip() == str(value)
+    if isinstance(value, str):
+        return clean(raw) == value or fold(raw) == value
+    return False
+
+
+def value_at(record: LetterRecord, path: str) -> Any:
+    """The value at a provenance path such as ``items[0].imr_guideline.citations[1].pages[0]``."""
+    obj: Any = record
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+        if part.startswith("["):
+            obj = obj[int(part[1:-1])]
+        else:
+            obj = getattr(obj, part)
+    return obj
+
+
+def ungrounded(record: LetterRecord, text: str) -> list[str]:
+    """Provenance entries whose spans fall outside ``text`` or do not hold their value."""
+    problems = []
+    for path, prov in record.provenance.items():
+        value = value_at(record, path)
+        for span in prov.spans:
+            if not 0 <= span.start < span.end <= len(text):
+                problems.append(f"{path}: span {span.start}-{span.end} outside the text")
+            elif not span_holds(path, value, text[span.start : span.end]):
+                raw = text[span.start : span.end]
+                problems.append(f"{path}: {value!r} not at span {raw[:60]!r}")
+    return problems
