@@ -48,12 +48,12 @@ def test_empty_and_whitespace_files_are_rejected(tmp_path):
     for content in (b"", b"  \n\t\n"):
         p = tmp_path / "empty.txt"
         p.write_bytes(content)
-        with pytest.raises(EmptyInputError, match="empty.txt: empty file"):
+        with pytest.raises(EmptyInputError, match=r"empty\.txt: empty file"):
             read_path(p)
 
 
 def test_binary_file_is_rejected_by_content():
-    with pytest.raises(BinaryInputError, match="blob.txt: binary data"):
+    with pytest.raises(BinaryInputError, match=r"blob\.txt: binary data"):
         read_bytes(bytes(range(256)) * 4, "blob.txt")
 
 
@@ -107,7 +107,7 @@ def _pdf(writer: pypdf.PdfWriter) -> bytes:
 def test_password_protected_pdf_is_reported(engine):
     writer = pypdf.PdfWriter(clone_from=pypdf.PdfReader(letter_path("CM16-0231706.pdf")))
     writer.encrypt(user_password="secret", algorithm="AES-128")
-    with pytest.raises(PdfError, match="locked.pdf: password-protected"):
+    with pytest.raises(PdfError, match=r"locked\.pdf: password-protected"):
         read_bytes(_pdf(writer), "locked.pdf", pdf_engine=engine)
 
 
@@ -116,7 +116,7 @@ def test_scanned_pdf_without_text_layer_is_reported(engine):
     writer = pypdf.PdfWriter()
     writer.add_blank_page(612, 792)
     writer.add_blank_page(612, 792)
-    with pytest.raises(NoTextLayerError, match="scan.pdf: PDF has 2 page"):
+    with pytest.raises(NoTextLayerError, match=r"scan\.pdf: PDF has 2 page"):
         read_bytes(_pdf(writer), "scan.pdf", pdf_engine=engine)
 
 

@@ -72,7 +72,7 @@ def test_rules_never_raise_on_arbitrary_text(parts):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.sampled_from(FRAGMENTS + ["Lumbar MRI", "x" * 30, "."]), max_size=60))
+@given(st.lists(st.sampled_from([*FRAGMENTS, "Lumbar MRI", "x" * 30, "."]), max_size=60))
 def test_rules_never_raise_on_letter_like_fragments(parts):
     check("".join(parts))
 

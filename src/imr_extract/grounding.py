@@ -63,10 +63,7 @@ def value_at(record: LetterRecord, path: str) -> Any:
     """The value at a provenance path such as ``items[0].imr_guideline.citations[1].pages[0]``."""
     obj: Any = record
     for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
-        if part.startswith("["):
-            obj = obj[int(part[1:-1])]
-        else:
-            obj = getattr(obj, part)
+        obj = obj[int(part[1:-1])] if part.startswith("[") else getattr(obj, part)
     return obj
 
 

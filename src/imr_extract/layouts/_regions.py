@@ -29,7 +29,9 @@ def find_regions(text: str) -> Regions:
     summary = SUMMARY_RX.search(text)
     header_end = how.start() if how else min(n, 1500, decisions)
     cred_start = how.end() if how else 0
-    cred_end = summary.start() if summary and cred_start <= summary.start() < decisions else decisions
+    cred_end = (
+        summary.start() if summary and cred_start <= summary.start() < decisions else decisions
+    )
     quals = QUALIFICATIONS_RX.search(text)
     if quals and not how:
         # A form that puts the reviewer's qualifications in their own (late) section.
