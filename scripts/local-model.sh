@@ -270,7 +270,9 @@ cmd_status() {
         if answering; then
             echo "running: pid $pid$rss, answering on http://$HOST:$PORT/v1 (model $MODEL_ALIAS)"
         else
-            echo "running: pid $pid$rss, NOT answering on http://$HOST:$PORT/v1 yet (see $LOGFILE)"
+            # llama_cpp.server holds one lock for all endpoints, so even
+            # /v1/models blocks while a completion is being generated.
+            echo "running: pid $pid$rss, no answer within 3s on http://$HOST:$PORT/v1 (busy with a request, or still loading; see $LOGFILE)"
         fi
         return 0
     fi

@@ -13,8 +13,10 @@ from .ingest import Document
 from .rules import LetterFound
 from .rules.guidelines import GuidelineFound
 from .schema import (
+    Backend,
     Citation,
     Dates,
+    ExtractorInfo,
     Guideline,
     Item,
     LetterRecord,
@@ -23,6 +25,7 @@ from .schema import (
     Patient,
     Reviewer,
     SourceInfo,
+    schema_hash,
 )
 from .text import Found, fold
 
@@ -112,10 +115,16 @@ def source_info(doc: Document) -> SourceInfo:
 
 
 def build_record(
-    doc: Document, layout: str, found: LetterFound, method: Method = Method.RULES
+    doc: Document,
+    layout: str,
+    found: LetterFound,
+    method: Method = Method.RULES,
+    extractor: ExtractorInfo | None = None,
 ) -> LetterRecord:
     """The record for ``found``, with one provenance entry per extracted value."""
     prov = ProvenanceMap(doc, method)
+    if extractor is None:
+        extractor = ExtractorInfo(backend=Backend.RULES, schema_hash=schema_hash())
     warnings = list(found.warnings)
     dates: dict[str, dt.date] = {
         name: prov.add(f"dates.{name}", f) for name, f in found.dates.items()
@@ -139,7 +148,7 @@ def build_record(
                 rationale=prov.maybe(f"{p}.rationale", it.rationale),
             )
         )
-        if it.rationale is None:
+        if it.rationale is None and method is Method.RULES:
             warnings.append(f"{p}: no decision rationale found")
     r = found.reviewer
     return LetterRecord(
@@ -160,5 +169,6 @@ def build_record(
         layout=layout,
         provenance=prov.entries,  # type: ignore[arg-type]  # validated into Provenance
         source=source_info(doc),
+        extractor=extractor,
         warnings=warnings,
     )

@@ -11,7 +11,7 @@ import sys
 from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import Annotated, Any, TextIO
 
 import typer
 from rich.console import Console
@@ -19,10 +19,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import __version__, layouts
-from .extract import Outcome, extract_one
+from .extract import Extractor, Outcome, extract_document, extract_one
 from .ingest import PDF_ENGINES, iter_paths
+from .llm.config import LLMMode
 from .output import OutputFormat, make_writer
-from .schema import Decision, json_schema_text
+from .schema import Backend, Decision, Usage, json_schema_text
 
 app = typer.Typer(
     name="imr-extract",
@@ -61,13 +62,24 @@ class BatchSummary:
         self.decisions: Counter[str] = Counter()
         self.layouts: Counter[str] = Counter()
         self.warnings = 0
+        self.usage = Usage()
+        self.cost_usd: float | None = None
+        self.attempts = 0
 
     def add(self, outcome: Outcome) -> None:
         self.letters += 1
         if outcome.record is None:
             self.failures.append(outcome)
+            spent = getattr(outcome.error, "usage", None)
+            if isinstance(spent, Usage):  # a failed model call still cost tokens
+                self.usage = self.usage + spent
             return
         rec = outcome.record
+        if not rec.extractor.cached:
+            self.usage = self.usage + rec.extractor.usage
+        self.attempts += rec.extractor.attempts
+        if rec.extractor.cost_usd is not None:
+            self.cost_usd = (self.cost_usd or 0.0) + rec.extractor.cost_usd
         self.items += len(rec.items)
         self.decisions.update(item.decision.value for item in rec.items)
         self.layouts[rec.layout] += 1
@@ -84,6 +96,12 @@ class BatchSummary:
         t.add_row("upheld", str(self.decisions[Decision.UPHELD.value]))
         t.add_row("overturned", str(self.decisions[Decision.OVERTURNED.value]))
         t.add_row("warnings", str(self.warnings))
+        if self.usage.requests or self.attempts:
+            t.add_row("model requests", str(self.usage.requests))
+            t.add_row("prompt tokens", str(self.usage.prompt_tokens))
+            t.add_row("completion tokens", str(self.usage.completion_tokens))
+            if self.cost_usd is not None:
+                t.add_row("estimated cost (USD)", f"{self.cost_usd:.4f}")
         for name, n in sorted(self.layouts.items()):
             t.add_row(f"layout {name}", str(n))
         return t
@@ -94,6 +112,10 @@ def _open_out(stack: ExitStack, out: Path | None) -> TextIO:
         return sys.stdout
     out.parent.mkdir(parents=True, exist_ok=True)
     return stack.enter_context(out.open("w", encoding="utf-8", newline=""))
+
+
+def _llm_option(help_text: str) -> Any:
+    return typer.Option(help=help_text, rich_help_panel="LLM")
 
 
 @app.command()
@@ -128,11 +150,51 @@ def extract(
     summary: Annotated[
         bool, typer.Option("--summary/--no-summary", help="Summary at the end.")
     ] = True,
+    backend: Annotated[
+        Backend, typer.Option(help="rules: deterministic rules; llm: a language model.")
+    ] = Backend.RULES,
+    model: Annotated[str | None, _llm_option("Model name (env IMR_LLM_MODEL).")] = None,
+    base_url: Annotated[
+        str | None, _llm_option("OpenAI-compatible endpoint (env OPENAI_BASE_URL).")
+    ] = None,
+    mode: Annotated[
+        LLMMode | None, _llm_option("How the schema is sent; auto picks per endpoint.")
+    ] = None,
+    max_tokens: Annotated[int | None, _llm_option("Longest answer per request.")] = None,
+    max_reasks: Annotated[int | None, _llm_option("Re-asks after an invalid answer.")] = None,
+    token_budget: Annotated[
+        int | None, _llm_option("Tokens one letter may spend over all attempts.")
+    ] = None,
+    timeout: Annotated[float | None, _llm_option("Seconds per request.")] = None,
+    cache: Annotated[
+        bool,
+        typer.Option("--cache/--no-cache", help="Reuse cached answers.", rich_help_panel="LLM"),
+    ] = True,
+    cache_dir: Annotated[Path | None, _llm_option("Answer cache (env IMR_CACHE_DIR).")] = None,
 ) -> None:
-    """Extract records from letters with the deterministic rules."""
+    """Extract records from letters, with the rules (default) or a language model.
+
+    The LLM backend reads OPENAI_API_KEY from the environment (never from a flag).
+    """
     if pdf_engine is not None and pdf_engine not in PDF_ENGINES:
         typer.echo(f"error: --pdf-engine must be one of {', '.join(PDF_ENGINES)}", err=True)
         raise typer.Exit(EXIT_USAGE)
+    extractor: Extractor = extract_document
+    if backend is Backend.LLM:
+        from .llm import LLMConfig, LLMExtractor
+
+        config = LLMConfig.from_env(
+            model=model,
+            base_url=base_url,
+            mode=mode,
+            max_tokens=max_tokens,
+            max_reasks=max_reasks,
+            token_budget=token_budget,
+            timeout_s=timeout,
+            use_cache=cache,
+            cache_dir=cache_dir,
+        )
+        extractor = LLMExtractor(config)
     files = list(iter_paths(paths))
     if not files:
         typer.echo(f"error: no letters (.pdf, .txt) found under {' '.join(paths)}", err=True)
@@ -159,7 +221,7 @@ def extract(
         )
         task = bar.add_task("extracting", total=len(files))
         for path in files:
-            outcome = extract_one(path, pdf_engine)
+            outcome = extract_one(path, pdf_engine, extractor)
             stats.add(outcome)
             if outcome.record is not None:
                 writer.write(outcome.record)

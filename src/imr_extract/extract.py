@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from . import layouts
@@ -59,16 +59,25 @@ def extract_path(path: str | os.PathLike[str], pdf_engine: str | None = None) ->
     return extract_document(read_path(path, pdf_engine=pdf_engine))
 
 
-def extract_one(path: str, pdf_engine: str | None = None) -> Outcome:
+#: Anything that turns a read letter into a record: ``extract_document`` or an ``LLMExtractor``.
+Extractor = Callable[[Document], LetterRecord]
+
+
+def extract_one(
+    path: str, pdf_engine: str | None = None, extractor: Extractor = extract_document
+) -> Outcome:
+    """Read and extract one file; an ``ImrExtractError`` becomes the outcome, never raised."""
     try:
-        return Outcome(path, record=extract_path(path, pdf_engine))
+        return Outcome(path, record=extractor(read_path(path, pdf_engine=pdf_engine)))
     except ImrExtractError as exc:
         return Outcome(path, error=exc)
 
 
 def extract_many(
-    inputs: Iterable[str | os.PathLike[str]], pdf_engine: str | None = None
+    inputs: Iterable[str | os.PathLike[str]],
+    pdf_engine: str | None = None,
+    extractor: Extractor = extract_document,
 ) -> Iterator[Outcome]:
     """One ``Outcome`` per letter under ``inputs`` (files, directories, ``-``), in order."""
     for path in iter_paths(inputs):
-        yield extract_one(path, pdf_engine)
+        yield extract_one(path, pdf_engine, extractor)

@@ -11,6 +11,7 @@ value came from lives beside the data, in ``LetterRecord.provenance``, keyed by 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 from enum import StrEnum
@@ -153,6 +154,45 @@ class SourceInfo(_Strict):
     chars: int = Field(ge=0)
 
 
+class Backend(StrEnum):
+    """Which pipeline produced a record."""
+
+    RULES = "rules"
+    LLM = "llm"
+
+
+class Usage(_Strict):
+    """Model usage for one letter, summed over every request and attempt (reasks included)."""
+
+    requests: int = Field(default=0, ge=0)
+    prompt_tokens: int = Field(default=0, ge=0)
+    completion_tokens: int = Field(default=0, ge=0)
+    total_tokens: int = Field(default=0, ge=0)
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            requests=self.requests + other.requests,
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            total_tokens=self.total_tokens + other.total_tokens,
+        )
+
+
+class ExtractorInfo(_Strict):
+    """How the record was produced: enough to reproduce it or to know it is stale."""
+
+    backend: Backend
+    schema_hash: str
+    model: str | None = None
+    mode: str | None = None
+    prompt: str | None = Field(default=None, description="Prompt name@content-hash (llm).")
+    attempts: int = Field(default=0, ge=0, description="Model calls made, reasks included.")
+    chunks: int = Field(default=0, ge=0, description="Pieces a long letter was split into.")
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: float | None = Field(default=None, description="From the configured price table.")
+    cached: bool = Field(default=False, description="Answered from the on-disk cache (no call).")
+
+
 class LetterRecord(_Strict):
     """One extracted IMR final determination letter."""
 
@@ -171,6 +211,7 @@ class LetterRecord(_Strict):
         default_factory=dict, description="Per-field provenance keyed by field path."
     )
     source: SourceInfo
+    extractor: ExtractorInfo
     warnings: list[str] = Field(default_factory=list)
 
 
@@ -198,6 +239,7 @@ def json_schema_text() -> str:
     return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
 
 
+@functools.cache
 def schema_hash() -> str:
     """A short content hash of the schema; it changes whenever the contract changes."""
     return hashlib.sha256(json_schema_text().encode()).hexdigest()[:12]

@@ -1,0 +1,277 @@
+"""One structured call to an OpenAI-compatible endpoint, honest about retries and cost.
+
+Two kinds of retry, kept apart:
+  * transport (tenacity, around each HTTP request): connection errors, timeouts, 429 (waiting as
+    long as Retry-After says), 5xx; exponential backoff with jitter, ``transport_retries`` times;
+  * validation (instructor, around the whole answer): an answer that does not fit the schema is
+    re-asked with the validation error, ``max_reasks`` times, within ``token_budget``.
+An answer cut off at ``max_tokens`` (finish_reason "length") fails at once: asking again would
+cut it off again. Usage is counted from every raw response, whatever became of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import openai
+from pydantic import BaseModel
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+)
+
+from ..errors import ExtractionError
+from ..schema import Usage
+from .config import LLMConfig, LLMMode
+
+log = logging.getLogger(__name__)
+T = TypeVar("T", bound=BaseModel)
+
+#: Longest wait honoured from a Retry-After header; a server asking for more is treated as down.
+MAX_RETRY_AFTER_S = 120.0
+
+
+class LLMError(ExtractionError):
+    """The model could not produce a usable answer; carries what it cost."""
+
+    code = "llm"
+
+    def __init__(
+        self, source: str, cause: str, usage: Usage | None = None, attempts: int = 0
+    ) -> None:
+        super().__init__(source, cause)
+        self.usage = usage or Usage()
+        self.attempts = attempts
+
+
+class LLMTransportError(LLMError):
+    code = "llm-transport"
+
+
+class LLMTruncatedError(LLMError):
+    code = "llm-truncated"
+
+
+class LLMValidationError(LLMError):
+    code = "llm-invalid"
+
+
+class LLMBudgetError(LLMError):
+    code = "llm-budget"
+
+
+class LLMRejectedError(LLMError):
+    """The endpoint refused the request itself (4xx other than 429): retrying cannot help."""
+
+    code = "llm-rejected"
+
+
+@dataclass
+class CallStats:
+    """Counted from raw responses: every attempt, including the ones that failed validation."""
+
+    usage: Usage = field(default_factory=Usage)
+    attempts: int = 0
+    finish_reasons: list[str] = field(default_factory=list)
+    raw_outputs: list[str] = field(default_factory=list)
+
+    def on_response(self, response: Any) -> None:
+        self.attempts += 1
+        u = getattr(response, "usage", None)
+        self.usage = self.usage + Usage(
+            requests=1,
+            prompt_tokens=getattr(u, "prompt_tokens", 0) or 0,
+            completion_tokens=getattr(u, "completion_tokens", 0) or 0,
+            total_tokens=getattr(u, "total_tokens", 0) or 0,
+        )
+        choices = getattr(response, "choices", None) or []
+        if choices:
+            self.finish_reasons.append(str(choices[0].finish_reason))
+            message = choices[0].message
+            content = getattr(message, "content", None)
+            if content is None and getattr(message, "tool_calls", None):
+                content = message.tool_calls[0].function.arguments
+            self.raw_outputs.append(content or "")
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, openai.APIConnectionError | openai.APITimeoutError):
+        return True
+    if isinstance(exc, openai.RateLimitError):
+        return True
+    return isinstance(exc, openai.APIStatusError) and exc.status_code >= 500
+
+
+def _retry_after(exc: BaseException | None) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def transport_wait(config: LLMConfig) -> Callable[[RetryCallState], float]:
+    """Retry-After when the server gives one, else exponential backoff with full jitter."""
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        after = _retry_after(exc)
+        if after is not None:
+            return min(max(after, 0.0), MAX_RETRY_AFTER_S)
+        ceiling = min(
+            config.backoff_max_s, config.backoff_initial_s * 2 ** (state.attempt_number - 1)
+        )
+        return random.uniform(0, ceiling)
+
+    return wait
+
+
+def with_transport_retries(
+    create: Callable[..., Any], config: LLMConfig, sleep: Callable[[float], None] | None = None
+) -> Callable[..., Any]:
+    """Wrap an OpenAI ``create`` so transient failures are retried before instructor sees them."""
+
+    def create_with_retries(*args: Any, **kwargs: Any) -> Any:
+        retrying = Retrying(
+            retry=retry_if_exception(_is_transient),
+            stop=stop_after_attempt(config.transport_retries + 1),
+            wait=transport_wait(config),
+            reraise=True,
+            **({"sleep": sleep} if sleep is not None else {}),
+        )
+        return retrying(create, *args, **kwargs)
+
+    return create_with_retries
+
+
+_INSTRUCTOR_MODES = {
+    LLMMode.TOOLS: "TOOLS",
+    LLMMode.JSON: "JSON",
+    LLMMode.JSON_SCHEMA: "JSON_SCHEMA",
+    LLMMode.MD_JSON: "MD_JSON",
+}
+
+
+def make_openai_client(config: LLMConfig, http_client: Any = None) -> openai.OpenAI:
+    # The SDK's own retries are off: tenacity does them, so they are counted and bounded once.
+    return openai.OpenAI(
+        base_url=config.base_url,
+        api_key=config.api_key or "no-key",  # local servers need none; the SDK needs a string
+        timeout=config.timeout_s,
+        max_retries=0,
+        http_client=http_client,
+    )
+
+
+def structured_call(
+    source: str,
+    config: LLMConfig,
+    messages: list[dict[str, str]],
+    response_model: type[T],
+    *,
+    client: openai.OpenAI | None = None,
+    context: dict[str, Any] | None = None,
+    stats: CallStats | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> tuple[T, CallStats]:
+    """Ask for ``response_model``; raise an ``LLMError`` naming ``source`` when it cannot be had."""
+    import instructor
+    from instructor.core.exceptions import (
+        IncompleteOutputException,
+        InstructorRetryException,
+        TokenBudgetError,
+    )
+
+    stats = stats or CallStats()
+    client = client or make_openai_client(config)
+    completions = client.chat.completions
+    # instructor patches whatever ``create`` it finds: hand it one that already retries transport.
+    completions.create = with_transport_retries(completions.create, config, sleep)  # type: ignore[method-assign]
+    mode = getattr(instructor.Mode, _INSTRUCTOR_MODES[config.resolve_mode()])
+    patched = instructor.from_openai(client, mode=mode)
+    patched.on("completion:response", stats.on_response)
+    kwargs: dict[str, Any] = {
+        "model": config.model,
+        "messages": messages,
+        "response_model": response_model,
+        "max_retries": config.max_reasks,
+        "context": context,
+        "temperature": config.temperature,
+        "max_tokens": config.max_tokens,
+    }
+    if config.token_budget is not None:
+        kwargs["token_budget"] = config.token_budget
+    try:
+        answer = patched.chat.completions.create(**kwargs)
+    except IncompleteOutputException as exc:
+        raise LLMTruncatedError(
+            source,
+            f"model answer cut off at max_tokens={config.max_tokens} (finish_reason=length); "
+            "raise --max-tokens or shorten the input",
+            stats.usage,
+            stats.attempts,
+        ) from exc
+    except TokenBudgetError as exc:
+        raise LLMBudgetError(
+            source,
+            f"token budget of {config.token_budget} spent after {stats.attempts} attempt(s) "
+            f"({stats.usage.total_tokens} tokens) without a valid answer",
+            stats.usage,
+            stats.attempts,
+        ) from exc
+    except InstructorRetryException as exc:
+        # instructor wraps errors of the call itself too; those are not validation failures.
+        api_error = _api_error_in(exc)
+        if api_error is not None:
+            raise _transport_error(source, config, api_error, stats) from exc
+        raise LLMValidationError(
+            source,
+            f"no valid answer after {stats.attempts} attempt(s): {_first_line(exc)}",
+            stats.usage,
+            stats.attempts,
+        ) from exc
+    except openai.OpenAIError as exc:
+        raise _transport_error(source, config, exc, stats) from exc
+    return answer, stats
+
+
+def _api_error_in(exc: BaseException) -> openai.OpenAIError | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, openai.OpenAIError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _transport_error(
+    source: str, config: LLMConfig, exc: openai.OpenAIError, stats: CallStats
+) -> LLMError:
+    if isinstance(exc, openai.APIStatusError):
+        kind = LLMTransportError if _is_transient(exc) else LLMRejectedError
+        cause = f"endpoint answered HTTP {exc.status_code}: {_first_line(exc)}"
+        return kind(source, cause, stats.usage, stats.attempts)
+    tries = config.transport_retries + 1
+    return LLMTransportError(
+        source,
+        f"endpoint {config.base_url} failed after {tries} tries: {_first_line(exc)}",
+        stats.usage,
+        stats.attempts,
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__

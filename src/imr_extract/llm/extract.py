@@ -1,0 +1,145 @@
+"""The LLM pipeline: ``Document`` -> model answers (per region) -> located values -> record."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+
+from .. import layouts
+from ..assemble import build_record
+from ..errors import NoDecisionsError
+from ..ingest import Document
+from ..rules import LetterFound
+from ..schema import Backend, ExtractorInfo, Method, Usage, schema_hash
+from . import prompts
+from .cache import AnswerCache, cache_key
+from .chunking import plan_regions
+from .client import CallStats, LLMBudgetError, structured_call
+from .config import LLMConfig
+from .response import LLMLetter, to_letter_found
+
+
+def response_schema_hash() -> str:
+    blob = json.dumps(LLMLetter.model_json_schema(), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+@dataclass
+class LLMRun:
+    """What one letter cost, for the record and the run summary."""
+
+    usage: Usage = field(default_factory=Usage)
+    attempts: int = 0
+    chunks: int = 0
+    cached_chunks: int = 0
+
+
+class LLMExtractor:
+    """Callable ``Document -> LetterRecord`` backed by a model (see ``LLMConfig``)."""
+
+    def __init__(self, config: LLMConfig, client: openai.OpenAI | None = None) -> None:
+        self.config = config
+        self.client = client
+        self.system = prompts.load(prompts.SYSTEM)
+        self.task = prompts.load(prompts.EXTRACT_LETTER)
+        self.prompt_hash = prompts.prompt_set_hash(self.system, self.task)
+        self.cache = AnswerCache(config.cache_dir) if config.use_cache else None
+
+    @property
+    def prompt_ref(self) -> str:
+        return f"{self.task.name}@{self.prompt_hash}"
+
+    def messages(self, text: str, part: int, parts: int) -> list[dict[str, str]]:
+        return [
+            {"role": "system", "content": self.system.render()},
+            {"role": "user", "content": self.task.render(letter=text, part=part, parts=parts)},
+        ]
+
+    def _key(self, doc: Document, region: tuple[int, int]) -> str:
+        return cache_key(
+            text=hashlib.sha256(doc.text.encode()).hexdigest(),
+            region=region,
+            prompt=self.prompt_hash,
+            model=self.config.model,
+            base_url=self.config.base_url,
+            mode=self.config.resolve_mode().value,
+            response_schema=response_schema_hash(),
+            max_tokens=self.config.max_tokens,
+        )
+
+    def _answer(
+        self, doc: Document, region: tuple[int, int], part: int, parts: int, run: LLMRun
+    ) -> LLMLetter:
+        key = self._key(doc, region)
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                run.cached_chunks += 1
+                return LLMLetter.model_validate(hit.answer)
+        config = self.config
+        if config.token_budget is not None:
+            remaining = config.token_budget - run.usage.total_tokens
+            if remaining <= 0:
+                raise LLMBudgetError(
+                    doc.path or doc.name,
+                    f"token budget of {config.token_budget} spent before part {part} of {parts}",
+                    run.usage,
+                    run.attempts,
+                )
+            config = config.with_(token_budget=remaining)
+        stats = CallStats()
+        try:
+            answer, stats = structured_call(
+                doc.path or doc.name,
+                config,
+                self.messages(doc.text[region[0] : region[1]], part, parts),
+                LLMLetter,
+                client=self.client,
+                stats=stats,
+            )
+        finally:
+            run.usage = run.usage + stats.usage
+            run.attempts += stats.attempts
+        if self.cache is not None:
+            self.cache.put(key, answer.model_dump(mode="json"), stats.usage, stats.attempts)
+        return answer
+
+    def found(self, doc: Document) -> tuple[LetterFound, LLMRun]:
+        """Ask the model about every region of ``doc`` and locate what it says."""
+        regions = plan_regions(doc.text, self.config.max_chunk_chars)
+        run = LLMRun(chunks=len(regions))
+        merged: LetterFound | None = None
+        for part, region in enumerate(regions, start=1):
+            answer = self._answer(doc, region, part, len(regions), run)
+            found = to_letter_found(answer, doc.text, self.prompt_ref, region)
+            if merged is None:
+                merged = found
+            else:
+                merged.items.extend(found.items)
+        assert merged is not None
+        if len(regions) > 1:
+            merged.warnings.append(f"long letter: read in {len(regions)} parts")
+        return merged, run
+
+    def __call__(self, doc: Document) -> Any:
+        layout, _ = layouts.detect(doc.text)
+        found, run = self.found(doc)
+        if not found.items:
+            raise NoDecisionsError(doc.path or doc.name, "the model found no decisions")
+        info = ExtractorInfo(
+            backend=Backend.LLM,
+            schema_hash=schema_hash(),
+            model=self.config.model,
+            mode=self.config.resolve_mode().value,
+            prompt=self.prompt_ref,
+            attempts=run.attempts,
+            chunks=run.chunks,
+            usage=run.usage,
+            cost_usd=self.config.cost_usd(run.usage.prompt_tokens, run.usage.completion_tokens),
+            cached=run.cached_chunks == run.chunks,
+        )
+        return build_record(doc, layout.name, found, Method.LLM, info)

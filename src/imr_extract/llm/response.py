@@ -1,0 +1,241 @@
+"""The model-facing schema, and its mapping onto the record contract.
+
+The model fills ``LLMLetter``: flat, verbatim-string fields that a small model can follow, with
+quotes for what it cannot copy as a value (the decision line, each guideline line). Nothing it
+returns is trusted for position: ``to_letter_found`` *locates* every value in the letter, and a
+value that is not found keeps no span (its provenance says ``absent``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..locate import Location, locate_near
+from ..rules import LetterFound, PatientFound, ReviewerFound, parse_date
+from ..rules.guidelines import CitationFound, GuidelineFound
+from ..rules.items import ItemFound
+from ..schema import CitationKind, Decision, Sex
+from ..text import Found
+
+
+def _none_if_blank(v: Any) -> Any:
+    if isinstance(v, str) and v.strip().lower() in ("", "null", "none", "n/a"):
+        return None
+    return v
+
+
+class LLMCitation(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    kind: Literal["MTUS", "Non-MTUS"]
+    source: str = Field(description="Guideline name, verbatim, without a leading 'MTUS'.")
+    sections: list[str] = Field(default_factory=list)
+    pages: list[int] = Field(default_factory=list)
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _kind(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            folded = v.strip().lower().replace("_", "-").replace(" ", "-")
+            return "Non-MTUS" if folded.startswith("non") else "MTUS" if folded == "mtus" else v
+        return v
+
+
+class LLMGuideline(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    quote: str = Field(default="", description="The whole guideline line, verbatim.")
+    cited: bool = True
+    outside_mtus: bool = False
+    citations: list[LLMCitation] = Field(default_factory=list)
+
+
+class LLMItem(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    request: str = Field(min_length=1, description="The item's name, verbatim.")
+    decision: Literal["upheld", "overturned"]
+    decision_quote: str = Field(default="", description="Item name through decision, verbatim.")
+    original_request: str | None = None
+    authorized: str | None = None
+    claims_administrator_guideline: LLMGuideline = Field(default_factory=LLMGuideline)
+    imr_guideline: LLMGuideline = Field(default_factory=LLMGuideline)
+
+    @field_validator("decision", mode="before")
+    @classmethod
+    def _decision(cls, v: Any) -> Any:
+        return v.strip().lower() if isinstance(v, str) else v
+
+    _blank = field_validator("original_request", "authorized", mode="before")(
+        classmethod(lambda cls, v: _none_if_blank(v))
+    )
+
+
+class LLMLetter(BaseModel):
+    """What the model is asked to return for one letter (or one part of a long letter)."""
+
+    model_config = ConfigDict(extra="ignore", title="IMRLetter")
+
+    case_number: str | None = None
+    date_assigned: str | None = None
+    date_of_injury: str | None = None
+    decision_date: str | None = None
+    ur_denial_date: str | None = None
+    application_received: str | None = None
+    priority: str | None = None
+    reviewer_licensure: list[str] = Field(default_factory=list)
+    reviewer_specialty: str | None = None
+    reviewer_subspecialty: str | None = None
+    patient_age: int | None = None
+    patient_sex: Literal["male", "female"] | None = None
+    items: list[LLMItem] = Field(default_factory=list)
+
+    @field_validator("patient_sex", mode="before")
+    @classmethod
+    def _sex(cls, v: Any) -> Any:
+        return v.strip().lower() if isinstance(v, str) else _none_if_blank(v)
+
+    _blank = field_validator(
+        "case_number", "date_assigned", "date_of_injury", "decision_date", "ur_denial_date",
+        "application_received", "priority", "reviewer_specialty", "reviewer_subspecialty",
+        mode="before",
+    )(classmethod(lambda cls, v: _none_if_blank(v)))  # fmt: skip
+
+
+# --------------------------------------------------------------------------- mapping
+
+_DATE_FIELDS = {
+    "assigned": "date_assigned",
+    "injury": "date_of_injury",
+    "decision": "decision_date",
+    "ur_denial": "ur_denial_date",
+    "application_received": "application_received",
+}
+_DECISION_WORD_RX = {
+    Decision.UPHELD: re.compile(r"\bUpheld\b", re.IGNORECASE),
+    Decision.OVERTURNED: re.compile(r"\bOverturned\b", re.IGNORECASE),
+}
+
+
+class _Locator:
+    """Locates model values in one document, tagging each Found with the prompt reference."""
+
+    def __init__(self, text: str, rule: str) -> None:
+        self.text = text
+        self.rule = rule
+
+    def found(self, value: Any, loc: Location | None) -> Found[Any]:
+        if loc is None:
+            return Found(value, 0, 0, self.rule)  # no span: provenance says "absent"
+        return Found(value, loc.start, loc.end, self.rule)
+
+    def string(self, value: str | None, regions: list[tuple[int, int]]) -> Found[str] | None:
+        if value is None or not value.strip():
+            return None
+        value = " ".join(value.split()).rstrip(".:,; ")
+        return self.found(value, locate_near(self.text, value, regions))
+
+
+def _region(loc: Location | None) -> list[tuple[int, int]]:
+    return [(loc.start, loc.end)] if loc else []
+
+
+def _guideline(
+    g: LLMGuideline, loc: _Locator, item_region: list[tuple[int, int]]
+) -> GuidelineFound:
+    quote_loc = locate_near(loc.text, " ".join(g.quote.split()), item_region) if g.quote else None
+    regions = _region(quote_loc) + item_region
+    cited = loc.found(g.cited, quote_loc)
+    outside = loc.found(g.outside_mtus, quote_loc)
+    citations = []
+    for c in g.citations:
+        kind = CitationKind(c.kind)
+        source = loc.string(c.source, regions) or loc.found(c.source, None)
+        kind_word = "Non-MTUS" if kind is CitationKind.NON_MTUS else "MTUS"
+        kind_loc = locate_near(loc.text, kind_word, regions)
+        src_region = [(source.start, source.end)] if source.end > source.start else []
+        citations.append(
+            CitationFound(
+                kind=loc.found(kind, kind_loc),
+                source=source,
+                sections=[f for s in c.sections if (f := loc.string(s, regions)) is not None],
+                pages=[
+                    loc.found(p, locate_near(loc.text, str(p), src_region + regions))
+                    for p in c.pages
+                    if p >= 1
+                ],
+            )
+        )
+    return GuidelineFound(cited=cited, outside_mtus=outside, citations=citations)
+
+
+def to_letter_found(
+    answer: LLMLetter, text: str, rule: str, region: tuple[int, int] | None = None
+) -> LetterFound:
+    """Locate every value of a model answer in ``text``; ``region`` is the part the model saw."""
+    loc = _Locator(text, rule)
+    whole = [region] if region else []
+    found = LetterFound()
+    found.case_number = loc.string(answer.case_number, whole)
+    for name, attr in _DATE_FIELDS.items():
+        raw = getattr(answer, attr)
+        value = parse_date(raw) if raw else None
+        if value is not None:
+            found.dates[name] = loc.found(value, locate_near(text, raw.strip(), whole))
+    found.priority = loc.string(answer.priority, whole)
+    found.reviewer = ReviewerFound(
+        licensure=[f for s in answer.reviewer_licensure if (f := loc.string(s, whole))],
+        specialty=loc.string(answer.reviewer_specialty, whole),
+        subspecialty=loc.string(answer.reviewer_subspecialty, whole),
+    )
+    patient = PatientFound()
+    age = answer.patient_age
+    if age is not None and 0 < age <= 120:
+        at = locate_near(text, f"{age} year", whole) or locate_near(text, f"{age}-year", whole)
+        span = (at.start, at.start + len(str(age))) if at else (0, 0)
+        patient.age = Found(age, *span, rule)
+    if answer.patient_sex is not None:
+        sex = Sex(answer.patient_sex)
+        patient.sex = loc.found(sex, locate_near(text, sex.value, whole))
+    found.patient = patient
+
+    search_from = region[0] if region else 0
+    limit = region[1] if region else len(text)
+    for item in answer.items:
+        bounds = [(search_from, limit)]
+        quote_text = " ".join(item.decision_quote.split())
+        quote = locate_near(text, quote_text, bounds) if quote_text else None
+        request = loc.string(item.request, _region(quote) + bounds)
+        if request is None:
+            continue
+        located = request.end > request.start
+        if quote is not None:
+            start, word_end = quote.start, quote.end
+        elif located:
+            start, word_end = request.start, min(limit, request.end + 40)
+        else:
+            start, word_end = search_from, search_from
+        word = _DECISION_WORD_RX[Decision(item.decision)].search(text, start, word_end)
+        decision = Found(Decision(item.decision), *(word.span() if word else (0, 0)), rule)
+        item_region = [(start, min(len(text), start + 4000))]
+        found.items.append(
+            ItemFound(
+                request=request,
+                decision=decision,
+                original_request=loc.string(item.original_request, item_region),
+                authorized=loc.string(item.authorized, item_region),
+                claims_administrator_guideline=_guideline(
+                    item.claims_administrator_guideline, loc, item_region
+                ),
+                imr_guideline=_guideline(item.imr_guideline, loc, item_region),
+                rationale=None,
+                start=start,
+                end=start,
+            )
+        )
+        if word is not None:
+            search_from = word.end()
+    return found

@@ -1,0 +1,59 @@
+"""Find where a value stands in a letter: exact, then whitespace-normalised, then case-folded.
+
+Used to ground values that did not come with offsets (LLM output, values read from another
+result file). A value that cannot be found is reported as not found, never placed by guesswork.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .schema import MatchKind
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    start: int
+    end: int
+    match: MatchKind
+
+
+@lru_cache(maxsize=4096)
+def _words_rx(value: str, flags: int) -> re.Pattern[str] | None:
+    words = value.split()
+    if not words:
+        return None
+    # Words may be split by any whitespace (line breaks, page breaks); a printed end-of-line
+    # hyphen folds to "- " in values, so "re- examination" matches "re-\nexamination".
+    return re.compile(r"\s+".join(re.escape(w) for w in words), flags)
+
+
+def locate(text: str, value: str, start: int = 0, end: int | None = None) -> Location | None:
+    """The first place in ``text[start:end]`` that holds ``value``, or None."""
+    end = len(text) if end is None else end
+    value = value.strip()
+    if not value:
+        return None
+    i = text.find(value, start, end)
+    if i >= 0:
+        return Location(i, i + len(value), MatchKind.EXACT)
+    for flags, kind in ((0, MatchKind.NORMALISED), (re.IGNORECASE, MatchKind.NORMALISED)):
+        rx = _words_rx(value, flags)
+        if rx is None:
+            return None
+        m = rx.search(text, start, end)
+        if m:
+            return Location(m.start(), m.end(), kind)
+    return None
+
+
+def locate_near(text: str, value: str, regions: list[tuple[int, int]]) -> Location | None:
+    """``locate`` in each region in turn (most specific first), then in the whole text."""
+    for s, e in regions:
+        if 0 <= s < e:
+            loc = locate(text, value, s, e)
+            if loc:
+                return loc
+    return locate(text, value)
