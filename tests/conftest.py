@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -15,6 +17,33 @@ from imr_extract.schema import LetterRecord
 DATA = Path(__file__).parent / "data"
 LETTERS = DATA / "letters"
 GOLD = DATA / "gold"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--record-mode",
+        default="none",
+        choices=["none", "once", "new_episodes", "all"],
+        help="vcrpy record mode for model calls (default none: replay only, no network).",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _no_live_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside recording, nothing in the tests may reach past this machine's loopback."""
+    if request.config.getoption("--record-mode") != "none":
+        return
+    real_connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: object) -> object:
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and not (
+            host.startswith("127.") or host in ("::1", "localhost") or self.family == socket.AF_UNIX
+        ):
+            raise ConnectionRefusedError(f"tests may not reach {host}: replay cassettes instead")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
 def gold_files() -> list[Path]:
@@ -45,3 +74,12 @@ def load_gold(path: Path) -> dict:
 def letter_text():
     """The normalised text of a shared letter, by file name."""
     return lambda name: document(name).text
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print how the recorded LLM answers score against gold, when those tests ran."""
+    replay = sys.modules.get("test_llm_replay")
+    report = replay.pytest_terminal_summary_scores() if replay else ""
+    if report:
+        terminalreporter.write_sep("-", "LLM per-field accuracy (recorded answers)")
+        terminalreporter.write_line(report)

@@ -7,6 +7,7 @@ cause, and the rest of the batch is still written); 2 usage errors (bad option, 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections import Counter
 from contextlib import ExitStack
@@ -171,6 +172,14 @@ def extract(
         typer.Option("--cache/--no-cache", help="Reuse cached answers.", rich_help_panel="LLM"),
     ] = True,
     cache_dir: Annotated[Path | None, _llm_option("Answer cache (env IMR_CACHE_DIR).")] = None,
+    verbatim_reask: Annotated[
+        bool | None,
+        typer.Option(
+            "--verbatim-reask/--no-verbatim-reask",
+            help="Re-ask when an item is not copied verbatim (costs more).",
+            rich_help_panel="LLM",
+        ),
+    ] = None,
 ) -> None:
     """Extract records from letters, with the rules (default) or a language model.
 
@@ -181,6 +190,8 @@ def extract(
         raise typer.Exit(EXIT_USAGE)
     extractor: Extractor = extract_document
     if backend is Backend.LLM:
+        # instructor logs every failed attempt at ERROR; the CLI reports each failure itself.
+        logging.getLogger("instructor").setLevel(logging.CRITICAL)
         from .llm import LLMConfig, LLMExtractor
 
         config = LLMConfig.from_env(
@@ -193,6 +204,7 @@ def extract(
             timeout_s=timeout,
             use_cache=cache,
             cache_dir=cache_dir,
+            verbatim_reask=verbatim_reask,
         )
         extractor = LLMExtractor(config)
     files = list(iter_paths(paths))

@@ -27,7 +27,12 @@ def _words_rx(value: str, flags: int) -> re.Pattern[str] | None:
         return None
     # Words may be split by any whitespace (line breaks, page breaks); a printed end-of-line
     # hyphen folds to "- " in values, so "re- examination" matches "re-\nexamination".
-    return re.compile(r"\s+".join(re.escape(w) for w in words), flags)
+    body = r"\s+".join(re.escape(w) for w in words)
+    # A value never starts or ends inside a word: "male" is not in "female", "MTUS" not in
+    # "Non-MTUS", page "46" not in "2046".
+    head = r"(?<![\w-])" if re.match(r"\w", words[0]) else ""
+    tail = r"(?!\w)" if re.search(r"\w$", words[-1]) else ""
+    return re.compile(head + body + tail, flags)
 
 
 def locate(text: str, value: str, start: int = 0, end: int | None = None) -> Location | None:
@@ -36,15 +41,13 @@ def locate(text: str, value: str, start: int = 0, end: int | None = None) -> Loc
     value = value.strip()
     if not value:
         return None
-    i = text.find(value, start, end)
-    if i >= 0:
-        return Location(i, i + len(value), MatchKind.EXACT)
-    for flags, kind in ((0, MatchKind.NORMALISED), (re.IGNORECASE, MatchKind.NORMALISED)):
+    for flags in (0, re.IGNORECASE):
         rx = _words_rx(value, flags)
         if rx is None:
             return None
         m = rx.search(text, start, end)
         if m:
+            kind = MatchKind.EXACT if m.group() == value else MatchKind.NORMALISED
             return Location(m.start(), m.end(), kind)
     return None
 

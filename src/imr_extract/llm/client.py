@@ -238,7 +238,7 @@ def structured_call(
             raise _transport_error(source, config, api_error, stats) from exc
         raise LLMValidationError(
             source,
-            f"no valid answer after {stats.attempts} attempt(s): {_first_line(exc)}",
+            f"no valid answer after {stats.attempts} attempt(s): {_validation_summary(exc)}",
             stats.usage,
             stats.attempts,
         ) from exc
@@ -270,6 +270,23 @@ def _transport_error(
         stats.usage,
         stats.attempts,
     )
+
+
+def _validation_summary(exc: BaseException) -> str:
+    """The last attempt's validation errors, in one line (instructor's own text is XML-ish)."""
+    attempts = getattr(exc, "failed_attempts", None) or []
+    last = attempts[-1].exception if attempts else (exc.__cause__ or exc)
+    errors = getattr(last, "errors", None)
+    if callable(errors):
+        try:
+            parts = [
+                f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg', '')}"
+                for e in errors()[:3]
+            ]
+            return "; ".join(parts)[:300]
+        except (TypeError, ValueError):
+            pass
+    return _first_line(last)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -56,7 +56,7 @@ class LLMConfig:
     api_key: str | None = field(default=None, repr=False)
     temperature: float = 0.0
     max_tokens: int = 2048  # per answer; an answer cut off here fails fast, it is not re-asked
-    timeout_s: float = 180.0
+    timeout_s: float = 300.0
     #: Validation re-asks after the first answer (instructor's max_retries).
     max_reasks: int = 1
     #: Transport retries per request (connection errors, timeouts, 429, 5xx).
@@ -67,6 +67,8 @@ class LLMConfig:
     token_budget: int | None = 60_000
     #: Characters of letter text per request; longer letters are split by item sections.
     max_chunk_chars: int = 9_000
+    #: Re-ask when an item's request is not verbatim in the letter (costs a full answer each).
+    verbatim_reask: bool = False
     cache_dir: Path = field(default_factory=default_cache_dir)
     use_cache: bool = True
     prices: dict[str, Price] = field(default_factory=lambda: dict(PRICES))

@@ -20,7 +20,7 @@ from .cache import AnswerCache, cache_key
 from .chunking import plan_regions
 from .client import CallStats, LLMBudgetError, structured_call
 from .config import LLMConfig
-from .response import LLMLetter, to_letter_found
+from .response import LLMLetter, VerbatimLLMLetter, to_letter_found
 
 
 def response_schema_hash() -> str:
@@ -69,6 +69,7 @@ class LLMExtractor:
             mode=self.config.resolve_mode().value,
             response_schema=response_schema_hash(),
             max_tokens=self.config.max_tokens,
+            verbatim=self.config.verbatim_reask,
         )
 
     def _answer(
@@ -92,13 +93,16 @@ class LLMExtractor:
                 )
             config = config.with_(token_budget=remaining)
         stats = CallStats()
+        part_text = doc.text[region[0] : region[1]]
+        model = VerbatimLLMLetter if config.verbatim_reask else LLMLetter
         try:
             answer, stats = structured_call(
                 doc.path or doc.name,
                 config,
-                self.messages(doc.text[region[0] : region[1]], part, parts),
-                LLMLetter,
+                self.messages(part_text, part, parts),
+                model,
                 client=self.client,
+                context={"letter": part_text},
                 stats=stats,
             )
         finally:

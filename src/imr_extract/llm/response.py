@@ -11,9 +11,16 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from ..locate import Location, locate_near
+from ..locate import Location, locate, locate_near
 from ..rules import LetterFound, PatientFound, ReviewerFound, parse_date
 from ..rules.guidelines import CitationFound, GuidelineFound
 from ..rules.items import ItemFound
@@ -22,6 +29,10 @@ from ..text import Found
 
 
 def _none_if_blank(v: Any) -> Any:
+    """Tolerate what small models do with a single string: null spelled out, or a list of parts."""
+    if isinstance(v, list):
+        parts = [str(x) for x in v if x is not None and _none_if_blank(str(x)) is not None]
+        v = ", ".join(parts) if parts else None
     if isinstance(v, str) and v.strip().lower() in ("", "null", "none", "n/a"):
         return None
     return v
@@ -239,3 +250,33 @@ def to_letter_found(
         if word is not None:
             search_from = word.end()
     return found
+
+
+class VerbatimLLMLetter(LLMLetter):
+    """``LLMLetter`` that rejects item values not found in the letter, so the model is re-asked.
+
+    Opt-in (``LLMConfig.verbatim_reask``): each re-ask costs a full answer, and a small model may
+    never converge; the default path locates values after the fact instead.
+    """
+
+    @model_validator(mode="after")
+    def _items_are_verbatim(self, info: ValidationInfo) -> VerbatimLLMLetter:
+        text = (info.context or {}).get("letter")
+        if not text:
+            return self
+        missing = [
+            f"items[{i}].{name} = {value!r}"
+            for i, item in enumerate(self.items)
+            for name, value in (
+                ("request", item.request),
+                ("original_request", item.original_request),
+                ("authorized", item.authorized),
+            )
+            if value and locate(text, " ".join(value.split()).rstrip(".:,; ")) is None
+        ]
+        if missing:
+            raise ValueError(
+                "these values are not in the letter; copy them verbatim from it: "
+                + "; ".join(missing)
+            )
+        return self
