@@ -79,9 +79,11 @@ def cassette_path(name: str) -> Path:
 
 
 @contextmanager
-def recorded(request: pytest.FixtureRequest, name: str, meta: dict[str, Any]) -> Iterator[Any]:
+def recorded(
+    request: pytest.FixtureRequest, name: str, meta: dict[str, Any], mode: str | None = None
+) -> Iterator[Any]:
     """Replay (or record, with --record-mode) cassette ``name``; fail clearly when it is stale."""
-    mode = request.config.getoption("--record-mode")
+    mode = mode or request.config.getoption("--record-mode")
     hint = RERECORD_HINT.format(name=name)
     if mode == "none":
         if not cassette_path(name).exists():

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from .rules.header import parse_date
-from .schema import CitationKind, Decision, LetterRecord, Sex
+from .schema import CitationKind, Decision, LetterRecord, MatchKind, Sex
 from .text import clean, fold
 
 _SEX_WORDS = {
@@ -75,7 +75,11 @@ def ungrounded(record: LetterRecord, text: str) -> list[str]:
         for span in prov.spans:
             if not 0 <= span.start < span.end <= len(text):
                 problems.append(f"{path}: span {span.start}-{span.end} outside the text")
-            elif not span_holds(path, value, text[span.start : span.end]):
+            elif not span_holds(path, value, text[span.start : span.end]) and not (
+                prov.match is MatchKind.FUZZY
+                and isinstance(value, str)
+                and fold(text[span.start : span.end]).casefold() == value.casefold()
+            ):
                 raw = text[span.start : span.end]
                 problems.append(f"{path}: {value!r} not at span {raw[:60]!r}")
     return problems

@@ -80,6 +80,9 @@ class LLMExtractor:
             hit = self.cache.get(key)
             if hit is not None:
                 run.cached_chunks += 1
+                # Report what the answer cost when it was made; ``cached`` says it cost nothing now.
+                run.usage = run.usage + hit.usage
+                run.attempts += hit.attempts
                 return LLMLetter.model_validate(hit.answer)
         config = self.config
         if config.token_budget is not None:

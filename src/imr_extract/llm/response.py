@@ -252,6 +252,10 @@ def to_letter_found(
     return found
 
 
+def _as_value(value: str) -> str:
+    return " ".join(value.split()).rstrip(".:,; ")
+
+
 class VerbatimLLMLetter(LLMLetter):
     """``LLMLetter`` that rejects item values not found in the letter, so the model is re-asked.
 
@@ -272,7 +276,7 @@ class VerbatimLLMLetter(LLMLetter):
                 ("original_request", item.original_request),
                 ("authorized", item.authorized),
             )
-            if value and locate(text, " ".join(value.split()).rstrip(".:,; ")) is None
+            if value and locate(text, _as_value(value), fuzzy=False) is None
         ]
         if missing:
             raise ValueError(
