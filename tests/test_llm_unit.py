@@ -9,13 +9,21 @@ import jinja2
 import openai
 import pytest
 
-from conftest import document
-from imr_extract.llm import prompts
+from conftest import document, letter_path
+from imr_extract.extract import extract_many
+from imr_extract.llm import LLMExtractor, LLMTransportError, prompts
 from imr_extract.llm.cache import AnswerCache, cache_key
 from imr_extract.llm.chunking import plan_regions
 from imr_extract.llm.client import with_transport_retries
 from imr_extract.llm.config import LLMConfig, LLMMode
-from imr_extract.llm.response import LLMCitation, LLMGuideline, LLMItem, LLMLetter, to_letter_found
+from imr_extract.llm.response import (
+    LLMCitation,
+    LLMGuideline,
+    LLMItem,
+    LLMLetter,
+    VerbatimLLMLetter,
+    to_letter_found,
+)
 from imr_extract.rules import find_items
 from imr_extract.schema import Decision, Usage
 
@@ -235,3 +243,33 @@ def test_small_model_quirks_are_tolerated():
     assert answer.items[0].decision == "upheld" and answer.items[0].original_request is None
     with pytest.raises(ValueError):
         LLMLetter.model_validate({"items": [{"request": "MRI", "decision": "denied"}]})
+
+
+def test_verbatim_reask_rejects_items_not_in_the_letter():
+    letter = "Cervical spine MRI without contrast: Upheld\n"
+    ok = {"items": [{"request": "Cervical spine MRI without contrast", "decision": "upheld"}]}
+    assert VerbatimLLMLetter.model_validate(ok, context={"letter": letter}).items
+    made_up = {"items": [{"request": "cervical spine mri", "decision": "upheld"}]}
+    with pytest.raises(ValueError, match="not in the letter; copy them verbatim"):
+        VerbatimLLMLetter.model_validate(made_up, context={"letter": letter})
+
+
+def test_unreachable_endpoint_is_a_per_letter_failure_and_the_batch_goes_on(tmp_path):
+    config = LLMConfig(
+        base_url="http://127.0.0.1:9/v1",  # nothing listens on the discard port
+        model="m",
+        transport_retries=1,
+        backoff_initial_s=0.01,
+        use_cache=False,
+        cache_dir=tmp_path,
+    )
+    outcomes = list(
+        extract_many(
+            [letter_path("CM16-0231706.pdf"), letter_path("CM16-0240259.pdf")],
+            extractor=LLMExtractor(config),
+        )
+    )
+    assert [o.ok for o in outcomes] == [False, False]
+    err = outcomes[0].error
+    assert isinstance(err, LLMTransportError) and err.code == "llm-transport"
+    assert "CM16-0231706.pdf" in str(err) and "127.0.0.1:9" in str(err)

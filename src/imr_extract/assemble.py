@@ -42,6 +42,8 @@ def match_kind(text: str, start: int, end: int, value: Any) -> MatchKind:
             return MatchKind.EXACT
         if fold(raw) == value:
             return MatchKind.NORMALISED
+        if fold(raw).casefold() == value.casefold():
+            return MatchKind.FUZZY  # located case-insensitively (model output)
         return MatchKind.DERIVED
     if isinstance(value, int) and not isinstance(value, bool) and raw == str(value):
         return MatchKind.EXACT

@@ -18,7 +18,7 @@ from ..schema import Backend, ExtractorInfo, Method, Usage, schema_hash
 from . import prompts
 from .cache import AnswerCache, cache_key
 from .chunking import plan_regions
-from .client import CallStats, LLMBudgetError, structured_call
+from .client import CallStats, LLMBudgetError, LLMError, structured_call
 from .config import LLMConfig
 from .response import LLMLetter, VerbatimLLMLetter, to_letter_found
 
@@ -108,9 +108,14 @@ class LLMExtractor:
                 context={"letter": part_text},
                 stats=stats,
             )
-        finally:
+        except LLMError as exc:
+            # The error reports what the whole letter cost, earlier parts included.
             run.usage = run.usage + stats.usage
             run.attempts += stats.attempts
+            exc.usage, exc.attempts = run.usage, run.attempts
+            raise
+        run.usage = run.usage + stats.usage
+        run.attempts += stats.attempts
         if self.cache is not None:
             self.cache.put(key, answer.model_dump(mode="json"), stats.usage, stats.attempts)
         return answer
