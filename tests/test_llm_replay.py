@@ -37,7 +37,7 @@ from llm_cassettes import (
 from test_gold import diff
 
 #: Never a real key: replay must not need one, and it must never reach a cassette.
-FAKE_KEY = "sk-imr-test-0000000000000000000000000000"
+FAKE_KEY = "imr-test-placeholder-not-a-key"
 
 #: Multi-item, partly authorised (both wordings), older-form and long (chunked) letters.
 FULL_LETTERS = [
