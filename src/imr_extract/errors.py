@@ -6,6 +6,8 @@ anything else escaping the library is a bug in imr-extract.
 
 from __future__ import annotations
 
+from .schema import Usage
+
 
 class ImrExtractError(Exception):
     """Root of every error imr-extract raises on purpose."""
@@ -57,3 +59,38 @@ class ExtractionError(ImrExtractError):
 
 class NoDecisionsError(ExtractionError):
     code = "no-decisions"
+
+
+class LLMError(ExtractionError):
+    """The model could not produce a usable answer; carries what it cost."""
+
+    code = "llm"
+
+    def __init__(
+        self, source: str, cause: str, usage: Usage | None = None, attempts: int = 0
+    ) -> None:
+        super().__init__(source, cause)
+        self.usage = usage or Usage()
+        self.attempts = attempts
+
+
+class LLMTransportError(LLMError):
+    code = "llm-transport"
+
+
+class LLMTruncatedError(LLMError):
+    code = "llm-truncated"
+
+
+class LLMValidationError(LLMError):
+    code = "llm-invalid"
+
+
+class LLMBudgetError(LLMError):
+    code = "llm-budget"
+
+
+class LLMRejectedError(LLMError):
+    """The endpoint refused the request itself (4xx other than 429): retrying cannot help."""
+
+    code = "llm-rejected"

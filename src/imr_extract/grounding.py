@@ -13,13 +13,10 @@ import re
 from typing import Any
 
 from .rules.header import parse_date
+from .rules.patient import SEX_WORDS
 from .schema import CitationKind, Decision, LetterRecord, MatchKind, Sex
 from .text import clean, fold
 
-_SEX_WORDS = {
-    Sex.MALE: {"male", "man", "gentleman", "boy"},
-    Sex.FEMALE: {"female", "woman", "lady", "girl"},
-}
 _RANGE_RX = re.compile(r"^(\d+)(?:\s*[-–]\s*(\d+))?$")
 
 
@@ -42,7 +39,7 @@ def span_holds(path: str, value: Any, raw: str) -> bool:
     if isinstance(value, Decision):
         return raw.strip().lower() == value.value
     if isinstance(value, Sex):
-        return raw.strip().lower() in _SEX_WORDS[value]
+        return SEX_WORDS.get(raw.strip().lower()) is value
     if isinstance(value, CitationKind):
         folded = fold(raw).lower()
         if value is CitationKind.NON_MTUS:

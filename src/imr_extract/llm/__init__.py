@@ -5,7 +5,7 @@ extractor = LLMExtractor(LLMConfig.from_env(model="gpt-4o-mini"))
 record = extractor(read_path("letter.pdf"))
 """
 
-from .client import (
+from ..errors import (
     LLMBudgetError,
     LLMError,
     LLMRejectedError,

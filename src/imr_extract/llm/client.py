@@ -26,7 +26,14 @@ from tenacity import (
     stop_after_attempt,
 )
 
-from ..errors import ExtractionError
+from ..errors import (
+    LLMBudgetError,
+    LLMError,
+    LLMRejectedError,
+    LLMTransportError,
+    LLMTruncatedError,
+    LLMValidationError,
+)
 from ..schema import Usage
 from .config import LLMConfig, LLMMode
 
@@ -35,41 +42,6 @@ T = TypeVar("T", bound=BaseModel)
 
 #: Longest wait honoured from a Retry-After header; a server asking for more is treated as down.
 MAX_RETRY_AFTER_S = 120.0
-
-
-class LLMError(ExtractionError):
-    """The model could not produce a usable answer; carries what it cost."""
-
-    code = "llm"
-
-    def __init__(
-        self, source: str, cause: str, usage: Usage | None = None, attempts: int = 0
-    ) -> None:
-        super().__init__(source, cause)
-        self.usage = usage or Usage()
-        self.attempts = attempts
-
-
-class LLMTransportError(LLMError):
-    code = "llm-transport"
-
-
-class LLMTruncatedError(LLMError):
-    code = "llm-truncated"
-
-
-class LLMValidationError(LLMError):
-    code = "llm-invalid"
-
-
-class LLMBudgetError(LLMError):
-    code = "llm-budget"
-
-
-class LLMRejectedError(LLMError):
-    """The endpoint refused the request itself (4xx other than 429): retrying cannot help."""
-
-    code = "llm-rejected"
 
 
 @dataclass

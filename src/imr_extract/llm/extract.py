@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from .config import LLMConfig
 from .response import LLMLetter, VerbatimLLMLetter, to_letter_found
 
 
+@functools.cache
 def response_schema_hash() -> str:
     blob = json.dumps(LLMLetter.model_json_schema(), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:12]

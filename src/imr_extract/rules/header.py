@@ -33,8 +33,6 @@ DATE_LABELS: dict[str, str] = {
     "application_received": "Application Received:",
 }
 _DATE_RX = {name: re.compile(phrase(label) + r"\s*" + _DATE) for name, label in DATE_LABELS.items()}
-# "Application" and "Received:" are split around the priority value in the header block.
-_APPLICATION_RECEIVED_SPLIT_RX = re.compile(r"Application\s*(?:\n[^\n]*?)??\s*Received:\s*" + _DATE)
 PRIORITY_RX = re.compile(r"Priority:\s*(Standard|Expedited|Urgent|Regular)\b", re.IGNORECASE)
 
 
@@ -66,9 +64,6 @@ def find_dates(text: str, end: int | None = None) -> dict[str, Found[dt.date]]:
     for name, rx in _DATE_RX.items():
         m = rx.search(text, 0, stop)
         rule = f"header.date.{name}"
-        if m is None and name == "application_received":
-            m = _APPLICATION_RECEIVED_SPLIT_RX.search(text, 0, stop)
-            rule = "header.date.application_received_split"
         if m is None:
             continue
         value = parse_date(m.group(1))

@@ -13,7 +13,7 @@ AGE_SEX_RX = re.compile(
     r"(?:[\s,]+(?P<sex>male|female|man|woman|gentleman|lady|boy|girl)\b)?",
     re.IGNORECASE,
 )
-_SEX_WORDS = {
+SEX_WORDS = {
     "male": Sex.MALE,
     "man": Sex.MALE,
     "gentleman": Sex.MALE,
@@ -42,6 +42,6 @@ def find_patient(text: str, start: int, end: int) -> PatientFound:
         found.age = Found(age, m.start("age"), m.end("age"), "patient.age")
     if m.group("sex"):
         found.sex = Found(
-            _SEX_WORDS[m.group("sex").lower()], m.start("sex"), m.end("sex"), "patient.sex"
+            SEX_WORDS[m.group("sex").lower()], m.start("sex"), m.end("sex"), "patient.sex"
         )
     return found
