@@ -15,6 +15,7 @@ from .assemble import build_record
 from .errors import ImrExtractError, NoDecisionsError
 from .ingest import Document, iter_paths, read_bytes, read_path
 from .schema import LetterRecord, Method
+from .verify import verify
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ def extract_document(doc: Document) -> LetterRecord:
         raise NoDecisionsError(
             doc.path or doc.name, f"no decisions found (read as layout {layout.name!r})"
         )
-    return build_record(doc, layout.name, found, Method.RULES)
+    return verify(build_record(doc, layout.name, found, Method.RULES), doc.text, doc.page_of)
 
 
 def extract_text(text: str, name: str = "<text>") -> LetterRecord:

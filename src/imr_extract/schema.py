@@ -17,7 +17,7 @@ import json
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 SCHEMA_VERSION = "1"
 
@@ -67,7 +67,28 @@ class MatchKind(StrEnum):
     ABSENT = "absent"
 
 
+class Status(StrEnum):
+    """Whether the letter supports a field's value (set by ``imr_extract.verify``).
+
+    ``verified``: found in the letter at its span and no cross-check fails. ``unverified``: not
+    found in the letter (or only loosely), so nothing but the extractor vouches for it.
+    ``contradicted``: a cross-check fails: the letter says otherwise (a page missing from the
+    item's own guideline line, a decision word not beside the item's request, ...).
+    """
+
+    VERIFIED = "verified"
+    UNVERIFIED = "unverified"
+    CONTRADICTED = "contradicted"
+
+
+class CheckResult(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    NOT_APPLICABLE = "not_applicable"  # nothing to check (no such field) or no anchor in the text
+
+
 PageNumber = Annotated[int, Field(ge=1)]
+Score = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class Citation(_Strict):
@@ -141,6 +162,50 @@ class Provenance(_Strict):
     )
     match: MatchKind
     spans: list[Span] = Field(default_factory=list)
+    score: Score | None = Field(
+        default=None, description="Similarity of value and span text, for fuzzy matches."
+    )
+    status: Status = Field(
+        default=Status.UNVERIFIED, description="Verification status (see imr_extract.verify)."
+    )
+    failed_checks: list[str] = Field(
+        default_factory=list, description="Names of the cross-checks this value fails."
+    )
+
+
+class Check(_Strict):
+    """One cross-check of the record against the letter."""
+
+    name: str = Field(description="The check's name, e.g. 'pages_in_guideline_line'.")
+    result: CheckResult
+    item: int | None = Field(default=None, description="Item index, for per-item checks.")
+    paths: list[str] = Field(default_factory=list, description="The fields it bears on.")
+    detail: str = ""
+
+
+class Verification(_Strict):
+    """What the verifier found: field statuses counted, every check, and layout coverage."""
+
+    verified: int = Field(default=0, ge=0)
+    unverified: int = Field(default=0, ge=0)
+    contradicted: int = Field(default=0, ge=0)
+    coverage: Score = Field(
+        description="Share of the fields expected of this layout that are present and verified."
+    )
+    expected_fields: int = Field(ge=0)
+    novel_layout: bool = Field(
+        description="Coverage below the threshold or layout unknown: a form the rules do not know."
+    )
+    checks: list[Check] = Field(default_factory=list)
+
+
+class Alternative(_Strict):
+    """The other extractor's value for a field, where the two disagreed (hybrid records)."""
+
+    method: Method
+    value: JsonValue
+    status: Status
+    spans: list[Span] = Field(default_factory=list)
 
 
 class SourceInfo(_Strict):
@@ -159,6 +224,7 @@ class Backend(StrEnum):
 
     RULES = "rules"
     LLM = "llm"
+    HYBRID = "hybrid"  # rules first; the model only for what the rules could not verify
 
 
 class Usage(_Strict):
@@ -191,6 +257,10 @@ class ExtractorInfo(_Strict):
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float | None = Field(default=None, description="From the configured price table.")
     cached: bool = Field(default=False, description="Answered from the on-disk cache (no call).")
+    routed: str | None = Field(
+        default=None,
+        description="Hybrid: what was sent to the model: 'none', 'sections' or 'letter'.",
+    )
 
 
 class LetterRecord(_Strict):
@@ -209,6 +279,13 @@ class LetterRecord(_Strict):
     )
     provenance: dict[str, Provenance] = Field(
         default_factory=dict, description="Per-field provenance keyed by field path."
+    )
+    verification: Verification | None = Field(
+        default=None, description="Statuses, cross-checks and coverage (None: not verified)."
+    )
+    alternatives: dict[str, Alternative] = Field(
+        default_factory=dict,
+        description="Hybrid: the value the other extractor gave, by field path, where it differed.",
     )
     source: SourceInfo
     extractor: ExtractorInfo

@@ -18,6 +18,18 @@ from ..rules import LetterFound
 #: Below this detection score a letter is reported as of unknown layout.
 MIN_DETECT_SCORE = 0.5
 
+#: Letter-level fields every IMR determination states, whatever its form: what the coverage score
+#: (``imr_extract.verify``) expects of a layout that does not say otherwise. Each item is
+#: expected to have its request, decision and both guideline lines.
+GENERIC_EXPECTED_FIELDS: tuple[str, ...] = (
+    "case_number",
+    "dates.decision",
+    "reviewer.licensure",
+    "reviewer.specialty",
+    "patient.age",
+    "patient.sex",
+)
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -27,6 +39,8 @@ class Layout:
     read: Callable[[Document], LetterFound]
     #: False for forms that are recognised but read by the generic rules until they get a reader.
     dedicated_reader: bool = True
+    #: Letter-level field paths this form prints (the coverage score's denominator).
+    expected_fields: tuple[str, ...] = GENERIC_EXPECTED_FIELDS
 
 
 _REGISTRY: dict[str, Layout] = {}

@@ -34,5 +34,18 @@ LAYOUT = register(
         description="2016-17 final determination: header block, credentials lines",
         detect=detect,
         read=read_header_form,
+        expected_fields=(
+            "case_number",
+            "dates.assigned",
+            "dates.injury",
+            "dates.decision",
+            "dates.ur_denial",
+            "dates.application_received",
+            "priority",
+            "reviewer.licensure",
+            "reviewer.specialty",
+            "patient.age",
+            "patient.sex",
+        ),
     )
 )

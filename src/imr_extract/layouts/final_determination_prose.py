@@ -28,5 +28,7 @@ LAYOUT = register(
         description="older final determination: no header block, credentials in prose",
         detect=detect,
         read=read_prose_form,
+        # No header block: no case number or dates; the case summary may not state age or sex.
+        expected_fields=("reviewer.licensure", "reviewer.specialty"),
     )
 )

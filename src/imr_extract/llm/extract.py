@@ -16,6 +16,7 @@ from ..errors import NoDecisionsError
 from ..ingest import Document
 from ..rules import LetterFound
 from ..schema import Backend, ExtractorInfo, Method, Usage, schema_hash
+from ..verify import verify
 from . import prompts
 from .cache import AnswerCache, cache_key
 from .chunking import plan_regions
@@ -156,4 +157,6 @@ class LLMExtractor:
             cost_usd=self.config.cost_usd(run.usage.prompt_tokens, run.usage.completion_tokens),
             cached=run.cached_chunks == run.chunks,
         )
-        return build_record(doc, layout.name, found, Method.LLM, info)
+        return verify(
+            build_record(doc, layout.name, found, Method.LLM, info), doc.text, doc.page_of
+        )

@@ -32,7 +32,7 @@ DATE_LABELS: dict[str, str] = {
     "ur_denial": "UR Denial Date:",
     "application_received": "Application Received:",
 }
-_DATE_RX = {name: re.compile(phrase(label) + r"\s*" + _DATE) for name, label in DATE_LABELS.items()}
+DATE_RX = {name: re.compile(phrase(label) + r"\s*" + _DATE) for name, label in DATE_LABELS.items()}
 PRIORITY_RX = re.compile(r"Priority:\s*(Standard|Expedited|Urgent|Regular)\b", re.IGNORECASE)
 
 
@@ -61,7 +61,7 @@ def find_dates(text: str, end: int | None = None) -> dict[str, Found[dt.date]]:
     """Each labelled date found before ``end`` (the header region)."""
     stop = end or len(text)
     out: dict[str, Found[dt.date]] = {}
-    for name, rx in _DATE_RX.items():
+    for name, rx in DATE_RX.items():
         m = rx.search(text, 0, stop)
         rule = f"header.date.{name}"
         if m is None:

@@ -1,0 +1,698 @@
+"""Verification: ground every value in the letter, then cross-check the record against it.
+
+Whichever extractor produced a record (rules, model, or a merge of both), ``verify`` decides from
+the letter's text alone how far each value can be trusted, and records it in the value's
+provenance entry:
+
+1. **Grounding.** Every span must lie in the text and hold its value (``grounding.span_holds``);
+   a string that only nearly matches gets a ``fuzzy`` match with a similarity ``score``. A value
+   with no span, or whose span does not hold it, is not grounded.
+2. **Cross-checks**, each a named ``Check`` per item or per letter. They answer the questions a
+   careful reader asks: is the decision word printed right after *this* item's request? does
+   the rationale's closing "is (not) medically necessary" agree with it? is every cited page,
+   section and source in *this* item's own guideline line? are there as many decision lines as
+   items? are the header dates in order? are the partial-authorisation parts in the item's
+   sentence?
+3. **Status.** ``contradicted`` when a check fails; ``verified`` when grounded and, for values
+   that belong to an item, when the check that ties them to their item passed; else
+   ``unverified``. A value found somewhere in the letter but not where its item is (a model's
+   page copied from another item's line, the decision of an invented item) is therefore never
+   verified.
+4. **Coverage**: the share of the fields the layout is expected to print (``Layout.
+   expected_fields``, plus request, decision and both guideline lines per item) that are present
+   and verified. Below ``NOVEL_LAYOUT_THRESHOLD`` (or with no known layout) the letter is
+   reported as a novel layout; the hybrid backend sends such letters to the model.
+
+The item frames (where each item's request, decision line, guideline lines and rationale stand)
+are rebuilt here from the record's own spans and the letter's labels, not taken from the rules,
+so that model output is checked by the same standard as rule output.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import itertools
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import layouts
+from .assemble import match_kind
+from .grounding import span_holds, value_at
+from .locate import locate
+from .rules.guidelines import parse_guideline
+from .rules.header import CASE_NUMBER_RX, DATE_RX, PRIORITY_RX
+from .rules.items import (
+    CA_LABEL_RX,
+    DECISION_ANYCASE_RX,
+    IMR_LABEL_RX,
+    RATIONALE_LABEL_RX,
+    find_section,
+    is_double_spaced,
+    parse_request,
+    request_block_start,
+)
+from .schema import (
+    Check,
+    CheckResult,
+    CitationKind,
+    Decision,
+    Guideline,
+    Item,
+    LetterRecord,
+    MatchKind,
+    Provenance,
+    Status,
+    Verification,
+)
+from .text import fold
+
+#: A string that is not at its span as printed is still accepted at or above this similarity
+#: (difflib ratio of the folded span text and the value): a case slip, not another value.
+FUZZY_VERIFIED = 0.9
+#: Below this coverage a letter is reported as a novel layout.
+NOVEL_LAYOUT_THRESHOLD = 0.8
+#: Per-item fields the coverage score expects, besides the layout's letter-level fields.
+ITEM_EXPECTED_FIELDS = (
+    "request",
+    "decision",
+    "claims_administrator_guideline.cited",
+    "imr_guideline.cited",
+)
+#: Dates that must not decrease, in the order a case moves through UR and IMR.
+DATE_ORDER = ("injury", "ur_denial", "application_received", "assigned", "decision")
+
+# What may stand between a request and its decision word: "X: Upheld", "X is: Upheld",
+# "X:\nUpheld", "X is Upheld".
+_DECISION_AFTER_RX = re.compile(
+    r"[ \t]*(?:\bis\b[ \t]*)?:?[ \t]*(?:\n[ \t\f]*)*(?P<word>upheld|overturned)\b", re.IGNORECASE
+)
+# The rationale's conclusion: "is not medically necessary", "is not considered medically
+# necessary", "cannot be deemed medically necessary", "the request is not necessary".
+_NECESSITY_RX = re.compile(
+    r"\b(?:(?:is|are|was|were|be|been)(?P<n1>\s+not)?|(?P<n2>cannot|can\s+not)\s+be"
+    r"|(?P<n3>isn't|aren't))\s+(?:(?:considered|deemed|found|established\s+as)\s+"
+    r"(?P<n4>not\s+)?)?(?:medically\s+)?necessary\b",
+    re.IGNORECASE,
+)
+_NUMBER_RX = re.compile(r"(?<![\d.])(\d{1,4})(?:\s*[-–]\s*(\d{1,4}))?(?!\d)")
+_ITEM_PATH_RX = re.compile(r"^items\[(\d+)\]\.(.+)$")
+_GUIDELINES = ("claims_administrator_guideline", "imr_guideline")
+
+
+# --- grounding -----------------------------------------------------------------------------------
+
+
+def similarity(a: str, b: str) -> float:
+    return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
+
+
+def _ground(path: str, value: Any, entry: dict[str, Any], text: str) -> bool:
+    """Whether every span of ``entry`` holds ``value``; sets a fuzzy match's kind and score."""
+    spans = entry["spans"]
+    if value is None or not spans:
+        entry["match"] = MatchKind.ABSENT
+        return False
+    for span in spans:
+        start, end = span["start"], span["end"]
+        if not 0 <= start < end <= len(text):
+            return False
+        raw = text[start:end]
+        if span_holds(path, value, raw):
+            if entry["match"] is MatchKind.ABSENT:  # a span a check has just found for it
+                entry["match"] = match_kind(text, start, end, value)
+            continue
+        if not isinstance(value, str):
+            return False
+        score = similarity(fold(raw), value)
+        entry["match"] = MatchKind.FUZZY
+        entry["score"] = round(score, 3)
+        if score < FUZZY_VERIFIED:
+            return False
+    return True
+
+
+# --- item frames ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ItemFrame:
+    """Where one item of the record stands in the letter."""
+
+    index: int
+    start: int  # the item's first span (its original request, or its request)
+    end: int  # where the next item starts
+    request_end: int | None = None
+    decision: re.Match[str] | None = None  # the decision word printed right after the request
+    lines: dict[str, tuple[int, int]] = field(default_factory=dict)  # guideline lines by field
+    rationale: tuple[int, int] | None = None
+
+    @property
+    def sentence(self) -> tuple[int, int]:
+        """The item's own sentence(s): from its start to its decision word."""
+        end = self.decision.start("word") if self.decision else (self.request_end or self.end)
+        return self.start, end
+
+
+def _first_start(prov: dict[str, dict[str, Any]], path: str) -> int | None:
+    entry = prov.get(path)
+    if entry and entry["spans"]:
+        return min(s["start"] for s in entry["spans"])
+    return None
+
+
+def _decision_after(text: str, end: int, limit: int) -> re.Match[str] | None:
+    return _DECISION_AFTER_RX.match(text, end, limit)
+
+
+# --- checks --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Checker:
+    record: LetterRecord
+    prov: dict[str, dict[str, Any]]
+    text: str
+    checks: list[Check] = field(default_factory=list)
+    #: path -> the checks that tie it to its item and passed (needed for item values' status)
+    passed: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    failed: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+
+    def add(
+        self,
+        name: str,
+        result: CheckResult,
+        paths: Iterable[str],
+        detail: str = "",
+        item: int | None = None,
+    ) -> None:
+        paths = [p for p in paths if p in self.prov]
+        self.checks.append(Check(name=name, result=result, item=item, paths=paths, detail=detail))
+        target = {CheckResult.PASSED: self.passed, CheckResult.FAILED: self.failed}.get(result)
+        if target is not None:
+            for p in paths:
+                target[p].add(name)
+
+    def item_frames(self) -> list[ItemFrame]:
+        """A frame per item whose request is grounded, in text order (others get none).
+
+        A request may be placed on an earlier echo of its words (a model's request is located
+        at its first occurrence, perhaps in the case summary); the request is where its
+        decision word follows it, so such a request moves to the first occurrence that is.
+        """
+        text, prov = self.text, self.prov
+        anchors: list[tuple[int, int, int]] = []  # (start, index, request end)
+        claimed: set[int] = set()
+        for i, item in enumerate(self.record.items):
+            path = f"items[{i}].request"
+            req = prov.get(path)
+            if not req or not req["spans"] or not req.get("_grounded"):
+                continue
+            req_end = max(s["end"] for s in req["spans"])
+            m = _decision_after(text, req_end, len(text))
+            if m is None or m.start("word") in claimed:
+                moved = self._relocate_request(path, item.request, claimed)
+                if moved is not None:
+                    req_end, m = moved
+            if m is not None:
+                claimed.add(m.start("word"))
+            starts = [
+                s
+                for p in ("request", "original_request", "authorized")
+                if (s := _first_start(prov, f"items[{i}].{p}")) is not None
+            ]
+            anchors.append((min(starts), i, req_end))
+        anchors.sort()
+        frames = []
+        for k, (start, i, req_end) in enumerate(anchors):
+            end = next((a[0] for a in anchors[k + 1 :] if a[0] > req_end), len(text))
+            frame = ItemFrame(i, start, end, req_end)
+            m = _decision_after(text, req_end, end)
+            frame.decision = m
+            after = m.end() if m else req_end
+            ca = CA_LABEL_RX.search(text, after, end)
+            imr = IMR_LABEL_RX.search(text, ca.end() if ca else after, end)
+            labelled = imr or ca
+            rat = RATIONALE_LABEL_RX.search(text, labelled.end() if labelled else after, end)
+            rat_start = rat.start() if rat else end
+            if ca:
+                frame.lines[_GUIDELINES[0]] = (ca.end(), imr.start() if imr else rat_start)
+            if imr:
+                frame.lines[_GUIDELINES[1]] = (imr.end(), rat_start)
+            if rat:
+                frame.rationale = (rat.end(), end)
+            frames.append(frame)
+        return frames
+
+    def _relocate_request(
+        self, path: str, request: str, claimed: set[int]
+    ) -> tuple[int, re.Match[str]] | None:
+        pos = 0
+        while (loc := locate(self.text, request, pos, fuzzy=False)) is not None:
+            m = _decision_after(self.text, loc.end, len(self.text))
+            if m is not None and m.start("word") not in claimed:
+                self._reanchor(path, loc.start, loc.end)
+                return loc.end, m
+            pos = loc.end
+        return None
+
+    def run(self) -> None:
+        frames = self.item_frames()
+        section = find_section(self.text)
+        lower = section[1] if section else 0
+        for frame in frames:
+            item = self.record.items[frame.index]
+            self.decision_beside_request(frame, item)
+            self.rationale_agrees(frame, item)
+            self.partial_authorization(frame, item, lower)
+            # The next item's request cannot start before this item's rationale label.
+            lower = frame.rationale[0] if frame.rationale else frame.start
+            for g in _GUIDELINES:
+                self.guideline_line(frame, g, getattr(item, g))
+            if item.rationale is not None:
+                self.rationale_in_item(frame)
+        self.decision_count(frames)
+        self.header_values_beside_labels()
+        self.dates_in_order()
+
+    # per item
+
+    def decision_beside_request(self, frame: ItemFrame, item: Item) -> None:
+        p = f"items[{frame.index}]"
+        paths = [f"{p}.request", f"{p}.decision"]
+        name = "decision_beside_request"
+        if frame.decision is None:
+            self.add(
+                name,
+                CheckResult.NOT_APPLICABLE,
+                [],
+                "no decision word right after the request",
+                frame.index,
+            )
+            return
+        printed = frame.decision.group("word").lower()
+        if printed == item.decision.value:
+            self.add(name, CheckResult.PASSED, paths, item=frame.index)
+            self._reanchor(
+                f"{p}.decision", frame.decision.start("word"), frame.decision.end("word")
+            )
+        else:
+            self.add(
+                name,
+                CheckResult.FAILED,
+                [f"{p}.decision"],
+                f"the letter prints {printed!r} after this request, not {item.decision.value!r}",
+                frame.index,
+            )
+
+    def rationale_agrees(self, frame: ItemFrame, item: Item) -> None:
+        name = "rationale_agrees_with_decision"
+        region = frame.rationale or (
+            frame.decision.end() if frame.decision else frame.start,
+            frame.end,
+        )
+        last = None
+        for last in _NECESSITY_RX.finditer(self.text, *region):  # noqa: B007  # want the last one
+            pass
+        if last is None:
+            self.add(
+                name,
+                CheckResult.NOT_APPLICABLE,
+                [],
+                "no 'medically necessary' conclusion",
+                frame.index,
+            )
+            return
+        necessary = not any(last.group(g) for g in ("n1", "n2", "n3", "n4"))
+        agrees = necessary == (item.decision is Decision.OVERTURNED)
+        conclusion = fold(last.group())
+        self.add(
+            name,
+            CheckResult.PASSED if agrees else CheckResult.FAILED,
+            [f"items[{frame.index}].decision"],
+            ""
+            if agrees
+            else f"rationale concludes {conclusion!r}, decision is {item.decision.value!r}",
+            frame.index,
+        )
+
+    def partial_authorization(self, frame: ItemFrame, item: Item, lower: int) -> None:
+        """The original and authorised parts stand in the item's own sentence; where it is in
+        a known wording ("X was the original request. Y was authorized ..."), they are its X
+        and Y, not a piece of them."""
+        p = f"items[{frame.index}]"
+        name = "partial_authorization_in_sentence"
+        parts = [("original_request", item.original_request), ("authorized", item.authorized)]
+        if all(v is None for _, v in parts):
+            return
+        start, end = frame.sentence
+        printed: dict[str, Any] = {}
+        if frame.decision is not None:
+            colon = frame.decision.start()
+            block = request_block_start(
+                self.text, min(lower, start), colon, is_double_spaced(self.text)
+            )
+            _req, orig, auth = parse_request(self.text, block, colon)
+            if orig is not None and auth is not None:
+                printed = {"original_request": orig, "authorized": auth}
+                start = min(start, block)
+        for key, value in parts:
+            if value is None:
+                continue
+            loc = locate(self.text, value, start, end, fuzzy=False)
+            want = printed.get(key)
+            if want is not None and value != want.value:
+                self.add(
+                    name,
+                    CheckResult.FAILED,
+                    [f"{p}.{key}"],
+                    f"the letter's {key} is {want.value[:60]!r}",
+                    frame.index,
+                )
+            elif loc is None:
+                self.add(
+                    name,
+                    CheckResult.FAILED,
+                    [f"{p}.{key}"],
+                    f"{key} {value[:60]!r} is not in the item's sentence",
+                    frame.index,
+                )
+            else:
+                self.add(name, CheckResult.PASSED, [f"{p}.{key}"], item=frame.index)
+                self._reanchor(f"{p}.{key}", loc.start, loc.end)
+
+    def guideline_line(self, frame: ItemFrame, g: str, guideline: Guideline) -> None:
+        p = f"items[{frame.index}].{g}"
+        line = frame.lines.get(g)
+        if line is None:
+            self.add(
+                "guideline_line_found",
+                CheckResult.NOT_APPLICABLE,
+                [],
+                f"no {g} line in the item",
+                frame.index,
+            )
+            return
+        start, end = line
+        parsed = parse_guideline(self.text, start, end)
+        for flag in ("cited", "outside_mtus"):
+            printed_flag = getattr(parsed, flag)
+            printed = printed_flag.value
+            ok = printed == getattr(guideline, flag)
+            if ok and not self._spans_within(f"{p}.{flag}", line):
+                self._reanchor(f"{p}.{flag}", printed_flag.start, printed_flag.end)
+            self.add(
+                "guideline_flags_match_line",
+                CheckResult.PASSED if ok else CheckResult.FAILED,
+                [f"{p}.{flag}"],
+                "" if ok else f"the line says {flag}={printed}",
+                frame.index,
+            )
+        numbers = _numbers(self.text, start, end)
+        for c, cit in enumerate(guideline.citations):
+            cp = f"{p}.citations[{c}]"
+            self._in_line("sources_in_guideline_line", f"{cp}.source", cit.source, line, frame)
+            for s, section in enumerate(cit.sections):
+                self._in_line(
+                    "sections_in_guideline_line", f"{cp}.sections[{s}]", section, line, frame
+                )
+            for n, page in enumerate(cit.pages):
+                path = f"{cp}.pages[{n}]"
+                ok = page in numbers
+                self.add(
+                    "pages_in_guideline_line",
+                    CheckResult.PASSED if ok else CheckResult.FAILED,
+                    [path],
+                    "" if ok else f"page {page} is not in the item's {g} line",
+                    frame.index,
+                )
+                if ok and not self._spans_within(path, line):
+                    self._reanchor_page(path, page, line)
+            self._kind_in_line(f"{cp}.kind", cit.kind, f"{cp}.source", line, frame)
+
+    def _kind_in_line(
+        self,
+        path: str,
+        kind: CitationKind,
+        source_path: str,
+        line: tuple[int, int],
+        frame: ItemFrame,
+    ) -> None:
+        """The citation's kind word ("MTUS", "Non-MTUS") is printed in the line, before its
+        source; the nearest such word is where the kind is read from."""
+        entry = self.prov.get(path)
+        if self._spans_within(path, line) and entry and entry.get("_grounded"):
+            self.add("citation_kind_in_line", CheckResult.PASSED, [path], item=frame.index)
+            return
+        word = "Non-MTUS" if kind is CitationKind.NON_MTUS else "MTUS"
+        source = self.prov.get(source_path, {}).get("spans") or []
+        before = source[0]["start"] if source and line[0] <= source[0]["start"] else line[1]
+        hits = []
+        pos = line[0]
+        while (loc := locate(self.text, word, pos, line[1], fuzzy=False)) is not None:
+            hits.append(loc)
+            pos = loc.end
+        if not hits:
+            self.add(
+                "citation_kind_in_line",
+                CheckResult.FAILED,
+                [path],
+                f"no {word!r} in the item's guideline line",
+                frame.index,
+            )
+            return
+        self.add("citation_kind_in_line", CheckResult.PASSED, [path], item=frame.index)
+        at = [h for h in hits if h.start < before] or hits
+        if not self._spans_within(path, line):
+            self._reanchor(path, at[-1].start, at[-1].end)
+
+    def _in_line(
+        self, name: str, path: str, value: str, line: tuple[int, int], frame: ItemFrame
+    ) -> None:
+        loc = locate(self.text, value, *line)
+        if loc is None:
+            self.add(
+                name,
+                CheckResult.FAILED,
+                [path],
+                f"{value[:60]!r} is not in the item's guideline line",
+                frame.index,
+            )
+            return
+        self.add(name, CheckResult.PASSED, [path], item=frame.index)
+        if not self._spans_within(path, line):
+            self._reanchor(path, loc.start, loc.end)
+
+    def rationale_in_item(self, frame: ItemFrame) -> None:
+        path = f"items[{frame.index}].rationale"
+        ok = self._spans_within(path, (frame.start, frame.end))
+        self.add(
+            "rationale_in_item",
+            CheckResult.PASSED if ok else CheckResult.FAILED,
+            [path],
+            "" if ok else "the rationale is not in the item's section",
+            frame.index,
+        )
+
+    # per letter
+
+    def decision_count(self, frames: list[ItemFrame]) -> None:
+        section = find_section(self.text)
+        printed = len(DECISION_ANYCASE_RX.findall(self.text, section[1] if section else 0))
+        items = len(self.record.items)
+        name = "decision_lines_match_items"
+        if printed == 0:
+            self.add(
+                name,
+                CheckResult.NOT_APPLICABLE,
+                [],
+                "no 'request: Upheld/Overturned' lines in the letter",
+            )
+            return
+        if printed == items:
+            self.add(name, CheckResult.PASSED, [], f"{printed} decision lines")
+            return
+        anchored = {f.index for f in frames if f.decision is not None}
+        stray = [i for i in range(items) if i not in anchored] if items > printed else []
+        paths = [f"items[{i}].{k}" for i in stray for k in ("request", "decision")]
+        self.add(
+            name,
+            CheckResult.FAILED,
+            paths,
+            f"the letter has {printed} decision lines, the record {items} items",
+        )
+
+    def header_values_beside_labels(self) -> None:
+        """A labelled header value must be the one printed after its own label.
+
+        Catches a model that swaps two dates or runs a value into the next label ("Standard
+        Application"). Where the letter does not print the label (a date stated in prose), there
+        is nothing to check.
+        """
+        wanted: list[tuple[str, Any, re.Pattern[str]]] = [
+            ("case_number", self.record.case_number, CASE_NUMBER_RX),
+            ("priority", self.record.priority, PRIORITY_RX),
+        ]
+        wanted += [(f"dates.{n}", getattr(self.record.dates, n), rx) for n, rx in DATE_RX.items()]
+        for path, value, rx in wanted:
+            if value is None or path not in self.prov:
+                continue
+            printed = [m.span(1) for m in rx.finditer(self.text)]
+            if not printed:
+                continue
+            spans = [(s["start"], s["end"]) for s in self.prov[path]["spans"]]
+            ok = bool(spans) and all(
+                sp in printed and span_holds(path, value, self.text[sp[0] : sp[1]]) for sp in spans
+            )
+            if not ok and isinstance(value, str):
+                # The value may be placed elsewhere (a model's): accept it when the labelled
+                # value is the same text, and move it there.
+                same = [sp for sp in printed if fold(self.text[sp[0] : sp[1]]) == value]
+                if same:
+                    self._reanchor(path, *same[0])
+                    ok = True
+            elif not ok:
+                same = [sp for sp in printed if span_holds(path, value, self.text[sp[0] : sp[1]])]
+                if same:
+                    self._reanchor(path, *same[0])
+                    ok = True
+            self.add(
+                "header_value_beside_label",
+                CheckResult.PASSED if ok else CheckResult.FAILED,
+                [path],
+                "" if ok else f"{value!s:.40} is not the value printed after its label",
+            )
+
+    def dates_in_order(self) -> None:
+        dates = self.record.dates
+        present: list[tuple[str, dt.date]] = [
+            (n, d) for n in DATE_ORDER if (d := getattr(dates, n)) is not None
+        ]
+        if len(present) < 2:
+            return
+        for (a, da), (b, db) in itertools.pairwise(present):
+            ok = da <= db
+            self.add(
+                "dates_in_order",
+                CheckResult.PASSED if ok else CheckResult.FAILED,
+                [f"dates.{a}", f"dates.{b}"],
+                "" if ok else f"{a} {da} is after {b} {db}",
+            )
+
+    # spans
+
+    def _spans_within(self, path: str, region: tuple[int, int]) -> bool:
+        entry = self.prov.get(path)
+        if not entry or not entry["spans"]:
+            return False
+        return all(region[0] <= s["start"] and s["end"] <= region[1] for s in entry["spans"])
+
+    def _reanchor(self, path: str, start: int, end: int) -> None:
+        """Move a value's span to where the check found it (model quotes are often elsewhere)."""
+        entry = self.prov.get(path)
+        if entry is None or (len(entry["spans"]) == 1 and entry["spans"][0]["start"] == start):
+            return
+        if self._spans_within(path, (start, end)):
+            return
+        entry["spans"] = [{"start": start, "end": end, "page": entry.get("_page_of")(start)}]
+        entry["_grounded"] = _ground(path, value_at(self.record, path), entry, self.text)
+
+    def _reanchor_page(self, path: str, page: int, line: tuple[int, int]) -> None:
+        for m in _NUMBER_RX.finditer(self.text, *line):
+            first = int(m.group(1))
+            last = int(m.group(2)) if m.group(2) else first
+            if first <= page <= last:
+                g = 2 if page == last and m.group(2) else 1
+                self._reanchor(path, m.start(g), m.end(g))
+                return
+
+
+def _numbers(text: str, start: int, end: int) -> set[int]:
+    """Every number in ``text[start:end]``, short ranges ("46-49") expanded."""
+    out: set[int] = set()
+    for m in _NUMBER_RX.finditer(text, start, end):
+        first = int(m.group(1))
+        last = int(m.group(2)) if m.group(2) else first
+        out.update(range(first, last + 1) if 0 <= last - first <= 50 else (first, last))
+    return out
+
+
+# --- coverage and the entry point ----------------------------------------------------------------
+
+
+def _expected_paths(record: LetterRecord) -> list[str]:
+    try:
+        expected = list(layouts.get(record.layout).expected_fields)
+    except KeyError:
+        expected = list(layouts.GENERIC_EXPECTED_FIELDS)
+    items = record.items or [None]  # a letter with no items still expects one
+    for i, _ in enumerate(items):
+        expected.extend(f"items[{i}].{f}" for f in ITEM_EXPECTED_FIELDS)
+    return expected
+
+
+def _covered(path: str, status: dict[str, Status]) -> bool:
+    if path in status:
+        return status[path] is Status.VERIFIED
+    # A list field (reviewer.licensure): covered when it has elements and all are verified.
+    elements = [s for p, s in status.items() if p.startswith(path + "[")]
+    return bool(elements) and all(s is Status.VERIFIED for s in elements)
+
+
+def verify(record: LetterRecord, text: str, page_of: Any = None) -> LetterRecord:
+    """``record`` with each value's status, the cross-checks and the coverage filled in.
+
+    ``text`` is the letter's normalised text (``Document.text``) the spans index into;
+    ``page_of`` maps an offset to its page (``Document.page_of``) for spans that checks move.
+    """
+    page_of = page_of or (lambda _offset: 1)
+    prov: dict[str, dict[str, Any]] = {}
+    for path, p in record.provenance.items():
+        entry = p.model_dump()
+        entry["score"] = None
+        entry["_page_of"] = page_of
+        entry["_grounded"] = _ground(path, value_at(record, path), entry, text)
+        prov[path] = entry
+
+    checker = _Checker(record, prov, text)
+    checker.run()
+
+    statuses: dict[str, Status] = {}
+    provenance: dict[str, Provenance] = {}
+    counts = {s: 0 for s in Status}
+    for path, entry in prov.items():
+        failed = sorted(checker.failed.get(path, ()))
+        m = _ITEM_PATH_RX.match(path)
+        # An item's value counts only where its item is: a passing tie-in check is required.
+        tied = m is None or bool(checker.passed.get(path))
+        if failed:
+            status = Status.CONTRADICTED
+        elif entry.pop("_grounded") and tied:
+            status = Status.VERIFIED
+        else:
+            status = Status.UNVERIFIED
+        entry.pop("_grounded", None)
+        entry.pop("_page_of")
+        entry["status"] = status
+        entry["failed_checks"] = failed
+        statuses[path] = status
+        counts[status] += 1
+        provenance[path] = Provenance.model_validate(entry)
+
+    expected = _expected_paths(record)
+    covered = sum(_covered(p, statuses) for p in expected)
+    coverage = round(covered / len(expected), 3) if expected else 0.0
+    checks = sorted(checker.checks, key=lambda c: c.result is not CheckResult.FAILED)
+    verification = Verification(
+        verified=counts[Status.VERIFIED],
+        unverified=counts[Status.UNVERIFIED],
+        contradicted=counts[Status.CONTRADICTED],
+        coverage=coverage,
+        expected_fields=len(expected),
+        novel_layout=record.layout == "unknown" or coverage < NOVEL_LAYOUT_THRESHOLD,
+        checks=checks,
+    )
+    return record.model_copy(update={"provenance": provenance, "verification": verification})
