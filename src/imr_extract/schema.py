@@ -261,6 +261,10 @@ class ExtractorInfo(_Strict):
         default=None,
         description="Hybrid: what was sent to the model: 'none', 'sections' or 'letter'.",
     )
+    model_error: str | None = Field(
+        default=None,
+        description="Hybrid: why the model's answer could not be used (the rules' values stand).",
+    )
 
 
 class LetterRecord(_Strict):

@@ -11,6 +11,7 @@ cut it off again. Usage is counted from every raw response, whatever became of i
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections.abc import Callable
@@ -72,7 +73,14 @@ class CallStats:
             self.raw_outputs.append(content or "")
 
 
+class MalformedResponseError(Exception):
+    """The endpoint answered 2xx with a body that is not JSON (a proxy's error page, a cut
+    connection): transient, so retried like a 5xx."""
+
+
 def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, MalformedResponseError):
+        return True
     if isinstance(exc, openai.APIConnectionError | openai.APITimeoutError):
         return True
     if isinstance(exc, openai.RateLimitError):
@@ -115,6 +123,12 @@ def with_transport_retries(
 ) -> Callable[..., Any]:
     """Wrap an OpenAI ``create`` so transient failures are retried before instructor sees them."""
 
+    def create_once(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return create(*args, **kwargs)
+        except json.JSONDecodeError as exc:
+            raise MalformedResponseError(f"endpoint sent a body that is not JSON ({exc})") from exc
+
     def create_with_retries(*args: Any, **kwargs: Any) -> Any:
         retrying = Retrying(
             retry=retry_if_exception(_is_transient),
@@ -123,7 +137,7 @@ def with_transport_retries(
             reraise=True,
             **({"sleep": sleep} if sleep is not None else {}),
         )
-        return retrying(create, *args, **kwargs)
+        return retrying(create_once, *args, **kwargs)
 
     return create_with_retries
 
@@ -206,6 +220,8 @@ def structured_call(
     except InstructorRetryException as exc:
         # instructor wraps errors of the call itself too; those are not validation failures.
         api_error = _api_error_in(exc)
+        if isinstance(api_error, MalformedResponseError):
+            raise _malformed(source, config, api_error, stats) from exc
         if api_error is not None:
             raise _transport_error(source, config, api_error, stats) from exc
         raise LLMValidationError(
@@ -216,13 +232,24 @@ def structured_call(
         ) from exc
     except openai.OpenAIError as exc:
         raise _transport_error(source, config, exc, stats) from exc
+    except MalformedResponseError as exc:
+        raise _malformed(source, config, exc, stats) from exc
     return answer, stats
 
 
-def _api_error_in(exc: BaseException) -> openai.OpenAIError | None:
+def _malformed(
+    source: str, config: LLMConfig, exc: MalformedResponseError, stats: CallStats
+) -> LLMError:
+    tries = config.transport_retries + 1
+    return LLMTransportError(
+        source, f"{_first_line(exc)}, {tries} tries", stats.usage, stats.attempts
+    )
+
+
+def _api_error_in(exc: BaseException) -> openai.OpenAIError | MalformedResponseError | None:
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, openai.OpenAIError):
+        if isinstance(seen, openai.OpenAIError | MalformedResponseError):
             return seen
         seen = seen.__cause__ or seen.__context__
     return None

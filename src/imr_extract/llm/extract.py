@@ -15,7 +15,7 @@ from ..assemble import build_record
 from ..errors import NoDecisionsError
 from ..ingest import Document
 from ..rules import LetterFound
-from ..schema import Backend, ExtractorInfo, Method, Usage, schema_hash
+from ..schema import Backend, ExtractorInfo, LetterRecord, Method, Usage, schema_hash
 from ..verify import verify
 from . import prompts
 from .cache import AnswerCache, cache_key
@@ -124,8 +124,18 @@ class LLMExtractor:
         return answer
 
     def found(self, doc: Document) -> tuple[LetterFound, LLMRun]:
-        """Ask the model about every region of ``doc`` and locate what it says."""
+        """Ask the model about the whole of ``doc`` (in parts if long); locate what it says."""
         regions = plan_regions(doc.text, self.config.max_chunk_chars)
+        found, run = self.found_in(doc, regions)
+        if len(regions) > 1:
+            found.warnings.append(f"long letter: read in {len(regions)} parts")
+        return found, run
+
+    def found_in(self, doc: Document, regions: list[tuple[int, int]]) -> tuple[LetterFound, LLMRun]:
+        """Ask the model about each of ``regions`` of ``doc`` in turn; locate what it says.
+
+        Letter-level values come from the first region that states them; items from all.
+        """
         run = LLMRun(chunks=len(regions))
         merged: LetterFound | None = None
         for part, region in enumerate(regions, start=1):
@@ -134,19 +144,14 @@ class LLMExtractor:
             if merged is None:
                 merged = found
             else:
+                _fill_letter_fields(merged, found)
                 merged.items.extend(found.items)
-        assert merged is not None
-        if len(regions) > 1:
-            merged.warnings.append(f"long letter: read in {len(regions)} parts")
+        assert merged is not None, "no regions to read"
         return merged, run
 
-    def __call__(self, doc: Document) -> Any:
-        layout, _ = layouts.detect(doc.text)
-        found, run = self.found(doc)
-        if not found.items:
-            raise NoDecisionsError(doc.path or doc.name, "the model found no decisions")
-        info = ExtractorInfo(
-            backend=Backend.LLM,
+    def info(self, run: LLMRun, backend: Backend = Backend.LLM, **extra: Any) -> ExtractorInfo:
+        return ExtractorInfo(
+            backend=backend,
             schema_hash=schema_hash(),
             model=self.config.model,
             mode=self.config.resolve_mode().value,
@@ -156,7 +161,31 @@ class LLMExtractor:
             usage=run.usage,
             cost_usd=self.config.cost_usd(run.usage.prompt_tokens, run.usage.completion_tokens),
             cached=run.cached_chunks == run.chunks,
+            **extra,
         )
+
+    def __call__(self, doc: Document) -> LetterRecord:
+        layout, _ = layouts.detect(doc.text)
+        found, run = self.found(doc)
+        if not found.items:
+            raise NoDecisionsError(doc.path or doc.name, "the model found no decisions")
+        info = self.info(run)
         return verify(
             build_record(doc, layout.name, found, Method.LLM, info), doc.text, doc.page_of
         )
+
+
+def _fill_letter_fields(into: LetterFound, found: LetterFound) -> None:
+    """Letter-level values ``into`` lacks, from a later part."""
+    if into.case_number is None:
+        into.case_number = found.case_number
+    if into.priority is None:
+        into.priority = found.priority
+    for name, value in found.dates.items():
+        into.dates.setdefault(name, value)
+    if into.reviewer.empty():
+        into.reviewer = found.reviewer
+    if into.patient.age is None:
+        into.patient.age = found.patient.age
+    if into.patient.sex is None:
+        into.patient.sex = found.patient.sex

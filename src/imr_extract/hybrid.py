@@ -1,0 +1,206 @@
+"""The hybrid backend: the rules first; the model only for what they could not verify.
+
+For each letter:
+
+1. The rules read it and ``verify`` checks what they found.
+2. ``plan_routing`` decides what the model must see: nothing, when every expected field is there
+   and verified (every known-layout letter so far); the sections holding the fields that are
+   missing, unverified or contradicted (the header block, the reviewer's credentials, the case
+   summary, one item's text); or the whole letter, when the layout is novel (unknown, or its
+   coverage is below ``verify.NOVEL_LAYOUT_THRESHOLD``) or the rules found no item.
+3. The model's answer is located and verified like any other, and ``merge`` takes each field
+   by precedence (verified rules > verified model > unverified, flagged). The merged record is
+   verified once more, so every status describes the value that was finally kept.
+
+A model that fails (timeout, 429/5xx after retries, garbage, cut-off answer) costs the letter
+nothing it had: the rules' record stands, with the failure in ``extractor.model_error`` and a
+warning. Only a letter the rules cannot read at all then fails, naming both causes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from . import layouts
+from .assemble import build_record
+from .errors import LLMError, NoDecisionsError
+from .ingest import Document
+from .layouts._regions import find_regions
+from .llm.extract import LLMExtractor
+from .merge import merge
+from .schema import Backend, ExtractorInfo, LetterRecord, Method, Status, schema_hash
+from .verify import expected_paths, verify
+
+#: Sections closer than this are sent as one (the text between them is cheap context).
+JOIN_GAP_CHARS = 300
+#: When the sections to send cover this share of the letter, the whole letter is sent instead.
+WHOLE_LETTER_SHARE = 0.6
+
+_ITEM_RX = re.compile(r"^items\[(\d+)\]")
+
+
+class Route(StrEnum):
+    NONE = "none"
+    SECTIONS = "sections"
+    LETTER = "letter"
+
+
+@dataclass(frozen=True)
+class Routing:
+    """What the model is sent for one letter, and why."""
+
+    route: Route
+    regions: tuple[tuple[int, int], ...] = ()
+    reasons: tuple[str, ...] = ()
+
+
+def _item_blocks(record: LetterRecord, n: int) -> list[tuple[int, int] | None]:
+    """Each rules item's text: from its first span to the next item's first span."""
+    starts: list[int | None] = []
+    for i in range(len(record.items)):
+        spans = [
+            s.start
+            for key in ("request", "original_request", "authorized")
+            if (p := record.provenance.get(f"items[{i}].{key}")) is not None
+            for s in p.spans
+        ]
+        starts.append(min(spans) if spans else None)
+    blocks: list[tuple[int, int] | None] = []
+    for i, start in enumerate(starts):
+        if start is None:
+            blocks.append(None)
+            continue
+        later = [s for s in starts[i + 1 :] if s is not None and s > start]
+        blocks.append((start, min(later) if later else n))
+    return blocks
+
+
+def _join(regions: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(regions):
+        if out and start - out[-1][1] <= JOIN_GAP_CHARS:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def plan_routing(record: LetterRecord, text: str) -> Routing:
+    """What the model must see to complete ``record`` (a verified rules record of ``text``)."""
+    v = record.verification
+    assert v is not None, "plan_routing needs a verified record"
+    if not record.items:
+        return Routing(Route.LETTER, ((0, len(text)),), ("the rules found no decided item",))
+    if v.novel_layout:
+        why = (
+            f"layout {record.layout!r} is unknown"
+            if record.layout == "unknown"
+            else f"coverage {v.coverage:.2f} is below the novel-layout threshold"
+        )
+        return Routing(Route.LETTER, ((0, len(text)),), (why,))
+
+    statuses = {p: prov.status for p, prov in record.provenance.items()}
+    needed = [p for p, s in statuses.items() if s is not Status.VERIFIED]
+    for path in expected_paths(record):
+        present = path in statuses or any(p.startswith(path + "[") for p in statuses)
+        if not present:
+            needed.append(path)
+    if not needed:
+        return Routing(Route.NONE)
+
+    r = find_regions(text)
+    blocks = _item_blocks(record, len(text))
+    regions: list[tuple[int, int]] = []
+    reasons: list[str] = []
+    for path in needed:
+        m = _ITEM_RX.match(path)
+        if m:
+            block = blocks[int(m.group(1))] if int(m.group(1)) < len(blocks) else None
+            region = block or (r.decisions, len(text))
+        elif path.startswith("reviewer"):
+            region = r.credentials
+        elif path.startswith("patient"):
+            region = r.summary
+        else:
+            region = (0, r.header_end)
+        if region[1] > region[0]:
+            regions.append(region)
+            reasons.append(f"{path}: {statuses.get(path, 'missing')}")
+    joined = _join(regions)
+    if sum(e - s for s, e in joined) >= WHOLE_LETTER_SHARE * len(text):
+        return Routing(Route.LETTER, ((0, len(text)),), tuple(reasons))
+    return Routing(Route.SECTIONS, tuple(joined), tuple(reasons))
+
+
+def rules_record(doc: Document) -> LetterRecord:
+    """The verified rules record of ``doc``, with or without items (never raises for that)."""
+    layout, _score = layouts.detect(doc.text)
+    found = layout.read(doc)
+    if not layout.dedicated_reader:
+        found.warnings.append(
+            f"layout {layout.name!r} has no dedicated reader; generic rules were used"
+        )
+    return verify(build_record(doc, layout.name, found, Method.RULES), doc.text, doc.page_of)
+
+
+@dataclass
+class HybridExtractor:
+    """Callable ``Document -> LetterRecord``: rules, then the model where they fall short."""
+
+    llm: LLMExtractor
+    routings: dict[str, Routing] = field(default_factory=dict)  # last routing per letter name
+
+    def __call__(self, doc: Document) -> LetterRecord:
+        name = doc.path or doc.name
+        rules = rules_record(doc)
+        routing = plan_routing(rules, doc.text)
+        self.routings[doc.name] = routing
+        info = ExtractorInfo(
+            backend=Backend.HYBRID, schema_hash=schema_hash(), routed=routing.route
+        )
+        if routing.route is Route.NONE:
+            if not rules.items:  # pragma: no cover - plan_routing sends such letters whole
+                raise NoDecisionsError(name, "no decisions found")
+            return rules.model_copy(update={"extractor": info})
+
+        try:
+            if routing.route is Route.LETTER:
+                found, run = self.llm.found(doc)
+            else:
+                found, run = self.llm.found_in(doc, list(routing.regions))
+        except LLMError as exc:
+            failure = f"{exc.code}: {exc.cause}"
+            if not rules.items:
+                raise NoDecisionsError(
+                    name,
+                    f"the rules found no decisions (layout {rules.layout!r}) and the model "
+                    f"failed ({failure})",
+                ) from exc
+            info = info.model_copy(
+                update={
+                    "model": self.llm.config.model,
+                    "attempts": exc.attempts,
+                    "usage": exc.usage,
+                    "model_error": failure,
+                }
+            )
+            warning = f"model failed ({failure}); the rules' values stand"
+            return rules.model_copy(
+                update={"extractor": info, "warnings": [*rules.warnings, warning]}
+            )
+
+        llm_info = self.llm.info(run)
+        model_record = verify(
+            build_record(doc, rules.layout, found, Method.LLM, llm_info), doc.text, doc.page_of
+        )
+        merged = merge(
+            rules, model_record, self.llm.info(run, Backend.HYBRID, routed=routing.route)
+        )
+        merged = verify(merged, doc.text, doc.page_of)
+        if not merged.items:
+            raise NoDecisionsError(
+                name, f"neither the rules (layout {rules.layout!r}) nor the model found a decision"
+            )
+        return merged
