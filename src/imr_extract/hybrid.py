@@ -150,12 +150,18 @@ class HybridExtractor:
     """Callable ``Document -> LetterRecord``: rules, then the model where they fall short."""
 
     llm: LLMExtractor
+    #: ``Route.LETTER`` sends every letter whole, whatever the rules found (to compare, or to
+    #: have the model's value beside every rule value in ``alternatives``); None decides per
+    #: letter with ``plan_routing``.
+    force: Route | None = None
     routings: dict[str, Routing] = field(default_factory=dict)  # last routing per letter name
 
     def __call__(self, doc: Document) -> LetterRecord:
         name = doc.path or doc.name
         rules = rules_record(doc)
         routing = plan_routing(rules, doc.text)
+        if self.force is Route.LETTER:
+            routing = Routing(Route.LETTER, ((0, len(doc.text)),), ("sent whole on request",))
         self.routings[doc.name] = routing
         info = ExtractorInfo(
             backend=Backend.HYBRID, schema_hash=schema_hash(), routed=routing.route
