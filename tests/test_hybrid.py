@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -215,3 +216,28 @@ def test_an_unverified_model_item_is_left_out_when_the_rules_found_items():
     merged = verify(merge(rules, model_record(HEADER, answer_), _info()), text)
     assert [i.request for i in merged.items] == [i["request"] for i in GOLD[HEADER]["items"]]
     assert any("MRI of the lumbar spine" in w and "left out" in w for w in merged.warnings)
+
+
+# --- the review page with a model configured ---------------------------------------------------
+
+
+def test_review_with_a_model_shows_hybrid_model_and_rules_side_by_side(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from conftest import letter_path
+    from imr_extract.cli import app
+
+    wrong = gold_answer(GOLD[HEADER])
+    wrong.items[0].decision = "overturned"
+    out = tmp_path / "page.html"
+    with serve([answer(wrong.model_dump(mode="json"))]) as fake:
+        monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
+        monkeypatch.setenv("IMR_CACHE_DIR", str(tmp_path / "cache"))
+        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+        result = CliRunner().invoke(app, ["review", str(letter_path(HEADER)), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert len(fake.requests) == 1  # the hybrid needed no call; the model view made one
+    page = out.read_text()
+    tabs = re.findall(r'role="tab" data-view="\d+" aria-selected="\w+">(\w+)', page)
+    assert tabs == ["hybrid", "llm", "rules"]
+    assert "rationale_agrees_with_decision" in page  # the model's wrong decision, flagged

@@ -505,10 +505,26 @@ def review(
         str | None,
         typer.Option(help=f"PDF text engine: {', '.join(PDF_ENGINES)} (default: fastest)."),
     ] = None,
+    llm: Annotated[
+        bool | None,
+        typer.Option(
+            "--llm/--no-llm",
+            help="Also run the model (whole letter) and the hybrid backend. Default: when a "
+            "model is configured (as for `extract`).",
+            rich_help_panel="LLM",
+        ),
+    ] = None,
+    model: Annotated[str | None, _llm_option("Model name (env IMR_LLM_MODEL).")] = None,
+    base_url: Annotated[
+        str | None, _llm_option("OpenAI-compatible endpoint (env OPENAI_BASE_URL).")
+    ] = None,
+    mode: Annotated[LLMMode | None, _llm_option("How the schema is sent.")] = None,
+    timeout: Annotated[float | None, _llm_option("Seconds per request.")] = None,
 ) -> None:
     """Write one self-contained HTML page to check a letter's records against its text.
 
-    The letter is extracted with the rules; --results adds other records for it.
+    The letter is extracted with the rules (and, with a model configured, with the model and
+    the hybrid backend, side by side); --results adds other records for it.
     """
     from .errors import ImrExtractError
     from .ingest import read_path
@@ -524,6 +540,22 @@ def review(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
     found: list[tuple[str, LetterRecord]] = []
+    if llm if llm is not None else model_configured(model, base_url):
+        logging.getLogger("instructor").setLevel(logging.CRITICAL)
+        from .hybrid import HybridExtractor
+        from .llm import LLMConfig, LLMExtractor
+
+        config = LLMConfig.from_env(model=model, base_url=base_url, mode=mode, timeout_s=timeout)
+        # The answer cache lets the hybrid reuse the model's answer instead of asking again.
+        model_reader = LLMExtractor(config)
+        for label, extractor in (
+            ("hybrid", HybridExtractor(model_reader)),
+            ("llm", model_reader),
+        ):
+            try:
+                found.append((label, extractor(doc)))
+            except ImrExtractError as exc:
+                typer.echo(f"warning: {label}: {exc}", err=True)
     try:
         found.append(("rules", extract_document(doc)))
     except ImrExtractError as exc:
