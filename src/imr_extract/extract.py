@@ -11,11 +11,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from . import layouts
-from .assemble import build_record
 from .errors import ImrExtractError, NoDecisionsError
 from .ingest import Document, iter_paths, read_bytes, read_path
 from .schema import LetterRecord, Method
-from .verify import verify
+from .verify import verified_record
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ def extract_document(doc: Document) -> LetterRecord:
         raise NoDecisionsError(
             doc.path or doc.name, f"no decisions found (read as layout {layout.name!r})"
         )
-    return verify(build_record(doc, layout.name, found, Method.RULES), doc.text, doc.page_of)
+    return verified_record(doc, layout.name, found, Method.RULES)
 
 
 def extract_text(text: str, name: str = "<text>") -> LetterRecord:

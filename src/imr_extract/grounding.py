@@ -9,6 +9,7 @@ phrase at its span.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from typing import Any
 
@@ -52,15 +53,23 @@ def span_holds(path: str, value: Any, raw: str) -> bool:
             return _page_in(raw, value)
         return raw.strip() == str(value)
     if isinstance(value, str):
-        return clean(raw) == value or fold(raw) == value
+        return raw == value or fold(raw) == value or clean(raw) == value
     return False
+
+
+@functools.lru_cache(maxsize=16384)
+def _path_parts(path: str) -> tuple[str | int, ...]:
+    return tuple(
+        int(part[1:-1]) if part.startswith("[") else part
+        for part in re.findall(r"[^.\[\]]+|\[\d+\]", path)
+    )
 
 
 def value_at(record: LetterRecord, path: str) -> Any:
     """The value at a provenance path such as ``items[0].imr_guideline.citations[1].pages[0]``."""
     obj: Any = record
-    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
-        obj = obj[int(part[1:-1])] if part.startswith("[") else getattr(obj, part)
+    for part in _path_parts(path):
+        obj = obj[part] if isinstance(part, int) else getattr(obj, part)
     return obj
 
 

@@ -24,14 +24,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from . import layouts
-from .assemble import build_record
 from .errors import LLMError, NoDecisionsError
 from .ingest import Document
 from .layouts._regions import find_regions
 from .llm.extract import LLMExtractor
 from .merge import merge
 from .schema import Backend, ExtractorInfo, LetterRecord, Method, Status, schema_hash
-from .verify import expected_paths, verify
+from .verify import expected_paths, verified_record, verify
 
 #: Sections closer than this are sent as one (the text between them is cheap context).
 JOIN_GAP_CHARS = 300
@@ -142,7 +141,7 @@ def rules_record(doc: Document) -> LetterRecord:
         found.warnings.append(
             f"layout {layout.name!r} has no dedicated reader; generic rules were used"
         )
-    return verify(build_record(doc, layout.name, found, Method.RULES), doc.text, doc.page_of)
+    return verified_record(doc, layout.name, found, Method.RULES)
 
 
 @dataclass
@@ -198,9 +197,7 @@ class HybridExtractor:
             )
 
         llm_info = self.llm.info(run)
-        model_record = verify(
-            build_record(doc, rules.layout, found, Method.LLM, llm_info), doc.text, doc.page_of
-        )
+        model_record = verified_record(doc, rules.layout, found, Method.LLM, llm_info)
         merged = merge(
             rules, model_record, self.llm.info(run, Backend.HYBRID, routed=routing.route)
         )

@@ -42,9 +42,11 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from . import layouts
-from .assemble import match_kind
+from .assemble import PROVENANCE_MAP, assemble, match_kind
 from .grounding import span_holds, value_at
+from .ingest import Document
 from .locate import locate
+from .rules import LetterFound
 from .rules.guidelines import parse_guideline
 from .rules.header import CASE_NUMBER_RX, DATE_RX, PRIORITY_RX
 from .rules.items import (
@@ -62,11 +64,12 @@ from .schema import (
     CheckResult,
     CitationKind,
     Decision,
+    ExtractorInfo,
     Guideline,
     Item,
     LetterRecord,
     MatchKind,
-    Provenance,
+    Method,
     Status,
     Verification,
 )
@@ -84,6 +87,8 @@ ITEM_EXPECTED_FIELDS = (
     "claims_administrator_guideline.cited",
     "imr_guideline.cited",
 )
+#: Header labels are looked for in the letter's first characters only.
+HEADER_SCAN_CHARS = 3000
 #: Dates that must not decrease, in the order a case moves through UR and IMR.
 DATE_ORDER = ("injury", "ur_denial", "application_received", "assigned", "decision")
 
@@ -101,8 +106,7 @@ _NECESSITY_RX = re.compile(
     re.IGNORECASE,
 )
 _NUMBER_RX = re.compile(r"(?<![\d.])(\d{1,4})(?:\s*[-–]\s*(\d{1,4}))?(?!\d)")
-_PROVENANCE_MAP = TypeAdapter(dict[str, Provenance])
-_ITEM_PATH_RX = re.compile(r"^items\[(\d+)\]\.(.+)$")
+_CHECKS = TypeAdapter(list[Check])
 _GUIDELINES = ("claims_administrator_guideline", "imr_guideline")
 
 
@@ -179,7 +183,8 @@ class _Checker:
     record: LetterRecord
     prov: dict[str, dict[str, Any]]
     text: str
-    checks: list[Check] = field(default_factory=list)
+    values: dict[str, Any]
+    checks: list[dict[str, Any]] = field(default_factory=list)  # Check fields, validated once
     #: path -> the checks that tie it to its item and passed (needed for item values' status)
     passed: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     failed: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
@@ -193,7 +198,9 @@ class _Checker:
         item: int | None = None,
     ) -> None:
         paths = [p for p in paths if p in self.prov]
-        self.checks.append(Check(name=name, result=result, item=item, paths=paths, detail=detail))
+        self.checks.append(
+            {"name": name, "result": result, "item": item, "paths": paths, "detail": detail}
+        )
         target = {CheckResult.PASSED: self.passed, CheckResult.FAILED: self.failed}.get(result)
         if target is not None:
             for p in paths:
@@ -317,9 +324,7 @@ class _Checker:
             frame.decision.end() if frame.decision else frame.start,
             frame.end,
         )
-        last = None
-        for last in _NECESSITY_RX.finditer(self.text, *region):  # noqa: B007  # want the last one
-            pass
+        last = _last_conclusion(self.text, *region)
         if last is None:
             self.add(
                 name,
@@ -400,8 +405,17 @@ class _Checker:
             )
             return
         start, end = line
-        parsed = parse_guideline(self.text, start, end)
-        for flag in ("cited", "outside_mtus"):
+        flag_paths = [f"{p}.cited", f"{p}.outside_mtus"]
+        if all(self._own_rule_reading(fp, line) for fp in flag_paths):
+            # The rules read these flags from this very line (same labels, same parser): the
+            # check would re-run their parse to the same answer.
+            for fp in flag_paths:
+                self.add("guideline_flags_match_line", CheckResult.PASSED, [fp], item=frame.index)
+            flags_done = True
+        else:
+            flags_done = False
+        parsed = None if flags_done else parse_guideline(self.text, start, end)
+        for flag in () if parsed is None else ("cited", "outside_mtus"):
             printed_flag = getattr(parsed, flag)
             printed = printed_flag.value
             ok = printed == getattr(guideline, flag)
@@ -435,6 +449,16 @@ class _Checker:
                 if ok and not self._spans_within(path, line):
                     self._reanchor_page(path, page, line)
             self._kind_in_line(f"{cp}.kind", cit.kind, f"{cp}.source", line, frame)
+
+    def _own_rule_reading(self, path: str, line: tuple[int, int]) -> bool:
+        entry = self.prov.get(path)
+        return bool(
+            entry
+            and entry["method"] is Method.RULES
+            and (entry["rule"] or "").startswith("guideline.")
+            and entry.get("_grounded")
+            and self._spans_within(path, line)
+        )
 
     def _kind_in_line(
         self,
@@ -547,7 +571,7 @@ class _Checker:
         for path, value, rx in wanted:
             if value is None or path not in self.prov:
                 continue
-            printed = [m.span(1) for m in rx.finditer(self.text)]
+            printed = [m.span(1) for m in rx.finditer(self.text, 0, HEADER_SCAN_CHARS)]
             if not printed:
                 continue
             spans = [(s["start"], s["end"]) for s in self.prov[path]["spans"]]
@@ -607,7 +631,7 @@ class _Checker:
         if self._spans_within(path, (start, end)):
             return
         entry["spans"] = [{"start": start, "end": end, "page": entry.get("_page_of")(start)}]
-        entry["_grounded"] = _ground(path, value_at(self.record, path), entry, self.text)
+        entry["_grounded"] = _ground(path, self.values[path], entry, self.text)
 
     def _reanchor_page(self, path: str, page: int, line: tuple[int, int]) -> None:
         for m in _NUMBER_RX.finditer(self.text, *line):
@@ -617,6 +641,42 @@ class _Checker:
                 g = 2 if page == last and m.group(2) else 1
                 self._reanchor(path, m.start(g), m.end(g))
                 return
+
+
+def _grouped(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Failed checks first, one by one (each with its detail); passed checks of one name and
+    item as one entry listing all their fields."""
+    failed = [c for c in checks if c["result"] is CheckResult.FAILED]
+    rest: dict[tuple[str, Any, Any, str], dict[str, Any]] = {}
+    for c in checks:
+        if c["result"] is CheckResult.FAILED:
+            continue
+        key = (c["name"], c["result"], c["item"], c["detail"])
+        if key in rest:
+            rest[key]["paths"] = rest[key]["paths"] + c["paths"]
+        else:
+            rest[key] = c
+    return failed + list(rest.values())
+
+
+def _last_conclusion(text: str, start: int, end: int) -> re.Match[str] | None:
+    """The last "is (not) ... necessary" in ``text[start:end]``.
+
+    Found from the end, word by word: the conclusion closes the rationale, and scanning the
+    whole rationale with the pattern costs more than the rest of the checks together.
+    """
+    low = start
+    pos = end
+    while True:
+        at = text.rfind("necessary", low, pos)
+        if at < 0:
+            return None
+        last = None
+        for last in _NECESSITY_RX.finditer(text, max(low, at - 80), at + 9):  # noqa: B007
+            pass
+        if last is not None and last.end() == at + 9:
+            return last
+        pos = at
 
 
 def _numbers(text: str, start: int, end: int) -> set[int]:
@@ -657,21 +717,45 @@ def verify(record: LetterRecord, text: str, page_of: Any = None) -> LetterRecord
     ``text`` is the letter's normalised text (``Document.text``) the spans index into;
     ``page_of`` maps an offset to its page (``Document.page_of``) for spans that checks move.
     """
-    page_of = page_of or (lambda _offset: 1)
-    prov: dict[str, dict[str, Any]] = {}
-    for path, p in record.provenance.items():
-        entry: dict[str, Any] = {
+    entries = {
+        path: {
             "method": p.method,
             "rule": p.rule,
             "match": p.match,
             "spans": [{"start": s.start, "end": s.end, "page": s.page} for s in p.spans],
-            "score": None,
         }
-        entry["_page_of"] = page_of
-        entry["_grounded"] = _ground(path, value_at(record, path), entry, text)
-        prov[path] = entry
+        for path, p in record.provenance.items()
+    }
+    values = {path: value_at(record, path) for path in entries}
+    return _verify(record, entries, values, text, page_of)
 
-    checker = _Checker(record, prov, text)
+
+def verified_record(
+    doc: Document,
+    layout: str,
+    found: LetterFound,
+    method: Method = Method.RULES,
+    extractor: ExtractorInfo | None = None,
+) -> LetterRecord:
+    """``build_record`` then ``verify``, validating the provenance once instead of twice."""
+    record, prov = assemble(doc, layout, found, method, extractor)
+    return _verify(record, prov.entries, prov.values, doc.text, doc.page_of)
+
+
+def _verify(
+    record: LetterRecord,
+    prov: dict[str, dict[str, Any]],
+    values: dict[str, Any],
+    text: str,
+    page_of: Any,
+) -> LetterRecord:
+    page_of = page_of or (lambda _offset: 1)
+    for path, entry in prov.items():
+        entry["score"] = None
+        entry["_page_of"] = page_of
+        entry["_grounded"] = _ground(path, values[path], entry, text)
+
+    checker = _Checker(record, prov, text, values)
     checker.run()
 
     statuses: dict[str, Status] = {}
@@ -679,9 +763,8 @@ def verify(record: LetterRecord, text: str, page_of: Any = None) -> LetterRecord
     counts = {s: 0 for s in Status}
     for path, entry in prov.items():
         failed = sorted(checker.failed.get(path, ()))
-        m = _ITEM_PATH_RX.match(path)
         # An item's value counts only where its item is: a passing tie-in check is required.
-        tied = m is None or bool(checker.passed.get(path))
+        tied = not path.startswith("items[") or bool(checker.passed.get(path))
         if failed:
             status = Status.CONTRADICTED
         elif entry.pop("_grounded") and tied:
@@ -699,7 +782,7 @@ def verify(record: LetterRecord, text: str, page_of: Any = None) -> LetterRecord
     expected = expected_paths(record)
     covered = sum(_covered(p, statuses) for p in expected)
     coverage = round(covered / len(expected), 3) if expected else 0.0
-    checks = sorted(checker.checks, key=lambda c: c.result is not CheckResult.FAILED)
+    checks = _CHECKS.validate_python(_grouped(checker.checks))
     verification = Verification(
         verified=counts[Status.VERIFIED],
         unverified=counts[Status.UNVERIFIED],
@@ -710,5 +793,5 @@ def verify(record: LetterRecord, text: str, page_of: Any = None) -> LetterRecord
         checks=checks,
     )
     # One pydantic-core pass over the whole map: much faster than a model per entry.
-    validated = _PROVENANCE_MAP.validate_python(provenance)
+    validated = PROVENANCE_MAP.validate_python(provenance)
     return record.model_copy(update={"provenance": validated, "verification": verification})

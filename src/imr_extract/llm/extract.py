@@ -11,12 +11,11 @@ from typing import Any
 import openai
 
 from .. import layouts
-from ..assemble import build_record
 from ..errors import NoDecisionsError
 from ..ingest import Document
 from ..rules import LetterFound
 from ..schema import Backend, ExtractorInfo, LetterRecord, Method, Usage, schema_hash
-from ..verify import verify
+from ..verify import verified_record
 from . import prompts
 from .cache import AnswerCache, cache_key
 from .chunking import plan_regions
@@ -170,9 +169,7 @@ class LLMExtractor:
         if not found.items:
             raise NoDecisionsError(doc.path or doc.name, "the model found no decisions")
         info = self.info(run)
-        return verify(
-            build_record(doc, layout.name, found, Method.LLM, info), doc.text, doc.page_of
-        )
+        return verified_record(doc, layout.name, found, Method.LLM, info)
 
 
 def _fill_letter_fields(into: LetterFound, found: LetterFound) -> None:

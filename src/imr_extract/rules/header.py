@@ -7,6 +7,7 @@ The 2016-17 header block wraps labels across lines ("Priority: Standard Applicat
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 
 from ..text import Found, phrase
@@ -36,6 +37,7 @@ DATE_RX = {name: re.compile(phrase(label) + r"\s*" + _DATE) for name, label in D
 PRIORITY_RX = re.compile(r"Priority:\s*(Standard|Expedited|Urgent|Regular)\b", re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=8192)
 def parse_date(raw: str) -> dt.date | None:
     """A printed date as a ``date``; None when it is not a real date."""
     raw = " ".join(raw.split())
