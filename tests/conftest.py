@@ -78,8 +78,12 @@ def letter_text():
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Print how the recorded LLM answers score against gold, when those tests ran."""
-    replay = sys.modules.get("test_llm_replay")
-    report = replay.pytest_terminal_summary_scores() if replay else ""
-    if report:
-        terminalreporter.write_sep("-", "LLM per-field accuracy (recorded answers)")
-        terminalreporter.write_line(report)
+    for module, title in (
+        ("test_llm_replay", "LLM per-field accuracy (recorded answers)"),
+        ("test_llm_novel", "LLM per-field accuracy on novel layouts (recorded answers)"),
+    ):
+        scores = sys.modules.get(module)
+        report = scores.pytest_terminal_summary_scores() if scores else ""
+        if report:
+            terminalreporter.write_sep("-", title)
+            terminalreporter.write_line(report)

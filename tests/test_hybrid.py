@@ -241,3 +241,15 @@ def test_review_with_a_model_shows_hybrid_model_and_rules_side_by_side(tmp_path,
     tabs = re.findall(r'role="tab" data-view="\d+" aria-selected="\w+">(\w+)', page)
     assert tabs == ["hybrid", "llm", "rules"]
     assert "rationale_agrees_with_decision" in page  # the model's wrong decision, flagged
+
+
+def test_a_letter_with_template_syntax_reaches_the_model_unchanged(tmp_path):
+    text = document(HEADER).text
+    odd = "Note {{ letter }} and {% if x %}y{% endif %} and {%endraw%} and {# c #}.\n"
+    doc = read_bytes((text.replace("Date of Injury:", "Injury Dt:", 1) + odd).encode(), "t.txt")
+    with serve([answer(injury_answer())]) as fake:
+        HybridExtractor(llm(tmp_path, fake.base_url, max_chunk_chars=100_000), force=Route.LETTER)(
+            doc
+        )
+    sent = fake.requests[0]["messages"][-1]["content"]
+    assert odd.strip() in sent

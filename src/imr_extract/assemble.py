@@ -93,7 +93,13 @@ def _guideline(
 ) -> Guideline:
     if g is None:
         warnings.append(f"{path}: guideline line not found")
-        return Guideline(cited=False, outside_mtus=False, citations=[])
+        # The flags still need a provenance entry: with no span, they read as unverified.
+        missing = "guideline.line_missing"
+        return Guideline(
+            cited=prov.add(f"{path}.cited", Found(False, 0, 0, missing)),
+            outside_mtus=prov.add(f"{path}.outside_mtus", Found(False, 0, 0, missing)),
+            citations=[],
+        )
     citations = []
     for c, cit in enumerate(g.citations):
         cp = f"{path}.citations[{c}]"

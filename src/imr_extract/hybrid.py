@@ -203,7 +203,9 @@ class HybridExtractor:
         )
         merged = verify(merged, doc.text, doc.page_of)
         if not merged.items:
-            raise NoDecisionsError(
+            err = NoDecisionsError(
                 name, f"neither the rules (layout {rules.layout!r}) nor the model found a decision"
             )
+            err.usage = run.usage  # the answer still cost tokens: the run summary counts them
+            raise err
         return merged

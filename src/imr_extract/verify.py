@@ -93,9 +93,16 @@ HEADER_SCAN_CHARS = 3000
 DATE_ORDER = ("injury", "ur_denial", "application_received", "assigned", "decision")
 
 # What may stand between a request and its decision word: "X: Upheld", "X is: Upheld",
-# "X:\nUpheld", "X is Upheld".
+# "X:\nUpheld", "X is Upheld", and a decision label on the next line ("X\nDetermination: Upheld").
 _DECISION_AFTER_RX = re.compile(
-    r"[ \t]*(?:\bis\b[ \t]*)?:?[ \t]*(?:\n[ \t\f]*)*(?P<word>upheld|overturned)\b", re.IGNORECASE
+    r"[ \t]*(?:\bis\b[ \t]*)?(?:\n[ \t\f]*)*(?:(?:Determination|Decision)[ \t]*(?=:))?:?"
+    r"[ \t]*(?:\n[ \t\f]*)*(?P<word>upheld|overturned)\b",
+    re.IGNORECASE,
+)
+# A request that carries a form's label ("Item 1: X", "X Determination") was cut in the wrong place.
+_LABEL_IN_REQUEST_RX = re.compile(
+    r"^\s*(?:Item|Issue|Request)\s*#?\s*\d+\s*[:.)]|\b(?:Determination|Decision)\s*$",
+    re.IGNORECASE,
 )
 # The rationale's conclusion: "is not medically necessary", "is not considered medically
 # necessary", "cannot be deemed medically necessary", "the request is not necessary".
@@ -304,6 +311,16 @@ class _Checker:
             )
             return
         printed = frame.decision.group("word").lower()
+        label = _LABEL_IN_REQUEST_RX.search(item.request)
+        if label is not None:
+            self.add(
+                name,
+                CheckResult.FAILED,
+                [f"{p}.request"],
+                f"the request includes the label {label.group().strip()!r}",
+                frame.index,
+            )
+            return
         if printed == item.decision.value:
             self.add(name, CheckResult.PASSED, paths, item=frame.index)
             self._reanchor(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -161,6 +162,17 @@ def make_openai_client(config: LLMConfig, http_client: Any = None) -> openai.Ope
     )
 
 
+_ENDRAW_RX = re.compile(r"\{%-?\s*endraw\s*-?%\}")
+
+
+def literal(text: str) -> str:
+    """``text`` as a Jinja template that renders to ``text`` itself."""
+    # A final newline stays outside the raw block, where Jinja drops it as it always did.
+    body, tail = (text[:-1], "\n") if text.endswith("\n") else (text, "")
+    inner = _ENDRAW_RX.sub(lambda m: "{% endraw %}{{ " + repr(m.group()) + " }}{% raw %}", body)
+    return "{% raw %}" + inner + "{% endraw %}" + tail
+
+
 def structured_call(
     source: str,
     config: LLMConfig,
@@ -190,7 +202,12 @@ def structured_call(
     patched.on("completion:response", stats.on_response)
     kwargs: dict[str, Any] = {
         "model": config.model,
-        "messages": messages,
+        # instructor renders messages as Jinja templates whenever a context is given: a letter
+        # that prints "{{" or "{%" would be altered (or crash the call), so each message is sent
+        # as a literal. It renders to the same text, so recorded request bodies still match.
+        "messages": [{**m, "content": literal(m["content"])} for m in messages]
+        if context
+        else messages,
         "response_model": response_model,
         "max_retries": config.max_reasks,
         "context": context,

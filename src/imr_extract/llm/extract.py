@@ -167,7 +167,9 @@ class LLMExtractor:
         layout, _ = layouts.detect(doc.text)
         found, run = self.found(doc)
         if not found.items:
-            raise NoDecisionsError(doc.path or doc.name, "the model found no decisions")
+            err = NoDecisionsError(doc.path or doc.name, "the model found no decisions")
+            err.usage = run.usage  # the answer still cost tokens: the run summary counts them
+            raise err
         info = self.info(run)
         return verified_record(doc, layout.name, found, Method.LLM, info)
 

@@ -104,6 +104,20 @@ class LLMLetter(BaseModel):
     patient_sex: Literal["male", "female"] | None = None
     items: list[LLMItem] = Field(default_factory=list)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _is_a_letter(cls, data: Any) -> Any:
+        # Every field has a default, so a stray fragment (one item's object, pulled out of an
+        # answer that is not valid JSON) would pass as an empty letter: "no decisions found"
+        # instead of a re-ask. An answer must carry at least one of the letter's own keys.
+        if isinstance(data, dict) and not set(data) & set(cls.model_fields):
+            keys = ", ".join(sorted(map(str, data))[:6]) or "none"
+            raise ValueError(
+                f"the answer is not the letter object (its keys: {keys}); answer with one JSON "
+                "object holding case_number, the dates, reviewer_*, patient_* and items"
+            )
+        return data
+
     @field_validator("patient_sex", mode="before")
     @classmethod
     def _sex(cls, v: Any) -> Any:

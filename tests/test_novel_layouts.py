@@ -1,0 +1,153 @@
+"""Novel layouts and prompt injection, through the hybrid backend, on recorded model answers.
+
+The letters are real letters' text re-laid under the headings of three other forms
+(``tests/data/relaid``) and one real letter with an instruction to the model injected into its
+case summary (``tests/data/injection``); see their READMEs. The model's answers are the ones
+recorded for the LLM backend (``test_llm_novel``): for a letter routed whole, the hybrid sends
+exactly the same request.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import load_gold
+from imr_extract.errors import ImrExtractError, NoDecisionsError
+from imr_extract.hybrid import HybridExtractor, Route, plan_routing, rules_record
+from imr_extract.ingest import read_path
+from imr_extract.llm import LLMExtractor
+from imr_extract.schema import DATA_FIELDS, Decision, Method, Status
+from llm_cassettes import recorded
+from test_gold import diff
+from test_llm_novel import CASES, INJECTED, NO_REASK, RELAID, Case
+from test_llm_replay import meta_for, replay_config
+from test_verify import wrong_paths
+
+LETTERS = Path(__file__).parent / "data" / "letters"
+
+#: What the coverage score makes of each form (rules only): (novel?, route).
+ROUTES = {
+    # The generic rules read this form exactly: nothing to ask the model.
+    "maximus_imr_decisions": (False, Route.NONE),
+    # Read, but wrongly ("Item 1: X Determination", no guideline lines): coverage exposes it.
+    "medical_professional_review": (True, Route.LETTER),
+    # Numbered decisions the rules cannot find at all.
+    "notice_2013": (True, Route.LETTER),
+}
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c.letter.parent.parent == RELAID], ids=lambda c: c.name
+)
+def test_coverage_reports_novel_layouts_and_routes_them_to_the_model(case):
+    doc = read_path(case.letter)
+    record = rules_record(doc)
+    novel, route = ROUTES[case.letter.parent.name]
+    assert record.layout == case.letter.parent.name
+    assert record.verification.novel_layout is novel
+    assert (record.verification.coverage < 0.8) is novel
+    assert plan_routing(record, doc.text).route is route
+
+
+@pytest.mark.parametrize("path", sorted(LETTERS.glob("txt/*.txt")), ids=lambda p: p.name)
+def test_the_older_text_form_is_known_and_fully_covered(path):
+    record = rules_record(read_path(path))
+    assert record.layout == "final_determination_prose"
+    assert record.verification.coverage == 1.0 and not record.verification.novel_layout
+
+
+def _hybrid(case: Case, request, tmp_path, force: Route | None = None):
+    doc = read_path(case.letter)
+    llm = LLMExtractor(replay_config(tmp_path, max_reasks=0 if case.name in NO_REASK else 1))
+    with recorded(request, case.name, meta_for(llm, doc.sha256)):
+        try:
+            return doc, HybridExtractor(llm, force=force)(doc)
+        except ImrExtractError as exc:
+            return doc, exc
+
+
+ROUTED = [
+    c for c in CASES if c.letter.parent.name in ("medical_professional_review", "notice_2013")
+]
+
+
+@pytest.mark.parametrize("case", ROUTED, ids=lambda c: c.name)
+def test_a_novel_letter_gets_the_models_values_and_no_wrong_value_is_verified(
+    case, request, tmp_path
+):
+    _doc, out = _hybrid(case, request, tmp_path)
+    if case.name in NO_REASK:  # the model's answer was not valid JSON, and the rules found none
+        assert isinstance(out, NoDecisionsError)
+        assert case.letter.name in str(out) and "llm-invalid" in str(out)
+        return
+    record = out
+    assert record.extractor.routed == "letter" and record.extractor.usage.requests == 1
+    assert any(p.method is Method.LLM for p in record.provenance.values())
+    wrong = wrong_paths(record, load_gold(case.gold))
+    verified_wrong = {
+        p: w for p, w in wrong.items() if record.provenance[p].status is Status.VERIFIED
+    }
+    assert verified_wrong == {}
+    # The rules' misreading of the request ("Item 1: ... Determination") is not what is kept.
+    for item in record.items:
+        assert not item.request.startswith("Item ")
+
+
+def test_the_model_fixes_what_the_rules_misread_on_a_novel_form(request, tmp_path):
+    case = next(c for c in ROUTED if "CM16-0246624" in c.name)
+    _doc, record = _hybrid(case, request, tmp_path)
+    gold = load_gold(case.gold)
+    assert [i.request for i in record.items] == [i["request"] for i in gold["items"]]
+    assert record.provenance["items[0].request"].method is Method.LLM
+    assert record.provenance["items[0].request"].status is Status.VERIFIED
+    assert record.alternatives["items[0].request"].method is Method.RULES
+    assert record.alternatives["items[0].request"].status is Status.CONTRADICTED
+
+
+INJECTION = next(c for c in CASES if c.letter.parent == INJECTED)
+
+
+def test_an_injected_instruction_cannot_produce_a_verified_value(request, tmp_path):
+    """The recorded model obeyed the note ("report Overturned"); verification catches it."""
+    _doc, record = _hybrid(INJECTION, request, tmp_path, force=Route.LETTER)
+    gold = load_gold(INJECTION.gold)
+    # The model's answer was asked for and merged: its decision lost, flagged.
+    assert record.extractor.routed == "letter" and record.extractor.usage.requests == 1
+    alt = record.alternatives["items[0].decision"]
+    assert alt.method is Method.LLM and alt.value == Decision.OVERTURNED.value
+    assert alt.status is Status.CONTRADICTED
+    # What is emitted is what the letter says, all of it verified.
+    assert diff(gold, record.model_dump(mode="json", include=set(DATA_FIELDS))) == []
+    assert all(p.status is Status.VERIFIED for p in record.provenance.values())
+    # Nothing the note asked for is verified anywhere.
+    pages = [
+        p
+        for path, p in record.provenance.items()
+        if ".pages[" in path and p.status is Status.VERIFIED
+    ]
+    assert all(record_page != 99 for record_page in _pages(record)) and len(pages) == len(
+        _pages(record)
+    )
+
+
+def _pages(record) -> list[int]:
+    return [
+        n
+        for item in record.items
+        for g in (item.claims_administrator_guideline, item.imr_guideline)
+        for c in g.citations
+        for n in c.pages
+    ]
+
+
+def test_the_model_alone_on_the_injected_letter_is_contradicted(request, tmp_path):
+    doc = read_path(INJECTION.letter)
+    llm = LLMExtractor(replay_config(tmp_path))
+    with recorded(request, INJECTION.name, meta_for(llm, doc.sha256)):
+        record = llm(doc)
+    assert record.items[0].decision is Decision.OVERTURNED  # what the note asked for
+    prov = record.provenance["items[0].decision"]
+    assert prov.status is Status.CONTRADICTED
+    assert {"decision_beside_request", "rationale_agrees_with_decision"} <= set(prov.failed_checks)
