@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from collections import Counter
 from contextlib import ExitStack
@@ -17,15 +18,26 @@ from typing import Annotated, Any, TextIO
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__, layouts
-from .extract import Extractor, Outcome, extract_document, extract_one
+from .extract import Extractor, Outcome, extract_document
 from .ingest import PDF_ENGINES, iter_paths
 from .llm.config import LLMMode
-from .output import OutputFormat, make_writer
-from .schema import Backend, Decision, Usage, json_schema_text
+from .output import JsonlWriter, OutputFormat, make_writer
+from .schema import Backend, Decision, Usage, json_schema_text, schema_hash
+from .store import DEFAULT_STORE
 
 app = typer.Typer(
     name="imr-extract",
@@ -71,9 +83,13 @@ class BatchSummary:
         self.novel = 0
         self.routed: Counter[str] = Counter()
         self.model_errors = 0
+        self.reused = 0
 
     def add(self, outcome: Outcome) -> None:
         self.letters += 1
+        # A result served from the run store cost nothing this time.
+        reused = bool(getattr(outcome, "reused", False))
+        self.reused += reused
         if outcome.record is None:
             self.failures.append(outcome)
             spent = getattr(outcome.error, "usage", None)
@@ -81,11 +97,12 @@ class BatchSummary:
                 self.usage = self.usage + spent
             return
         rec = outcome.record
-        if not rec.extractor.cached:
+        if not rec.extractor.cached and not reused:
             self.usage = self.usage + rec.extractor.usage
-        self.attempts += rec.extractor.attempts
-        if rec.extractor.cost_usd is not None:
-            self.cost_usd = (self.cost_usd or 0.0) + rec.extractor.cost_usd
+        if not reused:
+            self.attempts += rec.extractor.attempts
+            if rec.extractor.cost_usd is not None:
+                self.cost_usd = (self.cost_usd or 0.0) + rec.extractor.cost_usd
         self.items += len(rec.items)
         self.decisions.update(item.decision.value for item in rec.items)
         self.layouts[rec.layout] += 1
@@ -106,6 +123,8 @@ class BatchSummary:
         t.add_row("letters", str(self.letters))
         t.add_row("extracted", str(self.letters - len(self.failures)))
         t.add_row("failed", str(len(self.failures)))
+        if self.reused:
+            t.add_row("from the run store (not redone)", str(self.reused))
         t.add_row("items", str(self.items))
         t.add_row("upheld", str(self.decisions[Decision.UPHELD.value]))
         t.add_row("overturned", str(self.decisions[Decision.OVERTURNED.value]))
@@ -147,12 +166,69 @@ def _llm_option(help_text: str) -> Any:
     return typer.Option(help=help_text, rich_help_panel="LLM")
 
 
+class _RateColumn(ProgressColumn):
+    """Letters per second."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f}/s" if speed else "-/s", "progress.data.speed")
+
+
+class _Redact(logging.Filter):
+    """Masks the API key (and any bearer token) in every log line, exception text included."""
+
+    _BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\"]+")
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
+        self.formatter = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info:
+            message += "\n" + self.formatter.formatException(record.exc_info)
+            record.exc_info = None
+        if record.stack_info:
+            message += "\n" + record.stack_info
+            record.stack_info = None
+        for secret in self.secrets:
+            message = message.replace(secret, "[redacted]")
+        record.msg = self._BEARER.sub(r"\1[redacted]", message)
+        record.args, record.exc_text = None, None
+        return True
+
+
+def _log_to(path: Path, level: str) -> None:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s")
+    )
+    handler.addFilter(_Redact([os.environ.get("OPENAI_API_KEY", "")]))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+def _batch_option(help_text: str, *names: str, **kw: Any) -> Any:
+    return typer.Option(*names, help=help_text, rich_help_panel="Batch", **kw)
+
+
+def _resolve_inputs(run: Any) -> list[str]:
+    """A resumed run's inputs, as it was given them (relative to its own directory)."""
+    base = Path(run.cwd or ".")
+    return [p if p == "-" or Path(p).is_absolute() else str(base / p) for p in run.inputs]
+
+
 @app.command()
 def extract(
     paths: Annotated[
-        list[str],
-        typer.Argument(help="Letter files (.pdf, .txt), directories (read recursively), or '-'."),
-    ],
+        list[str] | None,
+        typer.Argument(
+            help="Letter files (.pdf, .txt), directories (read recursively), or '-'. With "
+            "--resume and no PATHS: the resumed run's own inputs."
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write records here (default: stdout).")
     ] = None,
@@ -214,20 +290,83 @@ def extract(
             rich_help_panel="LLM",
         ),
     ] = None,
+    store_path: Annotated[
+        Path | None,
+        _batch_option(
+            f"Run store (SQLite; default ./{DEFAULT_STORE}): every result is kept there, and a "
+            "letter already extracted the same way is not extracted again.",
+            "--store",
+            envvar="IMR_STORE",
+        ),
+    ] = None,
+    no_store: Annotated[
+        bool, _batch_option("Use no run store (extract everything, keep nothing).", "--no-store")
+    ] = False,
+    resume: Annotated[
+        str | None,
+        _batch_option(
+            "Continue an interrupted run (its id, or 'last'): same run id, same options.",
+            "--resume",
+            metavar="RUN_ID|last",
+        ),
+    ] = None,
+    retry_model_errors: Annotated[
+        bool,
+        _batch_option(
+            "Extract again the stored letters whose model call failed (rules kept).",
+            "--retry-model-errors",
+        ),
+    ] = False,
+    workers: Annotated[
+        int | None,
+        _batch_option("Processes reading letters (default: all cores).", "--workers", min=1),
+    ] = None,
+    concurrency: Annotated[
+        int,
+        _batch_option("Model calls in flight at once (llm, hybrid).", "--concurrency", min=1),
+    ] = 4,
+    rpm: Annotated[
+        float | None,
+        _batch_option("Model requests per minute, at most (llm, hybrid).", "--rpm", min=0.001),
+    ] = None,
+    tpm: Annotated[
+        float | None,
+        _batch_option("Model tokens per minute, at most (llm, hybrid).", "--tpm", min=1),
+    ] = None,
+    log_file: Annotated[
+        Path | None, _batch_option("Write a log here (the API key is masked).", "--log-file")
+    ] = None,
+    log_level: Annotated[
+        str, _batch_option("Level for --log-file: DEBUG, INFO, WARNING, ERROR.", "--log-level")
+    ] = "INFO",
 ) -> None:
     """Extract records from letters, with the rules (default) or a language model.
 
+    Results are kept in a run store (./imr-extract.sqlite unless --store/--no-store): a run
+    again skips what is done, --resume continues an interrupted run, `export` writes them out.
+
     The LLM backend reads OPENAI_API_KEY from the environment (never from a flag).
     """
+    from .runner import BatchRunner, RateLimitedLLM, RateLimiter, default_workers
+    from .store import ResultKey, RunStore, StoreError, code_version
+
     if pdf_engine is not None and pdf_engine not in PDF_ENGINES:
-        typer.echo(f"error: --pdf-engine must be one of {', '.join(PDF_ENGINES)}", err=True)
-        raise typer.Exit(EXIT_USAGE)
+        raise _usage_error(f"--pdf-engine must be one of {', '.join(PDF_ENGINES)}")
+    if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise _usage_error(f"--log-level must be DEBUG, INFO, WARNING or ERROR, not {log_level!r}")
+    if no_store and resume is not None:
+        raise _usage_error("--resume needs the run store (not --no-store)")
+    if log_file is not None:
+        _log_to(log_file, log_level)
     extractor: Extractor = extract_document
     if backend is None:
         backend = Backend.HYBRID if model_configured(model, base_url) else Backend.RULES
+    key = ResultKey(backend.value, schema_hash=schema_hash(), version=code_version())
+    settings: dict[str, Any] = {"backend": backend.value, "pdf_engine": pdf_engine}
     if backend is not Backend.RULES:
-        # instructor logs every failed attempt at ERROR; the CLI reports each failure itself.
-        logging.getLogger("instructor").setLevel(logging.CRITICAL)
+        if log_file is None:
+            # instructor logs every failed attempt at ERROR; the CLI reports each failure itself.
+            logging.getLogger("instructor").setLevel(logging.CRITICAL)
         from .hybrid import HybridExtractor
         from .llm import LLMConfig, LLMExtractor
 
@@ -243,55 +382,119 @@ def extract(
             cache_dir=cache_dir,
             verbatim_reask=verbatim_reask,
         )
-        llm = LLMExtractor(config)
+        llm = RateLimitedLLM(config, RateLimiter(rpm, tpm)) if rpm or tpm else LLMExtractor(config)
         extractor = HybridExtractor(llm) if backend is Backend.HYBRID else llm
-    files = list(iter_paths(paths))
-    if not files:
-        typer.echo(f"error: no letters (.pdf, .txt) found under {' '.join(paths)}", err=True)
-        raise typer.Exit(EXIT_USAGE)
-    show_progress = err.is_terminal if progress is None else progress
-    stats = BatchSummary()
+        key = ResultKey(backend.value, llm.prompt_ref, config.model, key.schema_hash, key.version)
+        settings.update(llm=config.public(), concurrency=concurrency, rpm=rpm, tpm=tpm, cache=cache)
+    if paths:
+        total = sum(1 for _ in iter_paths(paths))
+        if not total:
+            raise _usage_error(f"no letters (.pdf, .txt) found under {' '.join(paths)}")
+    elif resume is None:
+        raise _usage_error("give the letters to read (files, directories or '-')")
+    store: RunStore | None = None
+    run_id: str | None = None
     with ExitStack() as stack:
-        writer = make_writer(fmt, _open_out(stack, out))
-        errors = (
-            stack.enter_context(errors_out.open("w", encoding="utf-8"))
-            if errors_out is not None
-            else None
-        )
-        bar = stack.enter_context(
-            Progress(
-                TextColumn("[progress.description]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                console=err,
-                disable=not show_progress,
-                transient=True,
-            )
-        )
-        task = bar.add_task("extracting", total=len(files))
-        for path in files:
-            outcome = extract_one(path, pdf_engine, extractor)
-            stats.add(outcome)
-            if outcome.record is not None:
-                writer.write(outcome.record)
-            elif outcome.error is not None:
-                typer.echo(f"error: {outcome.error}", err=True)
-                if errors is not None:
-                    errors.write(
-                        json.dumps(
-                            {
-                                "letter": path,
-                                "error": outcome.error.code,
-                                "cause": outcome.error.cause,
-                            }
+        if not no_store:
+            try:
+                store = stack.enter_context(RunStore(store_path or Path(DEFAULT_STORE)))
+                if resume is not None:
+                    run = store.run(resume)
+                    if run.still_running():
+                        raise _usage_error(
+                            f"run {run.id} is still running (pid {run.pid}): stop it first"
                         )
-                        + "\n"
+                    made = (run.backend, run.model, run.prompt, run.schema_hash, run.version)
+                    now = (key.backend, key.model, key.prompt, key.schema_hash, key.version)
+                    if made != now:
+                        names = ("backend", "model", "prompt", "schema", "imr-extract")
+                        diffs = ", ".join(
+                            f"{n} {a or '-'} (now {b or '-'})"
+                            for n, a, b in zip(names, made, now, strict=True)
+                            if a != b
+                        )
+                        raise _usage_error(
+                            f"run {run.id} was made with {diffs}: give the same options, "
+                            "or start a new run (without --resume)"
+                        )
+                    if not paths:
+                        paths = _resolve_inputs(run)
+                        total = sum(1 for _ in iter_paths(paths))
+                    store.resume_run(run.id)
+                    run_id = run.id
+                else:
+                    settings["workers"] = workers or default_workers()
+                    run_id = store.start_run(
+                        key, argv=sys.argv[1:], inputs=list(paths or []), config=settings
                     )
-            bar.advance(task)
-        writer.close()
+            except StoreError as exc:
+                raise _usage_error(str(exc)) from None
+        assert paths
+        runner = BatchRunner(
+            extractor,
+            pdf_engine=pdf_engine,
+            workers=workers or default_workers(),
+            concurrency=concurrency if backend is not Backend.RULES else None,
+            store=store,
+            run_id=run_id,
+            key=key if store is not None else None,
+            retry_model_errors=retry_model_errors,
+        )
+        show_progress = err.is_terminal if progress is None else progress
+        stats = BatchSummary()
+        status = "interrupted"
+        try:
+            writer = make_writer(fmt, _open_out(stack, out))
+            errors = (
+                stack.enter_context(errors_out.open("w", encoding="utf-8"))
+                if errors_out is not None
+                else None
+            )
+            bar = stack.enter_context(
+                Progress(
+                    TextColumn("[progress.description]{task.description}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    _RateColumn(),
+                    TimeElapsedColumn(),
+                    TextColumn("ETA"),
+                    TimeRemainingColumn(),
+                    console=err,
+                    disable=not show_progress,
+                    transient=True,
+                )
+            )
+            task = bar.add_task("extracting", total=total)
+            for outcome in runner.run(paths, total=total):
+                stats.add(outcome)
+                if outcome.record_json is not None and isinstance(writer, JsonlWriter):
+                    writer.stream.write(outcome.record_json + "\n")  # as made: no re-dump
+                    writer.stream.flush()
+                elif outcome.record is not None:
+                    writer.write(outcome.record)
+                elif outcome.error is not None:
+                    bar.console.print(
+                        f"error: {outcome.error}", markup=False, highlight=False, soft_wrap=True
+                    )
+                    if errors is not None:
+                        failure = {
+                            "letter": outcome.source,
+                            "error": outcome.error.code,
+                            "cause": outcome.error.cause,
+                        }
+                        errors.write(json.dumps(failure) + "\n")
+                        errors.flush()
+                    bar.update(task, description=f"extracting ({len(stats.failures)} failed)")
+                bar.advance(task)
+            writer.close()
+            status = "finished"
+        finally:
+            if store is not None and run_id is not None:
+                store.finish_run(run_id, letters=stats.letters, reused=stats.reused, status=status)
     if summary:
         err.print(stats.table())
+        if store is not None:
+            err.print(f"run {run_id} in {store.path}", markup=False, highlight=False)
     raise typer.Exit(EXIT_FAILURES if stats.failures else EXIT_OK)
 
 
@@ -583,6 +786,262 @@ def review(
         typer.echo(f"error: {target}: cannot write ({exc.strerror or exc})", err=True)
         raise typer.Exit(EXIT_USAGE) from None
     typer.echo(str(target))
+
+
+# --- batch: large LLM jobs through the OpenAI Batch API ------------------------------------------
+
+batch_app = typer.Typer(
+    name="batch",
+    help="Large LLM jobs through the OpenAI Batch API: submit, status, collect (resumable).",
+    no_args_is_help=True,
+)
+#: `batch collect --no-wait` on a batch that has not ended yet.
+EXIT_PENDING = 3
+_JOB_OPTION = typer.Option("--job", "-j", help="The job file (JSON) that records the job's state.")
+
+
+def _batch_error(exc: Exception, code: int) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(code)
+
+
+@batch_app.command("submit")
+def batch_submit(
+    paths: Annotated[
+        list[str], typer.Argument(help="Letter files (.pdf, .txt) and directories (recursive).")
+    ],
+    job: Annotated[Path, _JOB_OPTION],
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="llm: every letter to the model; hybrid: the rules first, the model only for "
+            "what they cannot verify."
+        ),
+    ] = "llm",
+    model: Annotated[str | None, _llm_option("Model name (env IMR_LLM_MODEL).")] = None,
+    base_url: Annotated[
+        str | None, _llm_option("OpenAI-compatible endpoint (env OPENAI_BASE_URL).")
+    ] = None,
+    mode: Annotated[
+        LLMMode | None, _llm_option("How the schema is sent; auto picks per endpoint.")
+    ] = None,
+    max_tokens: Annotated[int | None, _llm_option("Longest answer per request.")] = None,
+    timeout: Annotated[float | None, _llm_option("Seconds per API call.")] = None,
+    pdf_engine: Annotated[
+        str | None, typer.Option(help=f"PDF text engine: {', '.join(PDF_ENGINES)}.")
+    ] = None,
+) -> None:
+    """Write the requests, upload them and create the batch; safe to run again.
+
+    A job file that already has a batch id is never submitted again; one whose upload
+    succeeded reuses the uploaded file. OPENAI_API_KEY is read from the environment only.
+    """
+    from .llm import LLMConfig
+    from .llm import batch as jobs
+
+    if pdf_engine is not None and pdf_engine not in PDF_ENGINES:
+        raise _usage_error(f"--pdf-engine must be one of {', '.join(PDF_ENGINES)}")
+    if backend not in jobs.BACKENDS:
+        raise _usage_error(f"--backend must be one of {', '.join(jobs.BACKENDS)}")
+    try:
+        if job.exists():
+            state = jobs.BatchJob.load(job)
+            if not jobs.same_inputs(state, paths):
+                raise _usage_error(f"{job} was prepared from other letters; use another --job")
+            if state.batch_id is not None:
+                typer.echo(f"already submitted; not submitting again: {jobs.describe(state)}")
+                raise typer.Exit(EXIT_OK)
+            if any(v is not None for v in (model, base_url, mode, max_tokens, pdf_engine)):
+                typer.echo(f"note: resuming {job} with the settings it was prepared with", err=True)
+            config = jobs.job_config(state)
+        else:
+            config = LLMConfig.from_env(
+                model=model, base_url=base_url, mode=mode, max_tokens=max_tokens, timeout_s=timeout
+            )
+            state = jobs.prepare_job(paths, job, config, backend=backend, pdf_engine=pdf_engine)
+            for letter in state.letters:
+                if "error" in letter:
+                    cause = letter["error"]["cause"]
+                    typer.echo(f"error: {letter['path']}: {cause} (nothing sent)", err=True)
+    except jobs.BatchJobError as exc:
+        raise _batch_error(exc, EXIT_USAGE) from None
+    try:
+        jobs.submit_job(state, jobs.make_batch_client(config))
+    except jobs.BatchJobError as exc:
+        raise _batch_error(exc, EXIT_FAILURES) from None
+    typer.echo(jobs.describe(state))
+
+
+@batch_app.command("status")
+def batch_status(job: Annotated[Path, _JOB_OPTION]) -> None:
+    """Ask for the batch's status once (and download its results once it has ended)."""
+    from .llm import batch as jobs
+
+    try:
+        state = jobs.BatchJob.load(job)
+    except jobs.BatchJobError as exc:
+        raise _batch_error(exc, EXIT_USAGE) from None
+    if state.batch_id is not None and not state.finished:
+        try:
+            jobs.refresh_job(state, jobs.make_batch_client(jobs.job_config(state)))
+        except jobs.BatchJobError as exc:
+            raise _batch_error(exc, EXIT_FAILURES) from None
+    typer.echo(jobs.describe(state))
+
+
+@batch_app.command("cancel")
+def batch_cancel(job: Annotated[Path, _JOB_OPTION]) -> None:
+    """Cancel the batch; `collect` then writes what was answered before it stopped."""
+    from .llm import batch as jobs
+
+    try:
+        state = jobs.BatchJob.load(job)
+        jobs.cancel_job(state, jobs.make_batch_client(jobs.job_config(state)))
+    except jobs.BatchJobError as exc:
+        raise _batch_error(exc, EXIT_FAILURES) from None
+    typer.echo(jobs.describe(state))
+
+
+@batch_app.command("collect")
+def batch_collect(
+    job: Annotated[Path, _JOB_OPTION],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write records here (default: stdout).")
+    ] = None,
+    fmt: Annotated[
+        OutputFormat,
+        typer.Option(
+            "--format", "-f", help="jsonl: a record per line; json: an array; csv: a row per item."
+        ),
+    ] = OutputFormat.JSONL,
+    fallback: Annotated[
+        str | None,
+        typer.Option(
+            help="rules: a letter whose request failed gets the rules' record (the cause in "
+            "extractor.model_error). Hybrid jobs always do."
+        ),
+    ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait/--no-wait", help="Poll until the batch ends (default) or ask once."),
+    ] = True,
+    poll_interval: Annotated[float, typer.Option(help="Seconds between polls.")] = 30.0,
+    errors_out: Annotated[
+        Path | None,
+        typer.Option("--errors", help="Also write one JSON line per failed letter to this file."),
+    ] = None,
+    summary: Annotated[
+        bool, typer.Option("--summary/--no-summary", help="Summary at the end.")
+    ] = True,
+) -> None:
+    """Wait for the batch, then write one verified record per letter.
+
+    Exit code 1: some letters failed (each named on stderr); 3: --no-wait and not ended yet.
+    """
+    from .llm import batch as jobs
+
+    logging.getLogger("instructor").setLevel(logging.CRITICAL)
+    if fallback is not None and fallback not in jobs.FALLBACKS:
+        raise _usage_error(f"--fallback must be one of {', '.join(jobs.FALLBACKS)}")
+    try:
+        state = jobs.BatchJob.load(job)
+    except jobs.BatchJobError as exc:
+        raise _batch_error(exc, EXIT_USAGE) from None
+    if not state.finished:
+        if state.batch_id is None:
+            raise _usage_error(f"{job}: not submitted yet: run `imr-extract batch submit`")
+        client = jobs.make_batch_client(jobs.job_config(state))
+        shown: list[str] = []
+
+        def show(s: Any) -> None:
+            line = jobs.describe(s)
+            if not shown or shown[-1] != line:
+                err.print(line)
+                shown.append(line)
+
+        try:
+            if wait:
+                jobs.wait_for_job(state, client, poll_interval_s=poll_interval, on_poll=show)
+            else:
+                jobs.refresh_job(state, client)
+        except jobs.BatchJobError as exc:
+            raise _batch_error(exc, EXIT_FAILURES) from None
+        if not state.finished:
+            typer.echo(f"not ended yet: {jobs.describe(state)}", err=True)
+            raise typer.Exit(EXIT_PENDING)
+    stats = BatchSummary()
+    try:
+        with ExitStack() as stack:
+            writer = make_writer(fmt, _open_out(stack, out))
+            errors = (
+                stack.enter_context(errors_out.open("w", encoding="utf-8"))
+                if errors_out is not None
+                else None
+            )
+            for outcome in jobs.collect_job(state, fallback=fallback):
+                stats.add(outcome)
+                if outcome.record is not None:
+                    writer.write(outcome.record)
+                elif outcome.error is not None:
+                    typer.echo(f"error: {outcome.error}", err=True)
+                    if errors is not None:
+                        failure = {
+                            "letter": outcome.source,
+                            "error": outcome.error.code,
+                            "cause": outcome.error.cause,
+                        }
+                        errors.write(json.dumps(failure) + "\n")
+            writer.close()
+    except jobs.BatchJobError as exc:
+        raise _batch_error(exc, EXIT_USAGE) from None
+    if summary:
+        err.print(stats.table())
+    raise typer.Exit(EXIT_FAILURES if stats.failures else EXIT_OK)
+
+
+app.add_typer(batch_app, name="batch")
+
+
+@app.command()
+def export(
+    store_path: Annotated[Path, typer.Option("--store", help="The run store to read.")] = Path(
+        DEFAULT_STORE
+    ),
+    run: Annotated[
+        str | None,
+        typer.Option("--run", metavar="RUN_ID|last", help="Only the letters this run extracted."),
+    ] = None,
+    fmt: Annotated[
+        OutputFormat,
+        typer.Option(
+            "--format", "-f", help="jsonl: a record per line; json: an array; csv: a row per item."
+        ),
+    ] = OutputFormat.JSONL,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write here (default: stdout).")
+    ] = None,
+) -> None:
+    """Write the records kept in a run store, as `extract` writes them (failures are not
+    records: query the store's letters table for them)."""
+    from .store import RunStore, StoreError
+
+    if not store_path.is_file():
+        raise _usage_error(f"{store_path}: no run store here (see --store)")
+    try:
+        with RunStore(store_path) as store, ExitStack() as stack:
+            run_id = store.run(run).id if run is not None else None
+            stream = _open_out(stack, out)
+            if fmt is OutputFormat.JSONL:  # the stored text as it is: no parse, no re-dump
+                for text in store.record_texts(run_id):
+                    stream.write(text + "\n")
+                JsonlWriter(stream).close()
+                return
+            writer = make_writer(fmt, stream)
+            for record in store.records(run_id):
+                writer.write(record)
+            writer.close()
+    except StoreError as exc:
+        raise _usage_error(str(exc)) from None
 
 
 def main() -> None:

@@ -20,6 +20,10 @@ class ImrExtractError(Exception):
         self.cause = cause
         super().__init__(f"{source}: {cause}")
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickle by (source, cause): errors cross process boundaries in a batch with --workers.
+        return (type(self), (self.source, self.cause))
+
 
 class InputError(ImrExtractError):
     """The file cannot be read as a letter at all."""
@@ -37,6 +41,12 @@ class BinaryInputError(InputError):
 
 class EncodingInputError(InputError):
     code = "encoding"
+
+
+class TooLargeInputError(InputError):
+    """Far larger than any letter: refused before it is read (see ``ingest.MAX_*_BYTES``)."""
+
+    code = "too-large"
 
 
 class PdfError(InputError):
@@ -61,6 +71,13 @@ class NoDecisionsError(ExtractionError):
     code = "no-decisions"
 
 
+class InternalError(ImrExtractError):
+    """An unexpected exception while extracting one letter (a bug in imr-extract): the batch
+    runner reports it for that letter and goes on."""
+
+    code = "internal"
+
+
 class LLMError(ExtractionError):
     """The model could not produce a usable answer; carries what it cost."""
 
@@ -72,6 +89,9 @@ class LLMError(ExtractionError):
         super().__init__(source, cause)
         self.usage = usage or Usage()
         self.attempts = attempts
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.source, self.cause, self.usage, self.attempts))
 
 
 class LLMTransportError(LLMError):

@@ -1,0 +1,575 @@
+"""The run store: an embedded SQLite database of runs, letter results and items.
+
+One file (``imr-extract.sqlite`` by default), stdlib ``sqlite3`` in WAL mode, written only by the
+process that runs the batch (workers compute; the parent writes). Tables:
+
+``runs``
+    One row per ``extract`` invocation: id, start/finish, status, host, argv and the settings
+    that matter (never a key or a URL's password), backend/model/prompt/schema, counts.
+``letters``
+    One row per *result*, keyed by :class:`ResultKey`: the letter's content sha256, backend,
+    prompt ref, model, schema hash and the extractor code's fingerprint. The row holds the
+    status (``ok``/``error``), the error code and cause, the whole record as JSON (provenance,
+    verification and alternatives stay inside it: ``json_each(record, '$.provenance')``
+    reads them), and denormalised columns for queries (case number, decision date, layout,
+    coverage, usage, model error).
+``items``
+    One row per item of an ``ok`` letter: request, decision, the partial-authorisation parts,
+    each guideline line's flags and its sources, sections and pages as JSON arrays, the rationale,
+    and the letter's case number and decision date again, so most questions are one ``SELECT``.
+
+Keys are content-derived text (``letters.key``, ``items.letter_key``) and run ids are unique
+across machines, so stores built on several machines merge with plain ``INSERT OR IGNORE``
+(see README, "Batch runs").
+
+A letter's rows are written in one transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``): a process
+killed at any point leaves either all of a letter's rows or none, and never loses a committed
+one (WAL with ``synchronous=NORMAL`` survives a killed process; a power cut may lose the last
+few commits, never corrupt the file).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import json
+import os
+import re
+import secrets
+import socket
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ImrExtractError
+from .schema import LetterRecord
+
+DEFAULT_STORE = "imr-extract.sqlite"
+STORE_VERSION = "1"
+
+#: Modules that cannot change what a record holds: editing them keeps stored results valid.
+_NOT_RECORD_CODE = frozenset(
+    {
+        "cli.py", "store.py", "runner.py", "output.py", "review.py", "reporting.py",
+        "compare.py", "evaluate.py", "fields.py",
+    }
+)  # fmt: skip
+
+SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id                TEXT PRIMARY KEY,       -- 20261123T034501Z-1a2b3c: unique across machines
+    started_at        TEXT NOT NULL,          -- ISO 8601, UTC
+    finished_at       TEXT,
+    status            TEXT NOT NULL,          -- running | finished | interrupted
+    host              TEXT,
+    pid               INTEGER,
+    cwd               TEXT,
+    argv              TEXT NOT NULL,          -- JSON array, secrets removed
+    inputs            TEXT NOT NULL,          -- JSON array of the inputs as given
+    version           TEXT NOT NULL,          -- imr-extract version + code fingerprint
+    backend           TEXT NOT NULL,
+    model             TEXT NOT NULL,          -- '' for the rules
+    prompt            TEXT NOT NULL,          -- prompt name@hash, '' for the rules
+    schema_hash       TEXT NOT NULL,
+    config            TEXT NOT NULL,          -- JSON: workers, concurrency, limits, LLM settings
+    resumes           INTEGER NOT NULL DEFAULT 0,
+    letters           INTEGER NOT NULL DEFAULT 0,  -- inputs seen (all invocations)
+    ok                INTEGER NOT NULL DEFAULT 0,  -- letters rows written by this run, by status
+    errors            INTEGER NOT NULL DEFAULT 0,
+    reused            INTEGER NOT NULL DEFAULT 0,  -- inputs already in the store, not redone
+    items             INTEGER NOT NULL DEFAULT 0,
+    requests          INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens     INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd          REAL
+);
+CREATE TABLE IF NOT EXISTS letters (
+    key               TEXT PRIMARY KEY,       -- hash of the six columns below (and, for an
+                                              -- error, the path: every failed file is named)
+    sha256            TEXT,                   -- of the file's bytes; NULL if it could not be read
+    backend           TEXT NOT NULL,
+    prompt            TEXT NOT NULL,
+    model             TEXT NOT NULL,
+    schema_hash       TEXT NOT NULL,
+    version           TEXT NOT NULL,
+    run_id            TEXT NOT NULL REFERENCES runs (id),
+    path              TEXT NOT NULL,
+    letter            TEXT NOT NULL,
+    status            TEXT NOT NULL CHECK (status IN ('ok', 'error')),
+    error_code        TEXT,
+    cause             TEXT,
+    record            TEXT,                   -- the LetterRecord as JSON (ok rows)
+    case_number       TEXT,
+    decision_date     TEXT,
+    layout            TEXT,
+    coverage          REAL,
+    novel_layout      INTEGER,
+    item_count        INTEGER,
+    warnings          INTEGER,
+    routed            TEXT,
+    model_error       TEXT,
+    requests          INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens     INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    total_tokens      INTEGER NOT NULL DEFAULT 0,
+    cost_usd          REAL,
+    cached            INTEGER,
+    finished_at       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS letters_run ON letters (run_id);
+CREATE INDEX IF NOT EXISTS letters_sha256 ON letters (sha256);
+CREATE INDEX IF NOT EXISTS letters_case ON letters (case_number);
+CREATE TABLE IF NOT EXISTS items (
+    letter_key        TEXT NOT NULL REFERENCES letters (key) ON DELETE CASCADE,
+    idx               INTEGER NOT NULL,
+    letter            TEXT NOT NULL,
+    case_number       TEXT,
+    decision_date     TEXT,
+    request           TEXT NOT NULL,
+    decision          TEXT NOT NULL,          -- upheld | overturned
+    original_request  TEXT,
+    authorized        TEXT,
+    ca_cited          INTEGER NOT NULL,       -- claims administrator's guideline line
+    ca_outside_mtus   INTEGER NOT NULL,
+    ca_sources        TEXT NOT NULL,          -- JSON arrays
+    ca_sections       TEXT NOT NULL,
+    ca_pages          TEXT NOT NULL,
+    imr_cited         INTEGER NOT NULL,       -- the IMR reviewer's guideline line
+    imr_outside_mtus  INTEGER NOT NULL,
+    imr_sources       TEXT NOT NULL,
+    imr_sections      TEXT NOT NULL,
+    imr_pages         TEXT NOT NULL,
+    rationale         TEXT,
+    PRIMARY KEY (letter_key, idx)
+);
+CREATE INDEX IF NOT EXISTS items_decision ON items (decision, decision_date);
+"""
+
+
+class StoreError(ImrExtractError):
+    """The store cannot be opened or does not hold what was asked for."""
+
+    code = "store"
+
+
+@functools.cache
+def code_version() -> str:
+    """The package version plus a fingerprint of the code that makes records.
+
+    Part of every result key: a stored result is reused only by the same extractor code, so a
+    change to a rule or a layout re-extracts instead of serving stale records.
+    """
+    from . import __version__
+
+    root = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel in _NOT_RECORD_CODE:
+            continue
+        digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return f"{__version__}+{digest.hexdigest()[:10]}"
+
+
+@dataclass(frozen=True)
+class ResultKey:
+    """What a result depends on besides the letter's bytes."""
+
+    backend: str
+    prompt: str = ""
+    model: str = ""
+    schema_hash: str = ""
+    version: str = ""
+
+    def _hash(self, *ident: str) -> str:
+        parts = [*ident, self.backend, self.prompt, self.model, self.schema_hash, self.version]
+        return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+    def key(self, sha256: str | None, path: str) -> str:
+        """The letters.key of a record: by content (the same bytes anywhere are one letter)."""
+        return self._hash(sha256) if sha256 is not None else self.error_key(None, path)
+
+    def error_key(self, sha256: str | None, path: str) -> str:
+        """The letters.key of a failure: by content *and* path, so every failed file is named
+        (failures are never reused; they are tried again on every run)."""
+        return self._hash("error", sha256 or "-", path)
+
+
+@dataclass(frozen=True)
+class StoredLetter:
+    """A letters row, as the runner needs it."""
+
+    key: str
+    path: str
+    status: str
+    record: str | None
+    model_error: str | None
+    error_code: str | None
+    cause: str | None
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: str
+    status: str
+    backend: str
+    model: str
+    prompt: str
+    schema_hash: str
+    version: str
+    inputs: list[str]
+    cwd: str | None
+    host: str | None = None
+    pid: int | None = None
+
+    def still_running(self) -> bool:
+        """Marked running and its process is alive on this machine (not killed or crashed)."""
+        if self.status != "running" or self.pid is None or self.host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # alive, another user's
+            return True
+        return self.pid != os.getpid()
+
+
+def finished(row: StoredLetter | None, retry_model_errors: bool = False) -> bool:
+    """Whether a stored result stands (a re-run skips it): ok, and the model did not fail
+    (or model failures are not to be retried). Error rows are always tried again."""
+    if row is None or row.status != "ok":
+        return False
+    return not (retry_model_errors and row.model_error is not None)
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_run_id() -> str:
+    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+_USERINFO = re.compile(r"(://)[^/@\s]+@")
+
+
+def scrub(text: str) -> str:
+    """Drop the user:password part of any URL (the only place a flag could carry a secret)."""
+    return _USERINFO.sub(r"\1", text)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _guideline_columns(g: Any) -> tuple[Any, ...]:
+    return (
+        int(g.cited),
+        int(g.outside_mtus),
+        _json([c.source for c in g.citations]),
+        _json([s for c in g.citations for s in c.sections]),
+        _json([p for c in g.citations for p in c.pages]),
+    )
+
+
+class RunStore:
+    """A SQLite run store. Not thread-safe: use it from the thread that opened it."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        try:
+            if self.path.parent != Path(""):
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=60.0)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.executescript(SCHEMA_SQL)
+            found = self.db.execute("SELECT value FROM meta WHERE key = 'store_version'").fetchone()
+            if found is None:
+                self.db.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('store_version', ?)", (STORE_VERSION,)
+                )
+            elif found[0] != STORE_VERSION:
+                raise StoreError(
+                    str(self.path),
+                    f"store version {found[0]}, this imr-extract writes "
+                    f"{STORE_VERSION}: use another --store",
+                )
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(str(self.path), f"cannot open the run store ({exc})") from exc
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: everything in the block is committed together, or nothing."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # ------------------------------------------------------------------ runs
+
+    def start_run(
+        self,
+        key: ResultKey,
+        *,
+        argv: list[str],
+        inputs: list[str],
+        config: dict[str, Any],
+    ) -> str:
+        run_id = new_run_id()
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO runs (id, started_at, status, host, pid, cwd, argv, inputs, version,"
+                " backend, model, prompt, schema_hash, config)"
+                " VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    now_iso(),
+                    socket.gethostname(),
+                    os.getpid(),
+                    os.getcwd(),
+                    _json([scrub(a) for a in argv]),
+                    _json([scrub(a) for a in inputs]),
+                    key.version,
+                    key.backend,
+                    key.model,
+                    key.prompt,
+                    key.schema_hash,
+                    scrub(_json(config)),
+                ),
+            )
+        return run_id
+
+    def run(self, ref: str) -> RunRow:
+        """The run named ``ref`` (an id, or ``last`` for the latest started)."""
+        if ref == "last":
+            query, args = "SELECT * FROM runs ORDER BY started_at DESC, rowid DESC LIMIT 1", ()
+        else:
+            query, args = "SELECT * FROM runs WHERE id = ?", (ref,)
+        cur = self.db.execute(query, args)
+        row = cur.fetchone()
+        if row is None:
+            what = "no runs" if ref == "last" else f"no run {ref!r}"
+            raise StoreError(str(self.path), f"{what} in this store")
+        r = dict(zip([c[0] for c in cur.description], row, strict=True))
+        return RunRow(
+            id=r["id"],
+            status=r["status"],
+            backend=r["backend"],
+            model=r["model"],
+            prompt=r["prompt"],
+            schema_hash=r["schema_hash"],
+            version=r["version"],
+            inputs=json.loads(r["inputs"]),
+            cwd=r["cwd"],
+            host=r["host"],
+            pid=r["pid"],
+        )
+
+    def resume_run(self, run_id: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE runs SET status = 'running', resumes = resumes + 1, finished_at = NULL,"
+                " pid = ?, host = ? WHERE id = ?",
+                (os.getpid(), socket.gethostname(), run_id),
+            )
+
+    def finish_run(
+        self, run_id: str, *, letters: int, reused: int, status: str = "finished"
+    ) -> None:
+        """Close a run: its counts are recomputed from the rows it wrote."""
+        with self.transaction() as db:
+            db.execute(
+                """
+                UPDATE runs SET
+                    status = ?, finished_at = ?,
+                    letters = letters + ?, reused = reused + ?,
+                    ok = (SELECT count(*) FROM letters WHERE run_id = runs.id AND status = 'ok'),
+                    errors = (SELECT count(*) FROM letters
+                              WHERE run_id = runs.id AND status = 'error'),
+                    items = (SELECT coalesce(sum(item_count), 0) FROM letters
+                             WHERE run_id = runs.id),
+                    requests = (SELECT coalesce(sum(requests), 0) FROM letters
+                                WHERE run_id = runs.id),
+                    prompt_tokens = (SELECT coalesce(sum(prompt_tokens), 0) FROM letters
+                                     WHERE run_id = runs.id),
+                    completion_tokens = (SELECT coalesce(sum(completion_tokens), 0) FROM letters
+                                         WHERE run_id = runs.id),
+                    cost_usd = (SELECT sum(cost_usd) FROM letters WHERE run_id = runs.id)
+                WHERE id = ?
+                """,
+                (status, now_iso(), letters, reused, run_id),
+            )
+
+    # ------------------------------------------------------------------ letters
+
+    def lookup(self, key: str) -> StoredLetter | None:
+        row = self.db.execute(
+            "SELECT key, path, status, record, model_error, error_code, cause"
+            " FROM letters WHERE key = ?",
+            (key,),
+        ).fetchone()
+        return StoredLetter(*row) if row is not None else None
+
+    def write(
+        self,
+        key: ResultKey,
+        run_id: str,
+        path: str,
+        sha256: str | None,
+        *,
+        record: LetterRecord | None = None,
+        record_json: str | None = None,
+        error: ImrExtractError | None = None,
+        retry_model_errors: bool = False,
+    ) -> bool:
+        """Write one letter's result (its row and its items) in one transaction.
+
+        A record replaces an earlier failure under the same key and clears the failures of the
+        same content under other paths. Returns False, writing nothing, when a record that
+        stands is already stored for this content (the same bytes met twice in a batch, one of
+        them perhaps failing in the model while the other succeeded).
+        """
+        content_key = key.key(sha256, path)
+        with self.transaction() as db:
+            existing = self.lookup(content_key) if sha256 is not None else None
+            if record is None:
+                if existing is not None and existing.status == "ok":
+                    return False
+                letter_key = key.error_key(sha256, path)
+            else:
+                if finished(existing, retry_model_errors):
+                    return False
+                letter_key = content_key
+                if sha256 is not None:  # this content's failures are stale now
+                    db.execute(
+                        "DELETE FROM letters WHERE status = 'error' AND sha256 = ? AND backend = ?"
+                        " AND prompt = ? AND model = ? AND schema_hash = ? AND version = ?",
+                        (sha256, key.backend, key.prompt, key.model, key.schema_hash, key.version),
+                    )
+            db.execute("DELETE FROM letters WHERE key = ?", (letter_key,))
+            # also without the cascade (a store edited by hand with foreign keys off)
+            db.execute("DELETE FROM items WHERE letter_key = ?", (letter_key,))
+            self._insert_letter(
+                db, key, letter_key, run_id, path, sha256, record, record_json, error
+            )
+            if record is not None:
+                self._insert_items(db, letter_key, record)
+        return True
+
+    def _insert_letter(
+        self,
+        db: sqlite3.Connection,
+        key: ResultKey,
+        letter_key: str,
+        run_id: str,
+        path: str,
+        sha256: str | None,
+        record: LetterRecord | None,
+        record_json: str | None,
+        error: ImrExtractError | None,
+    ) -> None:
+        common = (
+            letter_key, sha256, key.backend, key.prompt, key.model, key.schema_hash,
+            key.version, run_id, path,
+        )  # fmt: skip
+        if record is None:
+            assert error is not None, "a result is a record or an error"
+            db.execute(
+                "INSERT INTO letters (key, sha256, backend, prompt, model, schema_hash, version,"
+                " run_id, path, letter, status, error_code, cause, finished_at"
+                ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'error', ?, ?, ?)",
+                (*common, Path(path).name, error.code, error.cause, now_iso()),
+            )
+            return
+        x = record.extractor
+        v = record.verification
+        db.execute(
+            "INSERT INTO letters (key, sha256, backend, prompt, model, schema_hash, version,"
+            " run_id, path, letter, status, record, case_number, decision_date, layout,"
+            " coverage, novel_layout, item_count, warnings, routed, model_error, requests,"
+            " prompt_tokens, completion_tokens, total_tokens, cost_usd, cached, finished_at"
+            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ok', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+            " ?, ?, ?, ?, ?)",
+            (
+                *common,
+                record.letter,
+                record_json if record_json is not None else record.model_dump_json(),
+                record.case_number,
+                record.dates.decision.isoformat() if record.dates.decision else None,
+                record.layout,
+                v.coverage if v is not None else None,
+                int(v.novel_layout) if v is not None else None,
+                len(record.items),
+                len(record.warnings),
+                x.routed,
+                x.model_error,
+                x.usage.requests,
+                x.usage.prompt_tokens,
+                x.usage.completion_tokens,
+                x.usage.total_tokens,
+                x.cost_usd,
+                int(x.cached),
+                now_iso(),
+            ),
+        )
+
+    def _insert_items(self, db: sqlite3.Connection, letter_key: str, record: LetterRecord) -> None:
+        decided = record.dates.decision.isoformat() if record.dates.decision else None
+        db.executemany(
+            "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    letter_key,
+                    i,
+                    record.letter,
+                    record.case_number,
+                    decided,
+                    item.request,
+                    item.decision.value,
+                    item.original_request,
+                    item.authorized,
+                    *_guideline_columns(item.claims_administrator_guideline),
+                    *_guideline_columns(item.imr_guideline),
+                    item.rationale,
+                )
+                for i, item in enumerate(record.items)
+            ],
+        )
+
+    # ------------------------------------------------------------------ reading
+
+    def record_texts(self, run_id: str | None = None) -> Iterator[str]:
+        """The stored records (JSON text, as ``extract`` writes them), in the order written."""
+        query = "SELECT record FROM letters WHERE status = 'ok'"
+        args: tuple[str, ...] = ()
+        if run_id is not None:
+            query, args = query + " AND run_id = ?", (run_id,)
+        for (text,) in self.db.execute(query + " ORDER BY rowid", args):
+            yield text
+
+    def records(self, run_id: str | None = None) -> Iterator[LetterRecord]:
+        for text in self.record_texts(run_id):
+            yield LetterRecord.model_validate_json(text)
