@@ -29,6 +29,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _store_in_tmp(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """CLI runs in tests keep their run store out of the working directory."""
+    monkeypatch.setenv("IMR_STORE", str(tmp_path_factory.mktemp("store") / "imr-extract.sqlite"))
+
+
+@pytest.fixture(autouse=True)
 def _no_live_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Outside recording, nothing in the tests may reach past this machine's loopback."""
     if request.config.getoption("--record-mode") != "none":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -45,6 +46,7 @@ class Layout:
 
 _REGISTRY: dict[str, Layout] = {}
 _loaded = False
+_load_lock = threading.RLock()
 
 
 def register(layout: Layout) -> Layout:
@@ -58,10 +60,15 @@ def _load_builtin() -> None:
     global _loaded
     if _loaded:
         return
-    _loaded = True
-    for mod in pkgutil.iter_modules(__path__):
-        if not mod.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{mod.name}")
+    # Threads extracting at once must not see a half-loaded registry: the flag is set only
+    # after every module has registered, under a lock.
+    with _load_lock:
+        if _loaded:
+            return
+        for mod in pkgutil.iter_modules(__path__):
+            if not mod.name.startswith("_"):
+                importlib.import_module(f"{__name__}.{mod.name}")
+        _loaded = True
 
 
 def all_layouts() -> list[Layout]:
