@@ -166,6 +166,31 @@ def _llm_option(help_text: str) -> Any:
     return typer.Option(help=help_text, rich_help_panel="LLM")
 
 
+# Options several commands share, declared once so their names and help stay the same.
+PdfEngineOption = Annotated[
+    str | None,
+    typer.Option(help=f"PDF text engine: {', '.join(PDF_ENGINES)} (default: fastest available)."),
+]
+ModelOption = Annotated[str | None, _llm_option("Model name (env IMR_LLM_MODEL).")]
+BaseUrlOption = Annotated[
+    str | None, _llm_option("OpenAI-compatible endpoint (env OPENAI_BASE_URL).")
+]
+ModeOption = Annotated[
+    LLMMode | None, _llm_option("How the schema is sent; auto picks per endpoint.")
+]
+MaxTokensOption = Annotated[int | None, _llm_option("Longest answer per request.")]
+TimeoutOption = Annotated[float | None, _llm_option("Seconds per request.")]
+CacheOption = Annotated[
+    bool, typer.Option("--cache/--no-cache", help="Reuse cached answers.", rich_help_panel="LLM")
+]
+CacheDirOption = Annotated[Path | None, _llm_option("Answer cache (env IMR_CACHE_DIR).")]
+
+
+def _check_pdf_engine(pdf_engine: str | None) -> None:
+    if pdf_engine is not None and pdf_engine not in PDF_ENGINES:
+        raise _usage_error(f"--pdf-engine must be one of {', '.join(PDF_ENGINES)}")
+
+
 class _RateColumn(ProgressColumn):
     """Letters per second."""
 
@@ -242,12 +267,7 @@ def extract(
         Path | None,
         typer.Option("--errors", help="Also write one JSON line per failed letter to this file."),
     ] = None,
-    pdf_engine: Annotated[
-        str | None,
-        typer.Option(
-            help=f"PDF text engine: {', '.join(PDF_ENGINES)} (default: fastest available)."
-        ),
-    ] = None,
+    pdf_engine: PdfEngineOption = None,
     progress: Annotated[
         bool | None,
         typer.Option("--progress/--no-progress", help="Progress bar (default: on a terminal)."),
@@ -264,24 +284,17 @@ def extract(
             "OPENAI_API_KEY), else rules."
         ),
     ] = None,
-    model: Annotated[str | None, _llm_option("Model name (env IMR_LLM_MODEL).")] = None,
-    base_url: Annotated[
-        str | None, _llm_option("OpenAI-compatible endpoint (env OPENAI_BASE_URL).")
-    ] = None,
-    mode: Annotated[
-        LLMMode | None, _llm_option("How the schema is sent; auto picks per endpoint.")
-    ] = None,
-    max_tokens: Annotated[int | None, _llm_option("Longest answer per request.")] = None,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
+    mode: ModeOption = None,
+    max_tokens: MaxTokensOption = None,
     max_reasks: Annotated[int | None, _llm_option("Re-asks after an invalid answer.")] = None,
     token_budget: Annotated[
         int | None, _llm_option("Tokens one letter may spend over all attempts.")
     ] = None,
-    timeout: Annotated[float | None, _llm_option("Seconds per request.")] = None,
-    cache: Annotated[
-        bool,
-        typer.Option("--cache/--no-cache", help="Reuse cached answers.", rich_help_panel="LLM"),
-    ] = True,
-    cache_dir: Annotated[Path | None, _llm_option("Answer cache (env IMR_CACHE_DIR).")] = None,
+    timeout: TimeoutOption = None,
+    cache: CacheOption = True,
+    cache_dir: CacheDirOption = None,
     verbatim_reask: Annotated[
         bool | None,
         typer.Option(
@@ -350,8 +363,7 @@ def extract(
     from .runner import BatchRunner, RateLimitedLLM, RateLimiter, default_workers
     from .store import ResultKey, RunStore, StoreError, code_version
 
-    if pdf_engine is not None and pdf_engine not in PDF_ENGINES:
-        raise _usage_error(f"--pdf-engine must be one of {', '.join(PDF_ENGINES)}")
+    _check_pdf_engine(pdf_engine)
     if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise _usage_error(f"--log-level must be DEBUG, INFO, WARNING or ERROR, not {log_level!r}")
     if no_store and resume is not None:
@@ -594,23 +606,14 @@ def compare_command(
         Path | None, typer.Option("--out", "-o", help="Write the report here (default: stdout).")
     ] = None,
     limit: Annotated[int, typer.Option(help="Disagreements listed in the table.")] = 50,
-    pdf_engine: Annotated[
-        str | None, typer.Option(help=f"PDF text engine: {', '.join(PDF_ENGINES)}.")
-    ] = None,
-    model: Annotated[str | None, _llm_option("Model name (env IMR_LLM_MODEL).")] = None,
-    base_url: Annotated[
-        str | None, _llm_option("OpenAI-compatible endpoint (env OPENAI_BASE_URL).")
-    ] = None,
-    mode: Annotated[
-        LLMMode | None, _llm_option("How the schema is sent; auto picks per endpoint.")
-    ] = None,
-    max_tokens: Annotated[int | None, _llm_option("Longest answer per request.")] = None,
-    timeout: Annotated[float | None, _llm_option("Seconds per request.")] = None,
-    cache: Annotated[
-        bool,
-        typer.Option("--cache/--no-cache", help="Reuse cached answers.", rich_help_panel="LLM"),
-    ] = True,
-    cache_dir: Annotated[Path | None, _llm_option("Answer cache (env IMR_CACHE_DIR).")] = None,
+    pdf_engine: PdfEngineOption = None,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
+    mode: ModeOption = None,
+    max_tokens: MaxTokensOption = None,
+    timeout: TimeoutOption = None,
+    cache: CacheOption = True,
+    cache_dir: CacheDirOption = None,
 ) -> None:
     """Compare two extractions: per-field agreement, decision kappa, every disagreement.
 
@@ -644,8 +647,7 @@ def compare_command(
         elif not paths:
             raise _usage_error("nothing to compare: give two result files or letters")
         else:
-            if pdf_engine is not None and pdf_engine not in PDF_ENGINES:
-                raise _usage_error(f"--pdf-engine must be one of {', '.join(PDF_ENGINES)}")
+            _check_pdf_engine(pdf_engine)
             files = list(iter_paths(paths))
             if not files:
                 raise _usage_error(f"no letters (.pdf, .txt) found under {' '.join(paths)}")
@@ -704,10 +706,7 @@ def review(
             "this letter (same sha256) are used, labelled by their backend. Repeatable.",
         ),
     ] = None,
-    pdf_engine: Annotated[
-        str | None,
-        typer.Option(help=f"PDF text engine: {', '.join(PDF_ENGINES)} (default: fastest)."),
-    ] = None,
+    pdf_engine: PdfEngineOption = None,
     llm: Annotated[
         bool | None,
         typer.Option(
@@ -717,12 +716,10 @@ def review(
             rich_help_panel="LLM",
         ),
     ] = None,
-    model: Annotated[str | None, _llm_option("Model name (env IMR_LLM_MODEL).")] = None,
-    base_url: Annotated[
-        str | None, _llm_option("OpenAI-compatible endpoint (env OPENAI_BASE_URL).")
-    ] = None,
-    mode: Annotated[LLMMode | None, _llm_option("How the schema is sent.")] = None,
-    timeout: Annotated[float | None, _llm_option("Seconds per request.")] = None,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
+    mode: ModeOption = None,
+    timeout: TimeoutOption = None,
 ) -> None:
     """Write one self-contained HTML page to check a letter's records against its text.
 
@@ -734,9 +731,7 @@ def review(
     from .review import label_records, load_results, write_review
     from .schema import LetterRecord
 
-    if pdf_engine is not None and pdf_engine not in PDF_ENGINES:
-        typer.echo(f"error: --pdf-engine must be one of {', '.join(PDF_ENGINES)}", err=True)
-        raise typer.Exit(EXIT_USAGE)
+    _check_pdf_engine(pdf_engine)
     try:
         doc = read_path(letter, pdf_engine=pdf_engine)
     except ImrExtractError as exc:
@@ -818,18 +813,12 @@ def batch_submit(
             "what they cannot verify."
         ),
     ] = "llm",
-    model: Annotated[str | None, _llm_option("Model name (env IMR_LLM_MODEL).")] = None,
-    base_url: Annotated[
-        str | None, _llm_option("OpenAI-compatible endpoint (env OPENAI_BASE_URL).")
-    ] = None,
-    mode: Annotated[
-        LLMMode | None, _llm_option("How the schema is sent; auto picks per endpoint.")
-    ] = None,
-    max_tokens: Annotated[int | None, _llm_option("Longest answer per request.")] = None,
-    timeout: Annotated[float | None, _llm_option("Seconds per API call.")] = None,
-    pdf_engine: Annotated[
-        str | None, typer.Option(help=f"PDF text engine: {', '.join(PDF_ENGINES)}.")
-    ] = None,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
+    mode: ModeOption = None,
+    max_tokens: MaxTokensOption = None,
+    timeout: TimeoutOption = None,
+    pdf_engine: PdfEngineOption = None,
 ) -> None:
     """Write the requests, upload them and create the batch; safe to run again.
 
@@ -839,8 +828,7 @@ def batch_submit(
     from .llm import LLMConfig
     from .llm import batch as jobs
 
-    if pdf_engine is not None and pdf_engine not in PDF_ENGINES:
-        raise _usage_error(f"--pdf-engine must be one of {', '.join(PDF_ENGINES)}")
+    _check_pdf_engine(pdf_engine)
     if backend not in jobs.BACKENDS:
         raise _usage_error(f"--backend must be one of {', '.join(jobs.BACKENDS)}")
     try:
