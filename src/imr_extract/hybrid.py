@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from . import layouts
-from .errors import LLMError, NoDecisionsError
+from .errors import ImrExtractError, LLMError, NoDecisionsError
 from .ingest import Document
 from .layouts._regions import find_regions
 from .llm.extract import LLMExtractor
 from .merge import merge
-from .schema import Backend, ExtractorInfo, LetterRecord, Method, Status, schema_hash
+from .schema import Backend, ExtractorInfo, LetterRecord, Method, Status, Usage, schema_hash
 from .verify import expected_paths, verified_record, verify
 
 #: Sections closer than this are sent as one (the text between them is cheap context).
@@ -144,6 +144,30 @@ def rules_record(doc: Document) -> LetterRecord:
     return verified_record(doc, layout.name, found, Method.RULES)
 
 
+def rules_standing(rules: LetterRecord, exc: ImrExtractError, info: ExtractorInfo) -> LetterRecord:
+    """The rules' record, kept because the model failed with ``exc``; the failure recorded.
+
+    Raises:
+        NoDecisionsError: the rules found no item either, naming both causes.
+    """
+    failure = f"{exc.code}: {exc.cause}"
+    if not rules.items:
+        raise NoDecisionsError(
+            exc.source,
+            f"the rules found no decisions (layout {rules.layout!r}) and the model failed "
+            f"({failure})",
+        ) from exc
+    info = info.model_copy(
+        update={
+            "attempts": getattr(exc, "attempts", 0),
+            "usage": getattr(exc, "usage", None) or Usage(),
+            "model_error": failure,
+        }
+    )
+    warning = f"model failed ({failure}); the rules' values stand"
+    return rules.model_copy(update={"extractor": info, "warnings": [*rules.warnings, warning]})
+
+
 @dataclass
 class HybridExtractor:
     """Callable ``Document -> LetterRecord``: rules, then the model where they fall short."""
@@ -176,24 +200,8 @@ class HybridExtractor:
             else:
                 found, run = self.llm.found_in(doc, list(routing.regions))
         except LLMError as exc:
-            failure = f"{exc.code}: {exc.cause}"
-            if not rules.items:
-                raise NoDecisionsError(
-                    name,
-                    f"the rules found no decisions (layout {rules.layout!r}) and the model "
-                    f"failed ({failure})",
-                ) from exc
-            info = info.model_copy(
-                update={
-                    "model": self.llm.config.model,
-                    "attempts": exc.attempts,
-                    "usage": exc.usage,
-                    "model_error": failure,
-                }
-            )
-            warning = f"model failed ({failure}); the rules' values stand"
-            return rules.model_copy(
-                update={"extractor": info, "warnings": [*rules.warnings, warning]}
+            return rules_standing(
+                rules, exc, info.model_copy(update={"model": self.llm.config.model})
             )
 
         llm_info = self.llm.info(run)

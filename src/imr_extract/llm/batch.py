@@ -63,12 +63,12 @@ from typing import Any
 
 import openai
 
-from ..errors import ImrExtractError, LLMError, NoDecisionsError
+from ..errors import ImrExtractError, LLMError
 from ..extract import Outcome
 from ..ingest import Document, default_pdf_engine, iter_paths, read_bytes
 from ..schema import Backend, ExtractorInfo, LetterRecord, Usage, schema_hash
 from .chunking import plan_regions
-from .client import CallStats, make_openai_client, structured_call
+from .client import make_openai_client, structured_call
 from .config import LLMConfig
 from .extract import LLMExtractor, LLMRun, response_schema_hash
 from .response import LLMLetter, VerbatimLLMLetter
@@ -690,52 +690,21 @@ class BatchLLM(LLMExtractor):
         # attempt, since a batch cannot re-ask.
         self.replay.chat.completions.create = lambda *_a, **_k: completion  # type: ignore[method-assign]
         config = self.config.with_(max_reasks=0, transport_retries=0, token_budget=None)
-        part_text = doc.text[region[0] : region[1]]
-        stats = CallStats()
-        try:
-            answer, stats = structured_call(
-                source,
-                config,
-                self.messages(part_text, part, parts),
-                LLMLetter,
-                client=self.replay,
-                context={"letter": part_text},
-                stats=stats,
-            )
-        except LLMError as exc:
-            run.usage = run.usage + stats.usage
-            run.attempts += stats.attempts
-            exc.usage, exc.attempts = run.usage, run.attempts
-            raise
-        run.usage = run.usage + stats.usage
-        run.attempts += stats.attempts
+        answer, _stats = self.call(doc, config, region, part, parts, run, LLMLetter, self.replay)
         return answer
 
 
 def _rules_fallback(doc: Document, exc: ImrExtractError, llm: BatchLLM) -> LetterRecord:
-    from ..hybrid import rules_record
+    from ..hybrid import rules_record, rules_standing
 
-    source = doc.path or doc.name
-    failure = f"{exc.code}: {exc.cause}"
-    rules = rules_record(doc)
-    if not rules.items:
-        raise NoDecisionsError(
-            source,
-            f"the rules found no decisions (layout {rules.layout!r}) and the model failed "
-            f"({failure})",
-        ) from exc
     info = ExtractorInfo(
         backend=Backend.RULES,
         schema_hash=schema_hash(),
         model=llm.config.model,
         mode=llm.config.resolve_mode().value,
         prompt=llm.prompt_ref,
-        attempts=getattr(exc, "attempts", 0),
-        usage=getattr(exc, "usage", None) or Usage(),
-        model_error=failure,
     )
-    warning = f"model failed ({failure}); the rules' values stand"
-    return rules.model_copy(update={"extractor": info, "warnings": [*rules.warnings, warning]})
+    return rules_standing(rules_record(doc), exc, info)
 
 
 def collect_job(

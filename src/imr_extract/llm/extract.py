@@ -97,16 +97,33 @@ class LLMExtractor:
                     run.attempts,
                 )
             config = config.with_(token_budget=remaining)
+        model = VerbatimLLMLetter if config.verbatim_reask else LLMLetter
+        answer, stats = self.call(doc, config, region, part, parts, run, model, self.client)
+        if self.cache is not None:
+            self.cache.put(key, answer.model_dump(mode="json"), stats.usage, stats.attempts)
+        return answer
+
+    def call(
+        self,
+        doc: Document,
+        config: LLMConfig,
+        region: tuple[int, int],
+        part: int,
+        parts: int,
+        run: LLMRun,
+        model: type[LLMLetter],
+        client: openai.OpenAI | None,
+    ) -> tuple[LLMLetter, CallStats]:
+        """One structured call for ``region``, its cost added to ``run`` whatever its outcome."""
         stats = CallStats()
         part_text = doc.text[region[0] : region[1]]
-        model = VerbatimLLMLetter if config.verbatim_reask else LLMLetter
         try:
             answer, stats = structured_call(
                 doc.path or doc.name,
                 config,
                 self.messages(part_text, part, parts),
                 model,
-                client=self.client,
+                client=client,
                 context={"letter": part_text},
                 stats=stats,
             )
@@ -118,9 +135,7 @@ class LLMExtractor:
             raise
         run.usage = run.usage + stats.usage
         run.attempts += stats.attempts
-        if self.cache is not None:
-            self.cache.put(key, answer.model_dump(mode="json"), stats.usage, stats.attempts)
-        return answer
+        return answer, stats
 
     def found(self, doc: Document) -> tuple[LetterFound, LLMRun]:
         """Ask the model about the whole of ``doc`` (in parts if long); locate what it says."""
