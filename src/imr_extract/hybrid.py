@@ -20,17 +20,20 @@ warning. Only a letter the rules cannot read at all then fails, naming both caus
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from . import layouts
 from .errors import ImrExtractError, LLMError, NoDecisionsError
 from .ingest import Document
 from .layouts._regions import find_regions
-from .llm.extract import LLMExtractor
 from .merge import merge
 from .schema import Backend, ExtractorInfo, LetterRecord, Method, Status, Usage, schema_hash
 from .verify import expected_paths, verified_record, verify
+
+if TYPE_CHECKING:
+    from .llm.extract import LLMExtractor
 
 #: Sections closer than this are sent as one (the text between them is cheap context).
 JOIN_GAP_CHARS = 300
@@ -177,7 +180,6 @@ class HybridExtractor:
     #: have the model's value beside every rule value in ``alternatives``); None decides per
     #: letter with ``plan_routing``.
     force: Route | None = None
-    routings: dict[str, Routing] = field(default_factory=dict)  # last routing per letter name
 
     def __call__(self, doc: Document) -> LetterRecord:
         name = doc.path or doc.name
@@ -185,7 +187,6 @@ class HybridExtractor:
         routing = plan_routing(rules, doc.text)
         if self.force is Route.LETTER:
             routing = Routing(Route.LETTER, ((0, len(doc.text)),), ("sent whole on request",))
-        self.routings[doc.name] = routing
         info = ExtractorInfo(
             backend=Backend.HYBRID, schema_hash=schema_hash(), routed=routing.route
         )

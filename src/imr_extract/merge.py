@@ -16,7 +16,6 @@ no items at all, and is otherwise reported in a warning.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -203,13 +202,12 @@ def merge(
     rules: LetterRecord,
     llm: LetterRecord,
     extractor: ExtractorInfo,
-    warnings: Iterable[str] = (),
 ) -> LetterRecord:
     """The merged record (not yet re-verified: pass it to ``verify``)."""
     r_data = rules.model_dump(mode="json")
     m_data = llm.model_dump(mode="json")
     out = _Builder(data={}, provenance={}, alternatives={})
-    notes = list(rules.warnings) + [f"model: {w}" for w in llm.warnings] + list(warnings)
+    notes = list(rules.warnings) + [f"model: {w}" for w in llm.warnings]
 
     for unit in LETTER_UNITS:
         win, other = _pick(

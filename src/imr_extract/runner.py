@@ -284,9 +284,6 @@ def _in_threads(
 
     def work(task: _Task, doc: Document) -> _Result:
         record, error = _guard(task.path, lambda: extractor(doc))
-        routings = getattr(extractor, "routings", None)
-        if isinstance(routings, dict):  # HybridExtractor keeps one per letter: not in a batch
-            routings.pop(doc.name, None)
         return record, None, error
 
     for item, read in items:

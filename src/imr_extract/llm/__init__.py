@@ -5,6 +5,8 @@ extractor = LLMExtractor(LLMConfig.from_env(model="gpt-4o-mini"))
 record = extractor(read_path("letter.pdf"))
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ..errors import (
     LLMBudgetError,
     LLMError,
@@ -14,7 +16,20 @@ from ..errors import (
     LLMValidationError,
 )
 from .config import LLMConfig, LLMMode
-from .extract import LLMExtractor
+
+if TYPE_CHECKING:
+    from .extract import LLMExtractor
+
+
+def __getattr__(name: str) -> Any:
+    # The extractor pulls in openai and instructor (most of a second): only on first use, so
+    # the rules path and the CLI's start-up do not pay for a model they may never call.
+    if name == "LLMExtractor":
+        from .extract import LLMExtractor
+
+        return LLMExtractor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "LLMBudgetError",
