@@ -46,7 +46,6 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from . import layouts
 from .errors import ImrExtractError, InternalError
 from .extract import Extractor, Outcome, extract_document
 from .ingest import STDIN, Document, iter_paths, read_bytes, read_path
@@ -395,10 +394,6 @@ class BatchRunner:
             if total < self.min_pool_letters:
                 workers = 1
         pool = _Pool(workers, self.extractor, self.pdf_engine) if workers > 1 else None
-        if self.concurrency is not None:
-            # The layout registry loads itself on first use, and that is not thread-safe: two
-            # threads extracting at once can see it half-loaded (KeyError: 'unknown').
-            layouts.all_layouts()
         threads = (
             ThreadPoolExecutor(self.concurrency, thread_name_prefix="imr-extract")
             if self.concurrency is not None
