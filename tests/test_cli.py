@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -83,3 +86,22 @@ def test_layouts_command_lists_known_forms():
     result = run("layouts")
     assert "final_determination_2016" in result.stdout
     assert "notice_2013" in result.stdout
+
+
+def test_a_rules_run_does_not_load_the_model_client(tmp_path):
+    """openai and instructor take about a second to import and 40 MB: a rules-only run (no model
+    configured) must not pay for them, in the CLI process or in its workers."""
+    code = (
+        "import sys\n"
+        "from imr_extract.cli import main\n"
+        f"sys.argv = ['imr-extract', 'extract', {str(EXAMPLES)!r}, '-o', {str(tmp_path / 'o')!r},"
+        " '--no-store', '--no-summary']\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "print(sorted(m for m in ('openai', 'instructor', 'httpx') if m in sys.modules))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "IMR_LLM_"))}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr
+    assert (tmp_path / "o").read_text().count("\n") == len(list(EXAMPLES.iterdir()))

@@ -43,9 +43,10 @@ def match_kind(text: str, start: int, end: int, value: Any) -> MatchKind:
     if isinstance(value, str):
         if raw == value:
             return MatchKind.EXACT
-        if fold(raw) == value:
+        folded = fold(raw)
+        if folded == value:
             return MatchKind.NORMALISED
-        if fold(raw).casefold() == value.casefold():
+        if folded.casefold() == value.casefold():
             return MatchKind.FUZZY  # located case-insensitively (model output)
         return MatchKind.DERIVED
     if isinstance(value, int) and not isinstance(value, bool) and raw == str(value):

@@ -14,7 +14,7 @@ import sys
 from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 from rich.console import Console
@@ -37,7 +37,10 @@ from .ingest import PDF_ENGINES, iter_paths
 from .llm.config import LLMMode
 from .output import JsonlWriter, OutputFormat, make_writer
 from .schema import Backend, Decision, Usage, json_schema_text, schema_hash
-from .store import DEFAULT_STORE
+from .store import DEFAULT_STORE, RecordRow
+
+if TYPE_CHECKING:
+    from .runner import BatchOutcome
 
 app = typer.Typer(
     name="imr-extract",
@@ -85,36 +88,45 @@ class BatchSummary:
         self.model_errors = 0
         self.reused = 0
 
-    def add(self, outcome: Outcome) -> None:
+    def add(self, outcome: Outcome | BatchOutcome) -> None:
         self.letters += 1
         # A result served from the run store cost nothing this time.
         reused = bool(getattr(outcome, "reused", False))
         self.reused += reused
-        if outcome.record is None:
+        if not outcome.ok:
             self.failures.append(outcome)
             spent = getattr(outcome.error, "usage", None)
             if isinstance(spent, Usage):  # a failed model call still cost tokens
                 self.usage = self.usage + spent
             return
-        rec = outcome.record
-        if not rec.extractor.cached and not reused:
-            self.usage = self.usage + rec.extractor.usage
+        # Counted from the row a batch brings (no need to parse the record back).
+        row = getattr(outcome, "row", None)
+        if row is None:
+            assert outcome.record is not None
+            row = RecordRow.of(outcome.record)
+        if not row.cached and not reused:
+            self.usage = self.usage + Usage(
+                requests=row.usage[0],
+                prompt_tokens=row.usage[1],
+                completion_tokens=row.usage[2],
+                total_tokens=row.usage[3],
+            )
         if not reused:
-            self.attempts += rec.extractor.attempts
-            if rec.extractor.cost_usd is not None:
-                self.cost_usd = (self.cost_usd or 0.0) + rec.extractor.cost_usd
-        self.items += len(rec.items)
-        self.decisions.update(item.decision.value for item in rec.items)
-        self.layouts[rec.layout] += 1
-        self.warnings += len(rec.warnings)
-        v = rec.verification
-        if v is not None:
-            self.status.update(verified=v.verified, unverified=v.unverified)
-            self.status.update(contradicted=v.contradicted)
-            self.novel += v.novel_layout
-        if rec.extractor.routed is not None:
-            self.routed[rec.extractor.routed] += 1
-        self.model_errors += rec.extractor.model_error is not None
+            self.attempts += row.attempts
+            if row.cost_usd is not None:
+                self.cost_usd = (self.cost_usd or 0.0) + row.cost_usd
+        self.items += len(row.items)
+        self.decisions.update(row.decisions)
+        self.layouts[row.layout] += 1
+        self.warnings += row.warnings
+        if row.novel_layout is not None:
+            verified, unverified, contradicted = row.statuses
+            self.status.update(verified=verified, unverified=unverified)
+            self.status.update(contradicted=contradicted)
+            self.novel += row.novel_layout
+        if row.routed is not None:
+            self.routed[row.routed] += 1
+        self.model_errors += row.model_error is not None
 
     def table(self) -> Table:
         t = Table(title="imr-extract summary", show_header=False, title_justify="left")
@@ -360,7 +372,7 @@ def extract(
 
     The LLM backend reads OPENAI_API_KEY from the environment (never from a flag).
     """
-    from .runner import BatchRunner, RateLimitedLLM, RateLimiter, default_workers
+    from .runner import BatchRunner, RateLimiter, default_workers
     from .store import ResultKey, RunStore, StoreError, code_version
 
     _check_pdf_engine(pdf_engine)
@@ -381,6 +393,7 @@ def extract(
             logging.getLogger("instructor").setLevel(logging.CRITICAL)
         from .hybrid import HybridExtractor
         from .llm import LLMConfig, LLMExtractor
+        from .runner import RateLimitedLLM  # imports openai: only when a model is used
 
         config = LLMConfig.from_env(
             model=model,

@@ -32,6 +32,8 @@ def _page_in(raw: str, page: int) -> bool:
 
 def span_holds(path: str, value: Any, raw: str) -> bool:
     """Whether ``raw`` (the text at a span) supports ``value`` for the field at ``path``."""
+    if type(value) is str:  # the common case first (Decision and the other enums are str too)
+        return raw == value or fold(raw) == value or clean(raw) == value
     if value is None:
         return False
     if isinstance(value, bool):

@@ -281,6 +281,78 @@ def _guideline_columns(g: Any) -> tuple[Any, ...]:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class RecordRow:
+    """A record as the store's columns and the batch summary's counts.
+
+    Made where the record is made (a worker process, for the rules), so that the process that
+    owns the store and the output only runs SQL and writes text: parsing the record back there
+    cost that process as much as a worker spent extracting it.
+    """
+
+    letter: str
+    record_json: str
+    sha256: str  # of the bytes the record was made from
+    case_number: str | None
+    decision_date: str | None
+    layout: str
+    coverage: float | None
+    novel_layout: bool | None
+    warnings: int
+    routed: str | None
+    model_error: str | None
+    usage: tuple[int, int, int, int]  # requests, prompt, completion, total tokens
+    attempts: int
+    cost_usd: float | None
+    cached: bool
+    statuses: tuple[int, int, int]  # values verified, unverified, contradicted
+    #: items-table columns after (letter_key, idx)
+    items: tuple[tuple[Any, ...], ...]
+
+    @classmethod
+    def of(cls, record: LetterRecord, record_json: str | None = None) -> RecordRow:
+        x, v = record.extractor, record.verification
+        decided = record.dates.decision.isoformat() if record.dates.decision else None
+        u = x.usage
+        return cls(
+            letter=record.letter,
+            record_json=record_json if record_json is not None else record.model_dump_json(),
+            sha256=record.source.sha256,
+            case_number=record.case_number,
+            decision_date=decided,
+            layout=record.layout,
+            coverage=v.coverage if v is not None else None,
+            novel_layout=v.novel_layout if v is not None else None,
+            warnings=len(record.warnings),
+            routed=x.routed,
+            model_error=x.model_error,
+            usage=(u.requests, u.prompt_tokens, u.completion_tokens, u.total_tokens),
+            attempts=x.attempts,
+            cost_usd=x.cost_usd,
+            cached=x.cached,
+            statuses=(v.verified, v.unverified, v.contradicted) if v is not None else (0, 0, 0),
+            items=tuple(
+                (
+                    record.letter,
+                    record.case_number,
+                    decided,
+                    item.request,
+                    item.decision.value,
+                    item.original_request,
+                    item.authorized,
+                    *_guideline_columns(item.claims_administrator_guideline),
+                    *_guideline_columns(item.imr_guideline),
+                    item.rationale,
+                )
+                for item in record.items
+            ),
+        )
+
+    @property
+    def decisions(self) -> list[str]:
+        return [row[4] for row in self.items]
+
+
 class RunStore:
     """A SQLite run store. Not thread-safe: use it from the thread that opened it."""
 
@@ -319,7 +391,21 @@ class RunStore:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: everything in the block is committed together, or nothing."""
+        """One write transaction: everything in the block is committed together, or nothing.
+
+        Inside a group (``begin_group``) it is a savepoint of the group's transaction: the block
+        is still all or nothing, and it is committed with the group.
+        """
+        if self.db.in_transaction:
+            self.db.execute("SAVEPOINT one")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK TO one")
+                self.db.execute("RELEASE one")
+                raise
+            self.db.execute("RELEASE one")
+            return
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
@@ -327,6 +413,22 @@ class RunStore:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+
+    def begin_group(self) -> None:
+        """Open a transaction that ``commit_group`` commits: the ``write`` calls in between
+        share one commit.
+
+        A commit is three quarters of the cost of writing a letter (0.18 of 0.25 ms, most of it
+        the write-ahead log's page writes), so the runner commits the rules' letters in groups;
+        it yields a letter only once its group is committed, so a killed process still loses no
+        letter it reported.
+        """
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN IMMEDIATE")
+
+    def commit_group(self) -> None:
+        if self.db.in_transaction:
+            self.db.execute("COMMIT")
 
     # ------------------------------------------------------------------ runs
 
@@ -444,6 +546,7 @@ class RunStore:
         record_json: str | None = None,
         error: ImrExtractError | None = None,
         retry_model_errors: bool = False,
+        row: RecordRow | None = None,
     ) -> bool:
         """Write one letter's result (its row and its items) in one transaction.
 
@@ -452,10 +555,12 @@ class RunStore:
         stands is already stored for this content (the same bytes met twice in a batch, one of
         them perhaps failing in the model while the other succeeded).
         """
+        if row is None and record is not None:
+            row = RecordRow.of(record, record_json)
         content_key = key.key(sha256, path)
         with self.transaction() as db:
             existing = self.lookup(content_key) if sha256 is not None else None
-            if record is None:
+            if row is None:
                 if existing is not None and existing.status == "ok":
                     return False
                 letter_key = key.error_key(sha256, path)
@@ -472,11 +577,9 @@ class RunStore:
             db.execute("DELETE FROM letters WHERE key = ?", (letter_key,))
             # also without the cascade (a store edited by hand with foreign keys off)
             db.execute("DELETE FROM items WHERE letter_key = ?", (letter_key,))
-            self._insert_letter(
-                db, key, letter_key, run_id, path, sha256, record, record_json, error
-            )
-            if record is not None:
-                self._insert_items(db, letter_key, record)
+            self._insert_letter(db, key, letter_key, run_id, path, sha256, row, error)
+            if row is not None:
+                self._insert_items(db, letter_key, row)
         return True
 
     def _insert_letter(
@@ -487,15 +590,14 @@ class RunStore:
         run_id: str,
         path: str,
         sha256: str | None,
-        record: LetterRecord | None,
-        record_json: str | None,
+        row: RecordRow | None,
         error: ImrExtractError | None,
     ) -> None:
         common = (
             letter_key, sha256, key.backend, key.prompt, key.model, key.schema_hash,
             key.version, run_id, path,
         )  # fmt: skip
-        if record is None:
+        if row is None:
             assert error is not None, "a result is a record or an error"
             db.execute(
                 "INSERT INTO letters (key, sha256, backend, prompt, model, schema_hash, version,"
@@ -504,8 +606,6 @@ class RunStore:
                 (*common, Path(path).name, error.code, error.cause, now_iso()),
             )
             return
-        x = record.extractor
-        v = record.verification
         db.execute(
             "INSERT INTO letters (key, sha256, backend, prompt, model, schema_hash, version,"
             " run_id, path, letter, status, record, case_number, decision_date, layout,"
@@ -515,48 +615,28 @@ class RunStore:
             " ?, ?, ?, ?, ?)",
             (
                 *common,
-                record.letter,
-                record_json if record_json is not None else record.model_dump_json(),
-                record.case_number,
-                record.dates.decision.isoformat() if record.dates.decision else None,
-                record.layout,
-                v.coverage if v is not None else None,
-                int(v.novel_layout) if v is not None else None,
-                len(record.items),
-                len(record.warnings),
-                x.routed,
-                x.model_error,
-                x.usage.requests,
-                x.usage.prompt_tokens,
-                x.usage.completion_tokens,
-                x.usage.total_tokens,
-                x.cost_usd,
-                int(x.cached),
+                row.letter,
+                row.record_json,
+                row.case_number,
+                row.decision_date,
+                row.layout,
+                row.coverage,
+                None if row.novel_layout is None else int(row.novel_layout),
+                len(row.items),
+                row.warnings,
+                row.routed,
+                row.model_error,
+                *row.usage,
+                row.cost_usd,
+                int(row.cached),
                 now_iso(),
             ),
         )
 
-    def _insert_items(self, db: sqlite3.Connection, letter_key: str, record: LetterRecord) -> None:
-        decided = record.dates.decision.isoformat() if record.dates.decision else None
+    def _insert_items(self, db: sqlite3.Connection, letter_key: str, row: RecordRow) -> None:
         db.executemany(
             "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    letter_key,
-                    i,
-                    record.letter,
-                    record.case_number,
-                    decided,
-                    item.request,
-                    item.decision.value,
-                    item.original_request,
-                    item.authorized,
-                    *_guideline_columns(item.claims_administrator_guideline),
-                    *_guideline_columns(item.imr_guideline),
-                    item.rationale,
-                )
-                for i, item in enumerate(record.items)
-            ],
+            [(letter_key, i, *item) for i, item in enumerate(row.items)],
         )
 
     # ------------------------------------------------------------------ reading

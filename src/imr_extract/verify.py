@@ -35,7 +35,7 @@ import difflib
 import itertools
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,6 +115,12 @@ _NECESSITY_RX = re.compile(
 _NUMBER_RX = re.compile(r"(?<![\d.])(\d{1,4})(?:\s*[-–]\s*(\d{1,4}))?(?!\d)")
 _CHECKS = TypeAdapter(list[Check])
 _GUIDELINES = ("claims_administrator_guideline", "imr_guideline")
+#: Header paths -> the rule that reads them after their label (rules/header.py).
+_LABEL_RULES = {
+    "case_number": "header.case_number",
+    "priority": "header.priority",
+    **{f"dates.{name}": f"header.date.{name}" for name in DATE_RX},
+}
 
 
 # --- grounding -----------------------------------------------------------------------------------
@@ -191,6 +197,9 @@ class _Checker:
     prov: dict[str, dict[str, Any]]
     text: str
     values: dict[str, Any]
+    page_of: Callable[[int], int]
+    #: path -> whether its spans hold its value (kept apart from the entries, which are output)
+    grounded: dict[str, bool]
     checks: list[dict[str, Any]] = field(default_factory=list)  # Check fields, validated once
     #: path -> the checks that tie it to its item and passed (needed for item values' status)
     passed: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
@@ -204,14 +213,19 @@ class _Checker:
         detail: str = "",
         item: int | None = None,
     ) -> None:
-        paths = [p for p in paths if p in self.prov]
+        prov = self.prov
+        paths = [p for p in paths if p in prov]
         self.checks.append(
             {"name": name, "result": result, "item": item, "paths": paths, "detail": detail}
         )
-        target = {CheckResult.PASSED: self.passed, CheckResult.FAILED: self.failed}.get(result)
-        if target is not None:
-            for p in paths:
-                target[p].add(name)
+        if result is CheckResult.PASSED:
+            target = self.passed
+        elif result is CheckResult.FAILED:
+            target = self.failed
+        else:
+            return
+        for p in paths:
+            target[p].add(name)
 
     def item_frames(self) -> list[ItemFrame]:
         """A frame per item whose request is grounded, in text order (others get none).
@@ -226,7 +240,7 @@ class _Checker:
         for i, item in enumerate(self.record.items):
             path = f"items[{i}].request"
             req = prov.get(path)
-            if not req or not req["spans"] or not req.get("_grounded"):
+            if not req or not req["spans"] or not self.grounded.get(path):
                 continue
             req_end = max(s["end"] for s in req["spans"])
             m = _decision_after(text, req_end, len(text))
@@ -445,7 +459,7 @@ class _Checker:
                 "" if ok else f"the line says {flag}={printed}",
                 frame.index,
             )
-        numbers = _numbers(self.text, start, end)
+        numbers: set[int] | None = None
         for c, cit in enumerate(guideline.citations):
             cp = f"{p}.citations[{c}]"
             self._in_line("sources_in_guideline_line", f"{cp}.source", cit.source, line, frame)
@@ -455,6 +469,8 @@ class _Checker:
                 )
             for n, page in enumerate(cit.pages):
                 path = f"{cp}.pages[{n}]"
+                if numbers is None:
+                    numbers = _numbers(self.text, start, end)
                 ok = page in numbers
                 self.add(
                     "pages_in_guideline_line",
@@ -473,7 +489,7 @@ class _Checker:
             entry
             and entry["method"] is Method.RULES
             and (entry["rule"] or "").startswith("guideline.")
-            and entry.get("_grounded")
+            and self.grounded.get(path)
             and self._spans_within(path, line)
         )
 
@@ -488,7 +504,7 @@ class _Checker:
         """The citation's kind word ("MTUS", "Non-MTUS") is printed in the line, before its
         source; the nearest such word is where the kind is read from."""
         entry = self.prov.get(path)
-        if self._spans_within(path, line) and entry and entry.get("_grounded"):
+        if entry and self.grounded.get(path) and self._spans_within(path, line):
             self.add("citation_kind_in_line", CheckResult.PASSED, [path], item=frame.index)
             return
         word = "Non-MTUS" if kind is CitationKind.NON_MTUS else "MTUS"
@@ -517,7 +533,7 @@ class _Checker:
         self, name: str, path: str, value: str, line: tuple[int, int], frame: ItemFrame
     ) -> None:
         entry = self.prov.get(path)
-        if entry and entry.get("_grounded") and self._spans_within(path, line):
+        if entry and self.grounded.get(path) and self._spans_within(path, line):
             self.add(name, CheckResult.PASSED, [path], item=frame.index)
             return
         loc = locate(self.text, value, *line)
@@ -588,6 +604,11 @@ class _Checker:
         for path, value, rx in wanted:
             if value is None or path not in self.prov:
                 continue
+            if self._own_label_reading(path):
+                # The rules read this value with this very pattern, from its first match:
+                # scanning the header again would find the same span.
+                self.add("header_value_beside_label", CheckResult.PASSED, [path])
+                continue
             printed = [m.span(1) for m in rx.finditer(self.text, 0, HEADER_SCAN_CHARS)]
             if not printed:
                 continue
@@ -613,6 +634,17 @@ class _Checker:
                 [path],
                 "" if ok else f"{value!s:.40} is not the value printed after its label",
             )
+
+    def _own_label_reading(self, path: str) -> bool:
+        entry = self.prov[path]
+        spans = entry["spans"]
+        return (
+            entry["method"] is Method.RULES
+            and entry["rule"] == _LABEL_RULES.get(path)
+            and self.grounded[path]
+            and len(spans) == 1
+            and spans[0]["end"] <= HEADER_SCAN_CHARS
+        )
 
     def dates_in_order(self) -> None:
         dates = self.record.dates
@@ -647,8 +679,8 @@ class _Checker:
             return
         if self._spans_within(path, (start, end)):
             return
-        entry["spans"] = [{"start": start, "end": end, "page": entry.get("_page_of")(start)}]
-        entry["_grounded"] = _ground(path, self.values[path], entry, self.text)
+        entry["spans"] = [{"start": start, "end": end, "page": self.page_of(start)}]
+        self.grounded[path] = _ground(path, self.values[path], entry, self.text)
 
     def _reanchor_page(self, path: str, page: int, line: tuple[int, int]) -> None:
         for m in _NUMBER_RX.finditer(self.text, *line):
@@ -759,6 +791,10 @@ def verified_record(
     return _verify(record, prov.entries, prov.values, doc.text, doc.page_of)
 
 
+def _first_page(_offset: int) -> int:
+    return 1
+
+
 def _verify(
     record: LetterRecord,
     prov: dict[str, dict[str, Any]],
@@ -766,35 +802,31 @@ def _verify(
     text: str,
     page_of: Any,
 ) -> LetterRecord:
-    page_of = page_of or (lambda _offset: 1)
+    page_of = page_of or _first_page
+    grounded: dict[str, bool] = {}
     for path, entry in prov.items():
         entry["score"] = None
-        entry["_page_of"] = page_of
-        entry["_grounded"] = _ground(path, values[path], entry, text)
+        grounded[path] = _ground(path, values[path], entry, text)
 
-    checker = _Checker(record, prov, text, values)
+    checker = _Checker(record, prov, text, values, page_of, grounded)
     checker.run()
 
     statuses: dict[str, Status] = {}
-    provenance: dict[str, dict[str, Any]] = {}
-    counts = {s: 0 for s in Status}
+    counts = dict.fromkeys(Status, 0)
+    failed_by_path, passed_by_path = checker.failed, checker.passed
     for path, entry in prov.items():
-        failed = sorted(checker.failed.get(path, ()))
-        # An item's value counts only where its item is: a passing tie-in check is required.
-        tied = not path.startswith("items[") or bool(checker.passed.get(path))
+        failed = failed_by_path.get(path)
         if failed:
             status = Status.CONTRADICTED
-        elif entry.pop("_grounded") and tied:
+            entry["failed_checks"] = sorted(failed)
+        # An item's value counts only where its item is: a passing tie-in check is required.
+        elif grounded[path] and (not path.startswith("items[") or passed_by_path.get(path)):
             status = Status.VERIFIED
         else:
             status = Status.UNVERIFIED
-        entry.pop("_grounded", None)
-        entry.pop("_page_of")
         entry["status"] = status
-        entry["failed_checks"] = failed
         statuses[path] = status
         counts[status] += 1
-        provenance[path] = entry
 
     expected = expected_paths(record)
     covered = sum(_covered(p, statuses) for p in expected)
@@ -810,5 +842,5 @@ def _verify(
         checks=checks,
     )
     # One pydantic-core pass over the whole map: much faster than a model per entry.
-    validated = PROVENANCE_MAP.validate_python(provenance)
+    validated = PROVENANCE_MAP.validate_python(prov)
     return record.model_copy(update={"provenance": validated, "verification": verification})

@@ -11,13 +11,14 @@ import re
 from . import Layout, register
 from ._readers import read_generic
 
-_HEAD_RX = re.compile(r"MAXIMUS\s+FEDERAL\s+SERVICES,?\s+INC", re.IGNORECASE)
-_IMR_RX = re.compile(r"Independent\s+Medical\s+Review", re.IGNORECASE)
+# Matched against the lower-cased head (see notice_2013: a literal start is searched fast).
+_HEAD_RX = re.compile(r"maximus\s+federal\s+services,?\s+inc")
+_IMR_RX = re.compile(r"independent\s+medical\s+review")
 _MARKS_RX = re.compile(r"DOCUMENTS\s+REVIEWED|IMR\s+DECISION\(S\)\s+AND\s+RATIONALE\(S\)")
 
 
 def detect(text: str) -> float:
-    head = text[:1500]
+    head = text[:1500].lower()
     if not _HEAD_RX.search(head):
         return 0.0
     score = 0.5 + (0.2 if _IMR_RX.search(head) else 0.0)

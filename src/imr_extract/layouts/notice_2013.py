@@ -10,13 +10,13 @@ import re
 from . import Layout, register
 from ._readers import read_generic
 
-_TITLE_RX = re.compile(
-    r"Notice\s+of\s+Independent\s+Medical\s+Review\s+Determination", re.IGNORECASE
-)
+# Matched against the lower-cased head: a literal first word is found by a fast substring search,
+# where a case-insensitive pattern is tried at every offset.
+_TITLE_RX = re.compile(r"notice\s+of\s+independent\s+medical\s+review\s+determination")
 
 
 def detect(text: str) -> float:
-    return 0.9 if _TITLE_RX.search(text[:3000]) else 0.0
+    return 0.9 if _TITLE_RX.search(text[:3000].lower()) else 0.0
 
 
 LAYOUT = register(

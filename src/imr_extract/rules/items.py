@@ -14,6 +14,7 @@ sentence that names the original request is included.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -134,8 +135,13 @@ def parse_request(
     return found_text(text, start, end, "item.request"), None, None
 
 
+@functools.lru_cache(maxsize=32)
 def find_section(text: str) -> tuple[int, int] | None:
-    """(heading start, where items may start) of the decisions section, if it has a heading."""
+    """(heading start, where items may start) of the decisions section, if it has a heading.
+
+    Cached: the rules and then the checks ask it of the same text several times (a string's
+    hash is computed once and kept by the string, so a hit costs no scan).
+    """
     m = SECTION_RX.search(text)
     if not m:
         return None
