@@ -267,8 +267,8 @@ def scrub(text: str) -> str:
     return _USERINFO.sub(r"\1", text)
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+#: One encoder for every row: ``json.dumps`` with options builds a new encoder on each call.
+_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _guideline_columns(g: Any) -> tuple[Any, ...]:
