@@ -8,13 +8,15 @@ import httpx2 as httpx
 import jinja2
 import openai
 import pytest
+from pydantic import BaseModel
 
 from conftest import document, letter_path
+from fake_openai import Reply, answer, serve
 from imr_extract.extract import extract_many
 from imr_extract.llm import LLMExtractor, LLMTransportError, prompts
 from imr_extract.llm.cache import AnswerCache, cache_key
 from imr_extract.llm.chunking import plan_regions
-from imr_extract.llm.client import with_transport_retries
+from imr_extract.llm.client import make_openai_client, structured_call, with_transport_retries
 from imr_extract.llm.config import LLMConfig, LLMMode
 from imr_extract.llm.response import (
     LLMCitation,
@@ -273,3 +275,36 @@ def test_unreachable_endpoint_is_a_per_letter_failure_and_the_batch_goes_on(tmp_
     err = outcomes[0].error
     assert isinstance(err, LLMTransportError) and err.code == "llm-transport"
     assert "CM16-0231706.pdf" in str(err) and "127.0.0.1:9" in str(err)
+
+
+def test_a_shared_client_is_left_as_it_was_and_every_request_is_counted(tmp_path):
+    """structured_call hands instructor its own retrying ``create``: the client is not patched
+    (a shared client would otherwise stack one retry loop per call), and a failed HTTP attempt
+    counts as a request (it counts against a requests-per-minute limit all the same)."""
+
+    class Answer(BaseModel):
+        ok: bool
+
+    script = [Reply(status=500), answer({"ok": True})] * 2
+    with serve(script) as fake:
+        config = LLMConfig(
+            base_url=fake.base_url,
+            model="fake-model",
+            api_key="imr-test-placeholder-not-a-key",
+            mode=LLMMode.MD_JSON,
+            transport_retries=1,
+            backoff_initial_s=0.01,
+            backoff_max_s=0.02,
+            max_reasks=0,
+            use_cache=False,
+            cache_dir=tmp_path,
+        )
+        client = make_openai_client(config)
+        before = client.chat.completions.create
+        for _ in range(2):
+            messages = [{"role": "user", "content": "Answer ok."}]
+            value, stats = structured_call("x.txt", config, messages, Answer, client=client)
+            assert value.ok
+            assert (stats.attempts, stats.failed_requests, stats.usage.requests) == (1, 1, 2)
+        assert client.chat.completions.create == before
+        assert len(fake.requests) == 4

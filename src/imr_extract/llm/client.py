@@ -52,8 +52,15 @@ class CallStats:
 
     usage: Usage = field(default_factory=Usage)
     attempts: int = 0
+    #: HTTP attempts that failed (counted in ``usage.requests`` too, not in ``attempts``).
+    failed_requests: int = 0
     finish_reasons: list[str] = field(default_factory=list)
     raw_outputs: list[str] = field(default_factory=list)
+
+    def on_failed_request(self, exc: BaseException) -> None:
+        """An HTTP attempt that brought no response: a request all the same (no tokens known)."""
+        self.failed_requests += 1
+        self.usage = self.usage + Usage(requests=1)
 
     def on_response(self, response: Any) -> None:
         self.attempts += 1
@@ -120,15 +127,28 @@ def transport_wait(config: LLMConfig) -> Callable[[RetryCallState], float]:
 
 
 def with_transport_retries(
-    create: Callable[..., Any], config: LLMConfig, sleep: Callable[[float], None] | None = None
+    create: Callable[..., Any],
+    config: LLMConfig,
+    sleep: Callable[[float], None] | None = None,
+    on_error: Callable[[BaseException], None] | None = None,
 ) -> Callable[..., Any]:
-    """Wrap an OpenAI ``create`` so transient failures are retried before instructor sees them."""
+    """Wrap an OpenAI ``create`` so transient failures are retried before instructor sees them.
+
+    ``on_error`` hears of every attempt that failed (a 429, a 500, a timeout, a body that is not
+    JSON): each was a request, and counts against a requests-per-minute limit all the same.
+    """
 
     def create_once(*args: Any, **kwargs: Any) -> Any:
         try:
             return create(*args, **kwargs)
         except json.JSONDecodeError as exc:
+            if on_error is not None:
+                on_error(exc)
             raise MalformedResponseError(f"endpoint sent a body that is not JSON ({exc})") from exc
+        except Exception as exc:
+            if on_error is not None:
+                on_error(exc)
+            raise
 
     def create_with_retries(*args: Any, **kwargs: Any) -> Any:
         retrying = Retrying(
@@ -194,11 +214,15 @@ def structured_call(
 
     stats = stats or CallStats()
     client = client or make_openai_client(config)
-    completions = client.chat.completions
-    # instructor patches whatever ``create`` it finds: hand it one that already retries transport.
-    completions.create = with_transport_retries(completions.create, config, sleep)  # type: ignore[method-assign]
+    # instructor is handed a ``create`` that already retries transport failures (and counts
+    # them); the client itself is left as it is, so a shared client never stacks retries.
+    create = with_transport_retries(
+        client.chat.completions.create, config, sleep, on_error=stats.on_failed_request
+    )
     mode = getattr(instructor.Mode, _INSTRUCTOR_MODES[config.resolve_mode()])
-    patched = instructor.from_openai(client, mode=mode)
+    patched = instructor.Instructor(
+        client=client, create=instructor.patch(create=create, mode=mode), mode=mode
+    )
     patched.on("completion:response", stats.on_response)
     kwargs: dict[str, Any] = {
         "model": config.model,
