@@ -207,6 +207,7 @@ def settle_heap() -> None:
     are never scanned. Called once per batch process and per worker.
     """
     layouts.detect("")  # loads the layout registry
+    gc.collect()  # garbage first: a frozen cycle would never be freed
     gc.freeze()
 
 
