@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,6 +74,9 @@ def test_summary_counts_decisions():
     result = run("extract", str(EXAMPLES), "-o", "/dev/null")
     assert result.exit_code == 0
     assert "overturned" in result.stderr and "upheld" in result.stderr
+    rate = re.search(r"letters/s \(extracted\)\s*│\s*([\d,.]+)", result.stderr)
+    seconds = re.search(r"seconds\s*│\s*([\d.]+)", result.stderr)
+    assert rate and seconds and float(rate.group(1).replace(",", "")) > 0
 
 
 def test_schema_command_prints_the_exported_schema(tmp_path):

@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import sys
+import time
 from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
@@ -73,6 +74,7 @@ class BatchSummary:
     """Counts for the end-of-run summary."""
 
     def __init__(self) -> None:
+        self.started = time.monotonic()
         self.letters = 0
         self.failures: list[Outcome] = []
         self.items = 0
@@ -156,6 +158,11 @@ class BatchSummary:
                 t.add_row("estimated cost (USD)", f"{self.cost_usd:.4f}")
         for name, n in sorted(self.layouts.items()):
             t.add_row(f"layout {name}", str(n))
+        elapsed = time.monotonic() - self.started
+        t.add_row("seconds", f"{elapsed:.1f}")
+        done = self.letters - self.reused  # what this run extracted (or failed on)
+        if done and elapsed > 0:
+            t.add_row("letters/s (extracted)", f"{done / elapsed:,.1f}")
         return t
 
 
