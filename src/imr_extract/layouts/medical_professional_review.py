@@ -1,15 +1,33 @@
 """The "MEDICAL PROFESSIONAL REVIEW" form.
 
-Sections ISSUE AT DISPUTE / CASE SUMMARY / MEDICAL REVIEWER QUALIFICATIONS. Recognised; read by the
-generic rules until it has a reader of its own.
+A labelled header ("IMR Case No.:", "Review Priority:", "Date of Injury:", "Utilization Review
+Date:", "IMR Application Date:", "Assignment Date:", "Date of Review:"); ISSUE AT DISPUTE, which
+lists the items ("Item 1: X", a partial authorisation spelt out in full); CASE SUMMARY; MEDICAL
+REVIEWER QUALIFICATIONS ("Board Certification(s): X", "Licensure: Y"); and DETERMINATION AND
+RATIONALE, an item to a block: "Item 1: X" / "Determination: Upheld" / "Guidelines relied upon by
+the Claims Administrator: ..." / "Guidelines relied upon by the Medical Reviewer: ..." /
+"Rationale: ...". The item rules know those labels (``rules.items``), so verification ties each
+value to its item as on the 2016 form.
 """
 
 from __future__ import annotations
 
 import re
 
+from ..ingest import Document
+from ..rules import (
+    LetterFound,
+    find_case_number,
+    find_dates,
+    find_items,
+    find_patient,
+    find_priority,
+)
+from ..rules.header import date_label_patterns
+from ..rules.items import ItemFound, parse_request
+from ..rules.reviewer import ReviewerFound, split_states
+from ..text import found_text
 from . import Layout, register
-from ._readers import read_generic
 
 _TITLE_RX = re.compile(r"MEDICAL\s+PROFESSIONAL\s+REVIEW")
 _SECTIONS = [
@@ -17,6 +35,23 @@ _SECTIONS = [
     re.compile(r"CASE\s+SUMMARY"),
     re.compile(r"MEDICAL\s+REVIEWER\s+QUALIFICATIONS"),
 ]
+_DISPUTE_RX, _SUMMARY_RX, _QUALIFICATIONS_RX = _SECTIONS
+_DETERMINATIONS_RX = re.compile(r"DETERMINATIONS?\s+AND\s+RATIONALES?")
+
+#: Record field -> the label this form prints before it.
+DATE_LABELS = {
+    "injury": "Date of Injury:",
+    "ur_denial": "Utilization Review Date:",
+    "application_received": "IMR Application Date:",
+    "assigned": "Assignment Date:",
+    "decision": "Date of Review:",
+}
+_DATE_RX = date_label_patterns(DATE_LABELS)
+# One value per line, the label at the line's start.
+_SPECIALTY_RX = re.compile(r"^[ \t]*Board\s+Certifications?(?:\(s\))?:[ \t]*(.*\S)", re.MULTILINE)
+_LICENSURE_RX = re.compile(r"^[ \t]*Licensure:[ \t]*(.*\S)", re.MULTILINE)
+_LISTED_ITEM_RX = re.compile(r"^[ \t]*Item\s+(\d{1,3})\s*:[ \t]*", re.MULTILINE)
+_BLANK_LINE_RX = re.compile(r"\n[ \t]*\n")
 
 
 def detect(text: str) -> float:
@@ -25,12 +60,84 @@ def detect(text: str) -> float:
     return 0.4 + 0.2 * sum(1 for rx in _SECTIONS if rx.search(text))
 
 
+def _credentials(text: str, start: int, end: int) -> ReviewerFound:
+    found = ReviewerFound()
+    m = _SPECIALTY_RX.search(text, start, end)
+    if m:
+        found.specialty = found_text(text, m.start(1), m.end(1), "reviewer.board_certification")
+    m = _LICENSURE_RX.search(text, start, end)
+    if m:
+        found.licensure = split_states(text, m.start(1), m.end(1), "reviewer.licensure_label")
+    return found
+
+
+def _partial_authorisations(items: list[ItemFound], text: str, start: int, end: int) -> None:
+    """The original request and the authorised part, from the items listed at dispute.
+
+    The determination names only what remains at dispute; the list under ISSUE AT DISPUTE spells
+    the partial authorisation out ("X was the original request. The Claims Administrator
+    authorized Y, leaving ... The original request, Z"). It is taken for the item of the same
+    number when its remaining request is the one decided.
+    """
+    listed = list(_LISTED_ITEM_RX.finditer(text, start, end))
+    for k, m in enumerate(listed):
+        stop = listed[k + 1].start() if k + 1 < len(listed) else end
+        blank = _BLANK_LINE_RX.search(text, m.end(), stop)
+        _request, original, authorized = parse_request(
+            text, m.end(), blank.start() if blank else stop
+        )
+        index = int(m.group(1)) - 1
+        if original is None or authorized is None or not 0 <= index < len(items):
+            continue
+        item = items[index]
+        if item.original_request is None and _request and _request.value == item.request.value:
+            item.original_request, item.authorized = original, authorized
+
+
+def read(doc: Document) -> LetterFound:
+    text = doc.text
+    n = len(text)
+    dispute = _DISPUTE_RX.search(text)
+    header_end = dispute.start() if dispute else min(n, 1500)
+    summary = _SUMMARY_RX.search(text)
+    quals = _QUALIFICATIONS_RX.search(text)
+    determinations = _DETERMINATIONS_RX.search(text)
+    decisions_start = determinations.start() if determinations else n
+    summary_end = quals.start() if quals and summary and quals.start() > summary.end() else n
+    found = LetterFound(
+        case_number=find_case_number(text, header_end),
+        dates=find_dates(text, header_end, _DATE_RX, "header.mpr_date"),
+        priority=find_priority(text, header_end),
+        reviewer=_credentials(text, quals.end() if quals else 0, decisions_start),
+        patient=find_patient(text, summary.end(), summary_end)
+        if summary
+        else find_patient(text, 0, decisions_start),
+        items=find_items(text),
+    )
+    if dispute is not None:
+        list_end = summary.start() if summary and summary.start() > dispute.end() else n
+        _partial_authorisations(found.items, text, dispute.end(), min(list_end, decisions_start))
+    return found
+
+
 LAYOUT = register(
     Layout(
         name="medical_professional_review",
         description="MEDICAL PROFESSIONAL REVIEW: ISSUE AT DISPUTE / CASE SUMMARY / QUALIFICATIONS",
         detect=detect,
-        read=read_generic,
-        dedicated_reader=False,
+        read=read,
+        expected_fields=(
+            "case_number",
+            "dates.assigned",
+            "dates.injury",
+            "dates.decision",
+            "dates.ur_denial",
+            "dates.application_received",
+            "priority",
+            "reviewer.licensure",
+            "reviewer.specialty",
+            "patient.age",
+            "patient.sex",
+        ),
     )
 )

@@ -33,7 +33,14 @@ DATE_LABELS: dict[str, str] = {
     "ur_denial": "UR Denial Date:",
     "application_received": "Application Received:",
 }
-DATE_RX = {name: re.compile(phrase(label) + r"\s*" + _DATE) for name, label in DATE_LABELS.items()}
+
+
+def date_label_patterns(labels: dict[str, str]) -> dict[str, re.Pattern[str]]:
+    """Field name -> pattern for "<label> <date>", the date in group 1 (for any form's labels)."""
+    return {name: re.compile(phrase(label) + r"\s*" + _DATE) for name, label in labels.items()}
+
+
+DATE_RX = date_label_patterns(DATE_LABELS)
 PRIORITY_RX = re.compile(r"Priority:\s*(Standard|Expedited|Urgent|Regular)\b", re.IGNORECASE)
 
 
@@ -59,13 +66,19 @@ def find_case_number(text: str, end: int | None = None) -> Found[str] | None:
     return None
 
 
-def find_dates(text: str, end: int | None = None) -> dict[str, Found[dt.date]]:
-    """Each labelled date found before ``end`` (the header region)."""
+def find_dates(
+    text: str,
+    end: int | None = None,
+    patterns: dict[str, re.Pattern[str]] = DATE_RX,
+    rule_prefix: str = "header.date",
+) -> dict[str, Found[dt.date]]:
+    """Each labelled date found before ``end`` (the header region); another form's labels with
+    ``patterns`` (see ``date_label_patterns``) and a ``rule_prefix`` of its own."""
     stop = end or len(text)
     out: dict[str, Found[dt.date]] = {}
-    for name, rx in DATE_RX.items():
+    for name, rx in patterns.items():
         m = rx.search(text, 0, stop)
-        rule = f"header.date.{name}"
+        rule = f"{rule_prefix}.{name}"
         if m is None:
             continue
         value = parse_date(m.group(1))

@@ -32,11 +32,25 @@ DECISION_RX = re.compile(r":(?:[ \t]*\n)?[ \t\f]*(?P<word>Upheld|Overturned)\b[ 
 DECISION_ANYCASE_RX = re.compile(
     r":(?:[ \t]*\n)?[ \t\f]*(?P<word>Upheld|Overturned)\b[ \t.]*(?=\n|$)", re.IGNORECASE
 )
-CA_LABEL_RX = re.compile(r"Claims\s+Administrator\s+guidelines?\s*:", re.IGNORECASE)
-IMR_LABEL_RX = re.compile(
-    r"(?:MAXIMUS|IMR|Expert\s+Reviewer(?:'s)?|Reviewer(?:'s)?)\s+guidelines?\s*:", re.IGNORECASE
+# Item labels, as the 2016-17 form prints them ("Claims Administrator guideline:", "MAXIMUS
+# guideline:", "Decision rationale:") and as the MEDICAL PROFESSIONAL REVIEW form does
+# ("Guidelines relied upon by the Claims Administrator:", "... by the Medical Reviewer:",
+# "Rationale:"). Verification ties an item's values to the same labels.
+CA_LABEL_RX = re.compile(
+    r"Claims\s+Administrator\s+guidelines?\s*:"
+    r"|Guidelines?\s+relied\s+upon\s+by\s+the\s+Claims\s+Administrator\s*:",
+    re.IGNORECASE,
 )
-RATIONALE_LABEL_RX = re.compile(r"Decision\s+rationale\s*:", re.IGNORECASE)
+IMR_LABEL_RX = re.compile(
+    r"(?:MAXIMUS|IMR|Expert\s+Reviewer(?:'s)?|Reviewer(?:'s)?)\s+guidelines?\s*:"
+    r"|Guidelines?\s+relied\s+upon\s+by\s+the\s+(?:Medical|Expert)\s+Reviewer\s*:",
+    re.IGNORECASE,
+)
+RATIONALE_LABEL_RX = re.compile(r"(?:Decision\s+)?rationale\s*:", re.IGNORECASE)
+# A form's labels around a request: "Item 1: X" before it, "Determination" on the line after it
+# (its colon is the decision's: "X\nDetermination: Upheld").
+_ITEM_LABEL_RX = re.compile(r"(?:Item|Issue|Request)\s*#?\s*\d{1,3}\s*[:.)][ \t]*")
+_DETERMINATION_LABEL_RX = re.compile(r"\n[ \t]*(?:Determination|Decision)[ \t]*\Z")
 
 _TRAILING_IS_RX = re.compile(r"\s+is\s*$")
 _WAS_ORIGINAL_RX = re.compile(r"was\s+the\s+original\s+request", re.IGNORECASE)
@@ -117,10 +131,13 @@ def parse_request(
     text: str, start: int, end: int
 ) -> tuple[Found[str] | None, Found[str] | None, Found[str] | None]:
     """(request, original_request, authorized) from the text before the decision's colon."""
-    m = _TRAILING_IS_RX.search(text, start, end)
+    m = _DETERMINATION_LABEL_RX.search(text, start, end) or _TRAILING_IS_RX.search(text, start, end)
     if m:
         end = m.start()
     start, end = trim_span(text, start, end)
+    label = _ITEM_LABEL_RX.match(text, start, end)
+    if label:
+        start = label.end()
     for rx, rule in (
         (PARTIAL_REMAINING_RX, "item.partial_remaining"),
         (PARTIAL_LEAVING_RX, "item.partial_leaving"),

@@ -46,7 +46,7 @@ def _value_end(text: str, start: int, limit: int) -> int:
     return m.start() if m else limit
 
 
-def _states(text: str, start: int, end: int, rule: str) -> list[Found[str]]:
+def split_states(text: str, start: int, end: int, rule: str) -> list[Found[str]]:
     """Split a list of states on commas and "and" (``California, Texas and Ohio``)."""
     out: list[Found[str]] = []
     for s, e in split_top_level(text, start, end):
@@ -68,7 +68,7 @@ def find_credential_lines(text: str, start: int, end: int) -> ReviewerFound:
     m = LICENSURE_RX.search(text, start, end)
     if m:
         stop = _value_end(text, m.end(), end)
-        found.licensure = _states(text, m.end(), stop, "reviewer.licensure_line")
+        found.licensure = split_states(text, m.end(), stop, "reviewer.licensure_line")
     m = SPECIALTY_RX.search(text, start, end)
     if m:
         stop = _value_end(text, m.end(), end)
@@ -91,5 +91,7 @@ def find_credential_prose(text: str, start: int, end: int) -> ReviewerFound:
         found.subspecialty = found_text(
             text, m.start("sub"), m.end("sub"), "reviewer.subspecialty_prose"
         )
-    found.licensure = _states(text, m.start("states"), m.end("states"), "reviewer.licensure_prose")
+    found.licensure = split_states(
+        text, m.start("states"), m.end("states"), "reviewer.licensure_prose"
+    )
     return found
