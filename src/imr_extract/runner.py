@@ -500,7 +500,7 @@ class BatchRunner:
         # The rules' results are committed in groups (a commit costs more than the rest of a
         # letter's write); a model's, which take seconds each, one by one.
         group = self.commit_every or (1 if self.concurrency is not None else COMMIT_EVERY)
-        held: list[BatchOutcome] = []  # written, not yet committed, so not yet yielded
+        held: list[BatchOutcome] = []  # waiting for a commit (their own or an earlier letter's)
         since = 0.0
         try:
             for item, result in results:
@@ -510,35 +510,31 @@ class BatchRunner:
                 else:
                     assert result is not None
                     outcome = self._outcome(item, result)
-                if store is None:
-                    yield outcome
-                    continue
-                if not isinstance(item, _Ready):
+                if store is not None and not isinstance(item, _Ready):
                     if not held:
                         store.begin_group()
                         since = time.monotonic()
                     self._write(store, outcome)
-                if not held and isinstance(item, _Ready):
+                elif not held:  # nothing to commit before it
                     yield outcome
                     continue
+                # A held record would cost more than parsing it back when asked: 64 live models
+                # outgrow the CPU caches and get scanned by the collector.
                 if outcome.row is not None:
-                    # Held records would cost more than parsing one back when asked: 64 live
-                    # models outgrow the CPU caches and get scanned by the collector (a third
-                    # of the time a letter takes).
                     outcome._record = None
                 held.append(outcome)
+                assert store is not None  # only a written letter starts a group
                 if len(held) >= group or time.monotonic() - since >= COMMIT_INTERVAL_S:
                     store.commit_group()
                     yield from held
                     held.clear()
-            if held:
-                store.commit_group()
-                yield from held
         finally:
-            # Results written before an error (or before the caller stopped) are kept.
+            # Results written before an error, before the caller stopped, or at the end of the
+            # input are kept (and, at the end, yielded).
             if held and store is not None:
                 store.commit_group()
             results.close()  # stops the pools at once when the caller stops early
+        yield from held
 
     def _outcome(self, item: _Task, result: _Result) -> BatchOutcome:
         record, row, error = result
@@ -546,11 +542,7 @@ class BatchRunner:
             row = RecordRow.of(record)  # the JSON is made once, for store and output
         # A record's sha256 is of the bytes its worker read (the file may have changed since it
         # was hashed here).
-        sha = item.sha256
-        if record is not None:
-            sha = record.source.sha256
-        elif row is not None:
-            sha = row.sha256
+        sha = row.sha256 if row is not None else item.sha256
         return BatchOutcome(item.path, record=record, error=error, sha256=sha, row=row)
 
     def _write(self, store: RunStore, outcome: BatchOutcome) -> None:
@@ -560,9 +552,9 @@ class BatchRunner:
             self.run_id,
             outcome.source,
             outcome.sha256,
+            row=outcome.row,
             error=outcome.error,
             retry_model_errors=self.retry_model_errors,
-            row=outcome.row,
         )
 
 

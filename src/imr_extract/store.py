@@ -542,21 +542,17 @@ class RunStore:
         path: str,
         sha256: str | None,
         *,
-        record: LetterRecord | None = None,
-        record_json: str | None = None,
+        row: RecordRow | None = None,
         error: ImrExtractError | None = None,
         retry_model_errors: bool = False,
-        row: RecordRow | None = None,
     ) -> bool:
-        """Write one letter's result (its row and its items) in one transaction.
+        """Write one letter's result, its record's ``row`` or its ``error``, in one transaction.
 
         A record replaces an earlier failure under the same key and clears the failures of the
         same content under other paths. Returns False, writing nothing, when a record that
         stands is already stored for this content (the same bytes met twice in a batch, one of
         them perhaps failing in the model while the other succeeded).
         """
-        if row is None and record is not None:
-            row = RecordRow.of(record, record_json)
         content_key = key.key(sha256, path)
         with self.transaction() as db:
             existing = self.lookup(content_key) if sha256 is not None else None

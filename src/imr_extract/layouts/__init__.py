@@ -31,6 +31,22 @@ GENERIC_EXPECTED_FIELDS: tuple[str, ...] = (
     "patient.sex",
 )
 
+#: What a form with a labelled header block prints: the case number, all five dates, the
+#: priority, and labelled credentials (the 2016-17 form, the medical professional review form).
+HEADER_FORM_EXPECTED_FIELDS: tuple[str, ...] = (
+    "case_number",
+    "dates.assigned",
+    "dates.injury",
+    "dates.decision",
+    "dates.ur_denial",
+    "dates.application_received",
+    "priority",
+    "reviewer.licensure",
+    "reviewer.specialty",
+    "patient.age",
+    "patient.sex",
+)
+
 
 @dataclass(frozen=True)
 class Layout:

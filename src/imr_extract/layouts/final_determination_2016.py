@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from . import Layout, register
+from . import HEADER_FORM_EXPECTED_FIELDS, Layout, register
 from ._readers import read_header_form
 
 _CASE_RX = re.compile(r"Case\s+Number:\s*CM\d{2}-\d+")
@@ -34,18 +34,6 @@ LAYOUT = register(
         description="2016-17 final determination: header block, credentials lines",
         detect=detect,
         read=read_header_form,
-        expected_fields=(
-            "case_number",
-            "dates.assigned",
-            "dates.injury",
-            "dates.decision",
-            "dates.ur_denial",
-            "dates.application_received",
-            "priority",
-            "reviewer.licensure",
-            "reviewer.specialty",
-            "patient.age",
-            "patient.sex",
-        ),
+        expected_fields=HEADER_FORM_EXPECTED_FIELDS,
     )
 )

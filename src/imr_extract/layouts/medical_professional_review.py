@@ -27,7 +27,7 @@ from ..rules.header import date_label_patterns
 from ..rules.items import ItemFound, parse_request
 from ..rules.reviewer import ReviewerFound, split_states
 from ..text import found_text
-from . import Layout, register
+from . import HEADER_FORM_EXPECTED_FIELDS, Layout, register
 
 _TITLE_RX = re.compile(r"MEDICAL\s+PROFESSIONAL\s+REVIEW")
 _SECTIONS = [
@@ -103,15 +103,16 @@ def read(doc: Document) -> LetterFound:
     quals = _QUALIFICATIONS_RX.search(text)
     determinations = _DETERMINATIONS_RX.search(text)
     decisions_start = determinations.start() if determinations else n
-    summary_end = quals.start() if quals and summary and quals.start() > summary.end() else n
+    summary_region = (0, decisions_start)  # the whole letter before the decisions, unheaded
+    if summary is not None:
+        after = quals.start() if quals and quals.start() > summary.end() else n
+        summary_region = (summary.end(), after)
     found = LetterFound(
         case_number=find_case_number(text, header_end),
         dates=find_dates(text, header_end, _DATE_RX, "header.mpr_date"),
         priority=find_priority(text, header_end),
         reviewer=_credentials(text, quals.end() if quals else 0, decisions_start),
-        patient=find_patient(text, summary.end(), summary_end)
-        if summary
-        else find_patient(text, 0, decisions_start),
+        patient=find_patient(text, *summary_region),
         items=find_items(text),
     )
     if dispute is not None:
@@ -126,18 +127,6 @@ LAYOUT = register(
         description="MEDICAL PROFESSIONAL REVIEW: ISSUE AT DISPUTE / CASE SUMMARY / QUALIFICATIONS",
         detect=detect,
         read=read,
-        expected_fields=(
-            "case_number",
-            "dates.assigned",
-            "dates.injury",
-            "dates.decision",
-            "dates.ur_denial",
-            "dates.application_received",
-            "priority",
-            "reviewer.licensure",
-            "reviewer.specialty",
-            "patient.age",
-            "patient.sex",
-        ),
+        expected_fields=HEADER_FORM_EXPECTED_FIELDS,
     )
 )

@@ -152,7 +152,7 @@ def parse_request(
     return found_text(text, start, end, "item.request"), None, None
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=4)  # the letter at hand; a larger cache would pin large texts
 def find_section(text: str) -> tuple[int, int] | None:
     """(heading start, where items may start) of the decisions section, if it has a heading.
 
