@@ -93,7 +93,7 @@ def test_layouts_command_lists_known_forms():
 
 
 def test_a_rules_run_does_not_load_the_model_client(tmp_path):
-    """openai and instructor take about a second to import and 40 MB: a rules-only run (no model
+    """openai and instructor take about a second to import and 37 MB: a rules-only run (no model
     configured) must not pay for them, in the CLI process or in its workers."""
     code = (
         "import sys\n"
