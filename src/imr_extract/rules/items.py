@@ -18,35 +18,21 @@ import functools
 import re
 from dataclasses import dataclass
 
+from ..forms import (
+    CA_LABEL_RX,
+    IMR_LABEL_RX,
+    RATIONALE_LABEL_RX,
+    SECTION_INTRO_RX,
+    SECTION_RX,
+)
 from ..schema import Decision
 from ..text import Found, found_text, trim_span
 from .guidelines import GuidelineFound, parse_guideline
 
-SECTION_RX = re.compile(
-    r"IMR\s+ISSUES,?\s+DECISIONS?\s+AND\s+RATIONALES?"
-    r"|IMR\s+DECISION\(?S?\)?\s+AND\s+RATIONALE\(?S?\)?"
-    r"|ISSUES?\s+AT\s+DISPUTE",
-)
-SECTION_INTRO_RX = re.compile(r"set\s+forth\s+below\s*:")
 DECISION_RX = re.compile(r":(?:[ \t]*\n)?[ \t\f]*(?P<word>Upheld|Overturned)\b[ \t]*(?=\n|$)")
 DECISION_ANYCASE_RX = re.compile(
     r":(?:[ \t]*\n)?[ \t\f]*(?P<word>Upheld|Overturned)\b[ \t.]*(?=\n|$)", re.IGNORECASE
 )
-# Item labels, as the 2016-17 form prints them ("Claims Administrator guideline:", "MAXIMUS
-# guideline:", "Decision rationale:") and as the MEDICAL PROFESSIONAL REVIEW form does
-# ("Guidelines relied upon by the Claims Administrator:", "... by the Medical Reviewer:",
-# "Rationale:"). Verification ties an item's values to the same labels.
-CA_LABEL_RX = re.compile(
-    r"Claims\s+Administrator\s+guidelines?\s*:"
-    r"|Guidelines?\s+relied\s+upon\s+by\s+the\s+Claims\s+Administrator\s*:",
-    re.IGNORECASE,
-)
-IMR_LABEL_RX = re.compile(
-    r"(?:MAXIMUS|IMR|Expert\s+Reviewer(?:'s)?|Reviewer(?:'s)?)\s+guidelines?\s*:"
-    r"|Guidelines?\s+relied\s+upon\s+by\s+the\s+(?:Medical|Expert)\s+Reviewer\s*:",
-    re.IGNORECASE,
-)
-RATIONALE_LABEL_RX = re.compile(r"(?:Decision\s+)?rationale\s*:", re.IGNORECASE)
 # A form's labels around a request: "Item 1: X" before it, "Determination" on the line after it
 # (its colon is the decision's: "X\nDetermination: Upheld").
 _ITEM_LABEL_RX = re.compile(r"(?:Item|Issue|Request)\s*#?\s*\d{1,3}\s*[:.)][ \t]*")

@@ -41,25 +41,23 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from . import layouts
-from .assemble import PROVENANCE_MAP, assemble, match_kind
-from .grounding import span_holds, value_at
-from .ingest import Document
-from .locate import locate
-from .rules import LetterFound
-from .rules.guidelines import parse_guideline
-from .rules.header import CASE_NUMBER_RX, DATE_RX, PRIORITY_RX
-from .rules.items import (
-    CA_LABEL_RX,
+from .. import layouts
+from ..assemble import PROVENANCE_MAP, assemble, match_kind
+from ..forms import CA_LABEL_RX, IMR_LABEL_RX, RATIONALE_LABEL_RX
+from ..grounding import span_holds, value_at
+from ..ingest import Document
+from ..locate import locate
+from ..rules import LetterFound
+from ..rules.guidelines import parse_guideline
+from ..rules.header import CASE_NUMBER_RX, DATE_RX, PRIORITY_RX
+from ..rules.items import (
     DECISION_ANYCASE_RX,
-    IMR_LABEL_RX,
-    RATIONALE_LABEL_RX,
     find_section,
     is_double_spaced,
     parse_request,
     request_block_start,
 )
-from .schema import (
+from ..schema import (
     Check,
     CheckResult,
     CitationKind,
@@ -73,7 +71,7 @@ from .schema import (
     Status,
     Verification,
 )
-from .text import fold
+from ..text import fold
 
 #: A string that is not at its span as printed is still accepted at or above this similarity
 #: (difflib ratio of the folded span text and the value): a case slip, not another value.
