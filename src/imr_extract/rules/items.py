@@ -1,15 +1,17 @@
 """The decisions section -> one ``ItemFound`` per disputed item.
 
 Each item is printed as: the request (wrapped over lines, possibly across a page break), a colon
-and the decision word ("...: Upheld", "... is: Overturned", or the word alone on the next line),
-then the two guideline lines and "Decision rationale:" running up to the next item's request.
+and the decision word ("...: Upheld", "... is: Overturned", the word alone on the next line, or
+two lines down in double-spaced text), then the two guideline lines and "Decision rationale:"
+running up to the next item's request.
 
 The hard part is where a request starts, since it follows the previous rationale with no label.
 Walking back from the decision line, a request extends over every line until one that ends a
-sentence (".", ":"), or a blank line in single-spaced text. A partly authorised request spans
-sentences ("X was the original request. Y was authorized by the Claims Administrator. The remaining
-IMR eligible portion of the original request, Z is: Upheld"), so the walk goes on until the
-sentence that names the original request is included.
+sentence (".", ":"), or a blank line in single-spaced text; a colon that leaves only a date below
+it is a label inside the request ("..., DOS:" / "11/11/2016: Upheld"), not its end. A partly
+authorised request spans sentences ("X was the original request. Y was authorized by the Claims
+Administrator. The remaining IMR eligible portion of the original request, Z is: Upheld"), so the
+walk goes on until the sentence that names the original request is included.
 """
 
 from __future__ import annotations
@@ -29,15 +31,19 @@ from ..schema import Decision
 from ..text import Found, found_text, trim_span
 from .guidelines import GuidelineFound, parse_guideline
 
-DECISION_RX = re.compile(r":(?:[ \t]*\n)?[ \t\f]*(?P<word>Upheld|Overturned)\b[ \t]*(?=\n|$)")
+# The decision word after its colon: on the same line, alone on the next line, or alone two lines
+# down (a double-spaced export puts a blank line between "X:" and "Upheld"; a page break too).
+DECISION_RX = re.compile(r":(?:[ \t\f]*\n){0,2}[ \t\f]*(?P<word>Upheld|Overturned)\b[ \t]*(?=\n|$)")
 DECISION_ANYCASE_RX = re.compile(
-    r":(?:[ \t]*\n)?[ \t\f]*(?P<word>Upheld|Overturned)\b[ \t.]*(?=\n|$)", re.IGNORECASE
+    r":(?:[ \t\f]*\n){0,2}[ \t\f]*(?P<word>Upheld|Overturned)\b[ \t.]*(?=\n|$)",
+    re.IGNORECASE,
 )
 # A form's labels around a request: "Item 1: X" before it, "Determination" on the line after it
 # (its colon is the decision's: "X\nDetermination: Upheld").
 _ITEM_LABEL_RX = re.compile(r"(?:Item|Issue|Request)\s*#?\s*\d{1,3}\s*[:.)][ \t]*")
 _DETERMINATION_LABEL_RX = re.compile(r"\n[ \t]*(?:Determination|Decision)[ \t]*\Z")
 
+_BARE_DATE_RX = re.compile(r"\s*\d{1,2}[/-]\d{1,2}[/-]\d{2,4}(?:\s+is)?\s*")
 _TRAILING_IS_RX = re.compile(r"\s+is\s*$")
 _WAS_ORIGINAL_RX = re.compile(r"was\s+the\s+original\s+request", re.IGNORECASE)
 _MENTIONS_ORIGINAL_RX = re.compile(r"original\s+request", re.IGNORECASE)
@@ -105,6 +111,13 @@ def request_block_start(text: str, lower: int, colon: int, double_spaced: bool) 
         return pos
 
     pos = walk(pos, force=False)
+    # A request is never a bare date: the colon that ended the line above was a label inside
+    # the request ("... #1 box, DOS:" / "11/11/2016: Upheld"), so the request goes on above it.
+    while pos > lower and _BARE_DATE_RX.fullmatch(text, pos, colon):
+        above = _line_start(text, pos - 1, lower)
+        while double_spaced and above > lower and not text[above : pos - 1].strip():
+            pos, above = above, _line_start(text, above - 1, lower)
+        pos = walk(above, force=False)
     block = text[pos:colon]
     if _MENTIONS_ORIGINAL_RX.search(block) and not _WAS_ORIGINAL_RX.search(block):
         extended = walk(pos, force=True)
