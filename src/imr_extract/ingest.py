@@ -5,7 +5,10 @@ Invariant: every offset anywhere in imr-extract (spans, provenance, review pages
 
 Normalisation keeps what was printed and only unifies how it is encoded: ``\\r\\n`` and ``\\r``
 become ``\\n``; pdfium's end-of-line soft hyphen marker (U+FFFE, which pdfium emits *instead of*
-the hyphen and the line break) becomes ``-\\n``, as printed; pages are joined by ``\\f``.
+the hyphen and the line break) becomes ``-\\n``, as printed; NUL characters go; pages are joined
+by ``\\f``. The one thing dropped is page furniture that is not the letter's text: page numbers
+and running headers or footers at the page breaks (``strip_page_furniture``), taken off each
+page before the pages are joined, so the page map stays exact.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import os
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -70,13 +74,108 @@ def normalise(raw: str) -> str:
     return raw
 
 
+# --- page furniture: what a printer or a PDF-to-text tool puts at every page break -------------
+
+#: How many non-blank lines at a page's top and bottom may be page furniture.
+FURNITURE_LINES = 3
+_PAGE_NUMBER_RX = re.compile(
+    r"\s*(?:Page\s+(?P<of>\d{1,4})(?:\s+of\s+\d{1,4})?|-\s*(?P<dash>\d{1,4})\s*-|(?P<bare>\d{1,4}))\s*",
+    re.IGNORECASE,
+)
+_CASE_NUMBER_RX = re.compile(r"\bCM\d{2}-\d{5,8}\b")
+_DIGITS_RX = re.compile(r"\d+")
+#: A running header carries the case number but is no sentence: short, and no decision in it.
+_RUNNING_HEADER_MAX = 100
+_DECISION_WORD_RX = re.compile(r"\b(?:Upheld|Overturned)\b", re.IGNORECASE)
+
+
+def _edge_key(line: str) -> str:
+    return _DIGITS_RX.sub("#", " ".join(line.split()))
+
+
+def _is_furniture(line: str, page: int, repeated: set[str]) -> bool:
+    """Whether a line at a page's edge is a page number, a running header or footer."""
+    m = _PAGE_NUMBER_RX.fullmatch(line)
+    if m:
+        # A bare number counts only as this page's own number (0- or 1-based).
+        return m.group("bare") is None or int(m.group("bare")) in (page, page + 1)
+    stripped = line.strip()
+    if (
+        _CASE_NUMBER_RX.search(stripped)
+        and len(stripped) <= _RUNNING_HEADER_MAX
+        and not _DECISION_WORD_RX.search(stripped)
+    ):
+        return True
+    return _edge_key(line) in repeated
+
+
+def _furniture_run(lines: list[str], order: list[int], page: int, repeated: set[str]) -> int:
+    """How many lines, from the edge that ``order`` starts at, are furniture (with the blank
+    lines around it, so no blank line is left where the page break was)."""
+    last = -1
+    seen = 0
+    for k, idx in enumerate(order):
+        if not lines[idx].strip():
+            continue
+        if seen == FURNITURE_LINES or not _is_furniture(lines[idx], page, repeated):
+            break
+        seen += 1
+        last = k
+    if last < 0:
+        return 0
+    drop = last + 1
+    while drop < len(order) and not lines[order[drop]].strip():
+        drop += 1
+    return drop
+
+
+def _edge_lines(page: str) -> list[str]:
+    lines = [line for line in page.split("\n") if line.strip()]
+    return lines[:FURNITURE_LINES] + lines[-FURNITURE_LINES:]
+
+
+def strip_page_furniture(pages: list[str]) -> list[str]:
+    """Drop page numbers, running headers and running footers from the edges of the pages.
+
+    Only lines at a page break are looked at (the first ``FURNITURE_LINES`` non-blank lines of
+    every page but the first, the last ones of every page), and only a run of them from the edge:
+    a page number (``Page 2 of 5``, ``- 2 -``, the page's own number alone), a short line with the
+    case number (a running header; the first page's own header is never touched), or a line
+    that stands at the edge of most pages (digits aside) in a letter of three pages or more.
+    A letter's own text never stands there: its pages break mid-sentence, as printed.
+    """
+    if len(pages) < 2:
+        return pages
+    repeated: set[str] = set()
+    if len(pages) >= 3:
+        counts: dict[str, int] = {}
+        for page in pages:
+            for key in {_edge_key(line) for line in _edge_lines(page)}:
+                counts[key] = counts.get(key, 0) + 1
+        need = max(3, -(-2 * len(pages) // 3))
+        repeated = {key for key, n in counts.items() if n >= need and len(key) >= 4}
+    out = []
+    for i, page in enumerate(pages):
+        lines = page.split("\n")
+        top = _furniture_run(lines, list(range(len(lines))), i, repeated) if i else 0
+        rest = list(range(len(lines) - 1, top - 1, -1))
+        bottom = _furniture_run(lines, rest, i, repeated)
+        kept = lines[top : len(lines) - bottom]
+        out.append("\n".join(kept) + ("\n" if bottom and kept else ""))
+    return out
+
+
 def join_pages(pages: list[str]) -> tuple[str, tuple[int, ...]]:
-    """Join page texts with a form feed at the start of every page after the first."""
+    """Join page texts with a form feed at the start of every page after the first.
+
+    Page furniture (``strip_page_furniture``) is dropped page by page before the join, so every
+    offset still falls on the page it was printed on.
+    """
     parts: list[str] = []
     starts: list[int] = []
     pos = 0
+    pages = strip_page_furniture([normalise(page) for page in pages])
     for i, page in enumerate(pages):
-        page = normalise(page)
         if i > 0:
             if parts and not parts[-1].endswith("\n"):
                 parts.append("\n")
