@@ -2,13 +2,24 @@
 
 The 2016-17 header block wraps labels across lines ("Priority: Standard Application \\nReceived:
 \\n12/01/2016"), so every label pattern allows any whitespace between its words.
+
+The header is a two-column table, and PDF-to-text tools print tables in their own orders: the
+labels of a column first and then their values (pdfminer), or a row's values on a line of their
+own just above or below their labels (layout-preserving tools). A value that does not follow
+its label is read by ``read_header_table`` only where the layout pairs it with that label
+unambiguously: a run of labels followed by as many values of the right kinds, in order; a label
+with exactly one unpaired value beside it in the text's order; or, in a column layout, exactly
+one unpaired value in the label's own column on the line above or below. Anything else is left
+unread rather than guessed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import itertools
 import re
+from dataclasses import dataclass
 
 from ..text import Found, phrase
 
@@ -73,7 +84,10 @@ def find_dates(
     rule_prefix: str = "header.date",
 ) -> dict[str, Found[dt.date]]:
     """Each labelled date found before ``end`` (the header region); another form's labels with
-    ``patterns`` (see ``date_label_patterns``) and a ``rule_prefix`` of its own."""
+    ``patterns`` (see ``date_label_patterns``) and a ``rule_prefix`` of its own.
+
+    With this form's own labels, a date not printed after its label is looked for in the
+    header's table layout (``read_header_table``; rule ``header.table.<name>``)."""
     stop = end or len(text)
     out: dict[str, Found[dt.date]] = {}
     for name, rx in patterns.items():
@@ -84,14 +98,210 @@ def find_dates(
         value = parse_date(m.group(1))
         if value is not None:
             out[name] = Found(value, m.start(1), m.end(1), rule)
+    if patterns is DATE_RX and len(out) < len(DATE_RX):
+        for name, (start, stop_) in read_header_table(text, stop).items():
+            if name in DATE_RX and name not in out:
+                value = parse_date(text[start:stop_])
+                if value is not None:
+                    out[name] = Found(value, start, stop_, f"header.table.{name}")
     return out
 
 
 def find_priority(text: str, end: int | None = None) -> Found[str] | None:
     m = PRIORITY_RX.search(text, 0, end or len(text))
     if not m:
-        return None
+        span = read_header_table(text, end or len(text)).get("priority")
+        if span is None:
+            return None
+        return Found(text[span[0] : span[1]], *span, "header.table.priority")
     return Found(m.group(1), m.start(1), m.end(1), "header.priority")
+
+
+# --- the header as a table ---------------------------------------------------------------------
+
+#: Table field -> (label as printed, kind of value).
+TABLE_LABELS: dict[str, tuple[str, str]] = {
+    "case_number": ("Case Number:", "case"),
+    **{name: (label, "date") for name, label in DATE_LABELS.items()},
+    "priority": ("Priority:", "priority"),
+}
+_VALUE_KINDS: dict[str, re.Pattern[str]] = {
+    "date": re.compile(_DATE),
+    "case": re.compile(r"CM\d{2}-\d{5,8}"),
+    "priority": re.compile(r"Standard|Expedited|Urgent|Regular", re.IGNORECASE),
+}
+_CELL_RX = re.compile(r"\S+(?: \S+)*")  # words parted by single spaces; 2+ spaces part cells
+#: How far (in characters) a wrapped label's second line may stand from its first line's column.
+_WRAP_COLUMN_SLACK = 6
+
+
+@dataclass
+class _Cell:
+    line: int
+    col: int
+    start: int
+    end: int
+    text: str
+    kind: str = "other"  # "label", "prefix", "suffix", "value", "other"
+    field: str | None = None  # a label's (or label part's) field; a value's kind
+    taken: bool = False  # a value already paired (beside its label on its own line, or here)
+    wrapped: bool = False  # a label printed over two lines (the label patterns do not read it)
+
+
+def _label_cell(words: str) -> tuple[str, str | None]:
+    """("label" | "prefix" | "suffix" | "other", field) for a cell's folded text."""
+    for name, (label, _kind) in TABLE_LABELS.items():
+        if words == label:
+            return "label", name
+        parts = label.split()
+        for k in range(1, len(parts)):
+            if words == " ".join(parts[:k]):
+                return "prefix", name
+            if words == " ".join(parts[k:]):
+                return "suffix", name
+    return "other", None
+
+
+def _value_kind(words: str) -> str | None:
+    for kind, rx in _VALUE_KINDS.items():
+        if rx.fullmatch(words):
+            return kind
+    return None
+
+
+def _cells(text: str, end: int) -> list[list[_Cell]]:
+    lines: list[list[_Cell]] = []
+    pos = 0
+    while pos < end:
+        nl = text.find("\n", pos, end)
+        stop = end if nl < 0 else nl
+        row = []
+        for m in _CELL_RX.finditer(text, pos, stop):
+            words = m.group()
+            cell = _Cell(len(lines), m.start() - pos, m.start(), m.end(), words)
+            cell.kind, cell.field = _label_cell(words)
+            if cell.kind == "other" and (kind := _value_kind(words)):
+                cell.kind, cell.field = "value", kind
+            row.append(cell)
+        lines.append(row)
+        pos = stop + 1
+    return lines
+
+
+def _merge_wrapped_labels(lines: list[list[_Cell]]) -> None:
+    """A label wrapped in its cell ("Application" / "Received:") becomes one label at its first
+    part; the value may stand between the parts ("Application" / "12/01/2016" / "Received:")."""
+    for i, row in enumerate(lines):
+        for cell in row:
+            if cell.kind != "prefix":
+                continue
+            for below in lines[i + 1 : i + 3]:
+                suffix = next(
+                    (
+                        c
+                        for c in below
+                        if c.kind == "suffix"
+                        and c.field == cell.field
+                        and (len(below) == 1 or abs(c.col - cell.col) <= _WRAP_COLUMN_SLACK)
+                    ),
+                    None,
+                )
+                if suffix is not None:
+                    cell.kind, cell.wrapped = "label", True
+                    suffix.kind = "other"
+                    break
+
+
+def _fits(label: _Cell, value: _Cell) -> bool:
+    assert label.field is not None
+    return not value.taken and TABLE_LABELS[label.field][1] == value.field
+
+
+def read_header_table(text: str, end: int) -> dict[str, tuple[int, int]]:
+    """Field -> value span for the header labels whose value does not follow them on their
+    line, where the table's layout pairs label and value unambiguously (see the module doc)."""
+    if not any(label in text[:end] for label, _ in TABLE_LABELS.values()):
+        return {}
+    lines = _cells(text, end)
+    _merge_wrapped_labels(lines)
+    out: dict[str, tuple[int, int]] = {}
+    open_labels: list[_Cell] = []
+    for row in lines:
+        for a, b in itertools.pairwise(row):
+            if a.kind == "label" and b.kind == "value" and _fits(a, b):
+                b.taken = True  # printed beside its label: the label patterns read it ...
+                if a.wrapped and a.field not in out:  # ... unless the label is wrapped
+                    out[a.field] = (b.start, b.end)  # type: ignore[index]
+        if row and row[-1].kind == "label":
+            open_labels.append(row[-1])
+        open_labels += [a for a, b in itertools.pairwise(row) if a.kind == "label" == b.kind]
+
+    def pair(label: _Cell, value: _Cell) -> None:
+        assert label.field is not None
+        value.taken = True
+        if label.field not in out:
+            out[label.field] = (value.start, value.end)
+
+    # Text order, one cell a line (a tool that prints the table column by column).
+    # Every other non-blank line stands between them as a barrier (kind "other").
+    barrier = _Cell(-1, 0, 0, 0, "")
+    seq = [row[0] if len(row) == 1 else barrier for row in lines if row]
+    i = 0
+    while i < len(seq):
+        j = i
+        while j < len(seq) and seq[j].kind == seq[i].kind:
+            j += 1
+        k = j
+        while k < len(seq) and seq[k].kind == seq[j].kind if j < len(seq) else False:
+            k += 1
+        run, nxt = seq[i:j], seq[j:k]
+        if len(run) >= 2 and len(nxt) >= len(run) and run[0].kind == "label":
+            # A column's labels, then its values in the same order (later values are the
+            # next column's).
+            values = nxt[: len(run)]
+            if all(_fits(lab, val) for lab, val in zip(run, values, strict=True)):
+                for lab, val in zip(run, values, strict=True):
+                    pair(lab, val)
+        elif len(run) >= len(nxt) >= 2 and run[0].kind == "value":
+            values = run[len(run) - len(nxt) :]  # a column's values, then its labels
+            if all(_fits(lab, val) for lab, val in zip(nxt, values, strict=True)):
+                for lab, val in zip(nxt, values, strict=True):
+                    pair(lab, val)
+        i = j
+    # A label with exactly one unpaired value of its kind next to it (before or after); each
+    # pairing may settle a neighbour's choice, so go on until nothing changes.
+    changed = True
+    while changed:
+        changed = False
+        for n, cell in enumerate(seq):
+            if cell.kind != "label" or cell.field in out or cell not in open_labels:
+                continue
+            near = [
+                c
+                for c in (seq[n - 1] if n else None, seq[n + 1] if n + 1 < len(seq) else None)
+                if c is not None and c.kind == "value" and _fits(cell, c)
+            ]
+            if len(near) == 1:
+                pair(cell, near[0])
+                changed = True
+
+    # Column layout: a row's values on a line of their own above or below their labels.
+    for label in open_labels:
+        if label.field in out or len(lines[label.line]) < 2:
+            continue
+        row = lines[label.line]
+        right = [c.col for c in row if c.col > label.col and c.kind == "label"]
+        limit = min(right, default=10**6)
+        near = [
+            c
+            for r in (label.line - 1, label.line + 1)
+            if 0 <= r < len(lines)
+            for c in lines[r]
+            if c.kind == "value" and label.col <= c.col < limit and _fits(label, c)
+        ]
+        if len(near) == 1:
+            pair(label, near[0])
+    return out
 
 
 INJURY_IN_PROSE_RX = re.compile(
