@@ -16,6 +16,9 @@ Sources:
 - ``pdfminer_layout``: pdfminer.six's characters laid out on a character grid by position (as
   ``pdftotext -layout`` prints: columns kept apart by runs of spaces).
 
+- ``pdfminer_layout_below``: as ``pdfminer_layout``, with a header row's values that stand on
+  a line of their own set below their labels rather than above (``values_below``).
+
 Transformations of the default text (pypdfium2 for PDFs, the file for text letters):
 
 - ``crlf``: Windows line ends.
@@ -213,6 +216,30 @@ def pdfminer_layout_pages(name: str) -> tuple[str, ...]:
             lines.append(line.rstrip())
         out.append("\n".join(lines) + "\n")
     return tuple(out)
+
+
+_VALUES_ONLY_RX = re.compile(r"[ \t]*(?:(?:\d{1,2}/\d{1,2}/\d{4}|CM\d{2}-\d{7}|Standard)[ \t]*)+")
+
+
+def values_below(page: str) -> str:
+    """A row whose values stand on a line of their own above its labels, set below them instead
+    (a layout tool that orders a table's lines by the glyphs' tops rather than their baselines,
+    so that values set a hair lower than their labels follow them): the shape where a date under
+    one label was read for another."""
+    lines = page.split("\n")
+    i = 0
+    while i < len(lines) - 1:
+        if _VALUES_ONLY_RX.fullmatch(lines[i]) and lines[i].strip() and ":" in lines[i + 1]:
+            lines[i], lines[i + 1] = lines[i + 1], lines[i]
+            i += 1
+        i += 1
+    return "\n".join(lines)
+
+
+@functools.cache
+def pdfminer_layout_below_pages(name: str) -> tuple[str, ...]:
+    pages = pdfminer_layout_pages(name)
+    return (values_below(pages[0]), *pages[1:])
 
 
 # --------------------------------------------------------------------------- default text
@@ -416,6 +443,7 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("pdfminer", _pdf_only(pdfminer_pages)),
     Variant("pdfminer_raw", _pdf_only(pdfminer_raw_pages)),
     Variant("pdfminer_layout", _pdf_only(pdfminer_layout_pages)),
+    Variant("pdfminer_layout_below", _pdf_only(pdfminer_layout_below_pages)),
     Variant("crlf", lambda name: crlf(default_text(name))),
     Variant("double_spaced", _double_spaced),
     Variant("single_spaced", _single_spaced),

@@ -46,9 +46,30 @@ DATE_LABELS: dict[str, str] = {
 }
 
 
+def _label_then_date(label: str) -> str:
+    """What may stand between a label and its date: spaces on the label's line; or a line break
+    when the label (or its wrapped last part) stands alone on its line. A date on the next line
+    under a label that shares its line with another cell belongs to some other cell of the
+    table ("Decision Date:   UR Denial Date:" / "  12/30/2016   10/28/2016")."""
+    words = label.split()
+    own_line = r"(?:^|(?<=\n))[ \t]*"
+    branches = [
+        phrase(label) + r"[ \t]*(?=\d|[A-Z])",
+        own_line + phrase(label) + r"[ \t]*\n\s*",
+        *(
+            phrase(" ".join(words[:k]))
+            + r"[ \t]*\n[ \t]*"
+            + phrase(" ".join(words[k:]))
+            + r"[ \t]*\n\s*"
+            for k in range(1, len(words))
+        ),
+    ]
+    return "(?:" + "|".join(branches) + ")"
+
+
 def date_label_patterns(labels: dict[str, str]) -> dict[str, re.Pattern[str]]:
     """Field name -> pattern for "<label> <date>", the date in group 1 (for any form's labels)."""
-    return {name: re.compile(phrase(label) + r"\s*" + _DATE) for name, label in labels.items()}
+    return {name: re.compile(_label_then_date(label) + _DATE) for name, label in labels.items()}
 
 
 DATE_RX = date_label_patterns(DATE_LABELS)
