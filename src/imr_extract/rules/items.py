@@ -45,20 +45,38 @@ _DETERMINATION_LABEL_RX = re.compile(r"\n[ \t]*(?:Determination|Decision)[ \t]*\
 
 _BARE_DATE_RX = re.compile(r"\s*\d{1,2}[/-]\d{1,2}[/-]\d{2,4}(?:\s+is)?\s*")
 _TRAILING_IS_RX = re.compile(r"\s+is\s*$")
-_WAS_ORIGINAL_RX = re.compile(r"was\s+the\s+original\s+request", re.IGNORECASE)
-_MENTIONS_ORIGINAL_RX = re.compile(r"original\s+request", re.IGNORECASE)
+#: A word of a fixed sentence may be hyphenated across a line break ("orig-" / "inal request").
+_SOFT_BREAK = r"(?:-[ \t]*\n[ \t\f]*)?"
+
+
+def soft_phrase(words: str) -> str:
+    """A regex for a literal phrase whose words may be split by any whitespace (line breaks) and
+    broken inside by a line-end hyphen, as a typesetter wraps a sentence."""
+    return r"\s+".join(_SOFT_BREAK.join(re.escape(c) for c in word) for word in words.split())
+
+
+_WAS_ORIGINAL_RX = re.compile(soft_phrase("was the original request"), re.IGNORECASE)
+_MENTIONS_ORIGINAL_RX = re.compile(soft_phrase("original request"), re.IGNORECASE)
 PARTIAL_REMAINING_RX = re.compile(
-    r"(?P<orig>.+?)\s+was\s+the\s+original\s+request\.\s+"
-    r"(?P<auth>.+?)\s+was\s+authorized\s+by\s+the\s+Claims\s+Administrator\.\s+"
-    r"The\s+remaining\s+IMR\s+eligible\s+portion\s+of\s+the\s+original\s+request,\s+"
-    r"(?P<req>.+?)\s*$",
+    r"(?P<orig>.+?)\s+"
+    + soft_phrase("was the original request.")
+    + r"\s+(?P<auth>.+?)\s+"
+    + soft_phrase("was authorized by the Claims Administrator.")
+    + r"\s+"
+    + soft_phrase("The remaining IMR eligible portion of the original request,")
+    + r"\s+(?P<req>.+?)\s*$",
     re.DOTALL | re.IGNORECASE,
 )
 PARTIAL_LEAVING_RX = re.compile(
-    r"(?P<orig>.+?)\s+was\s+the\s+original\s+request\.\s+"
-    r"The\s+Claims\s+Administrator\s+authorized\s+(?P<auth>.+?),\s+"
-    r"leaving\s+the\s+original\s+request\s+IMR\s+eligible\.\s+"
-    r"The\s+original\s+request,\s+(?P<req>.+?)\s*$",
+    r"(?P<orig>.+?)\s+"
+    + soft_phrase("was the original request.")
+    + r"\s+"
+    + soft_phrase("The Claims Administrator authorized")
+    + r"\s+(?P<auth>.+?),\s+"
+    + soft_phrase("leaving the original request IMR eligible.")
+    + r"\s+"
+    + soft_phrase("The original request,")
+    + r"\s+(?P<req>.+?)\s*$",
     re.DOTALL | re.IGNORECASE,
 )
 
