@@ -2,8 +2,8 @@
 
 Invariant: every variant is *derived* from a bundled letter (tests/data/letters, never edited) by
 a PDF-to-text tool or by a mechanical transformation of the default text; nothing is hand-typed.
-A variant is a function ``letter name -> text`` (pages separated by form feeds), or ``None`` when
-it does not apply to that letter (a PDF tool on a text letter). The text is read into a
+A variant is a function ``letter name -> text`` (pages separated by form feeds) with the letters
+it applies to (a PDF tool: the PDFs). The text is read into a
 ``Document`` exactly as a user's text file would be (``ingest.read_text_bytes``).
 
 Sources:
@@ -95,6 +95,7 @@ def is_pdf(name: str) -> bool:
 # --------------------------------------------------------------------------- PDF tools
 
 
+@functools.cache  # both pypdf modes read one parse
 def _pypdf_reader(name: str):  # type: ignore[no-untyped-def]
     import pypdf
 
@@ -407,29 +408,40 @@ def default_text(name: str) -> str:
 # --------------------------------------------------------------------------- the variants
 
 
+def _always(name: str) -> bool:
+    return True
+
+
+def _single_spaced_letter(name: str) -> bool:
+    return not is_double_spaced(default_text(name))
+
+
+def _double_spaced_letter(name: str) -> bool:
+    return is_double_spaced(default_text(name))
+
+
 @dataclass(frozen=True)
 class Variant:
     name: str
-    derive: Callable[[str], str | None]
+    derive: Callable[[str], str]
+    #: Which letters the variant applies to (a PDF tool: the PDFs).
+    applies: Callable[[str], bool] = _always
     #: Compare string values with line-end hyphenation folded (``treat- ment`` == ``treatment``).
     dehyphenate: bool = False
 
-
-def _pdf_only(pages: Callable[[str], tuple[str, ...]]) -> Callable[[str], str | None]:
-    return lambda name: _pages_text(pages(name)) if is_pdf(name) else None
-
-
-def _double_spaced(name: str) -> str | None:
-    text = default_text(name)
-    return None if is_double_spaced(text) else double_space(text)
+    def __str__(self) -> str:
+        return self.name
 
 
-def _single_spaced(name: str) -> str | None:
-    text = default_text(name)
-    return single_space(text) if is_double_spaced(text) else None
+def applies(variant: Variant, name: str) -> bool:
+    return variant.applies(name)
 
 
-def _export(name: str) -> str | None:
+def _pdf_tool(name: str, pages: Callable[[str], tuple[str, ...]]) -> Variant:
+    return Variant(name, lambda letter: _pages_text(pages(letter)), is_pdf)
+
+
+def _export(name: str) -> str:
     text = date_wrapped(default_text(name))
     if not is_double_spaced(text):
         text = double_space(text)
@@ -438,15 +450,15 @@ def _export(name: str) -> str | None:
 
 VARIANTS: tuple[Variant, ...] = (
     Variant("default", default_text),
-    Variant("pypdf", _pdf_only(pypdf_pages)),
-    Variant("pypdf_layout", _pdf_only(pypdf_layout_pages)),
-    Variant("pdfminer", _pdf_only(pdfminer_pages)),
-    Variant("pdfminer_raw", _pdf_only(pdfminer_raw_pages)),
-    Variant("pdfminer_layout", _pdf_only(pdfminer_layout_pages)),
-    Variant("pdfminer_layout_below", _pdf_only(pdfminer_layout_below_pages)),
+    _pdf_tool("pypdf", pypdf_pages),
+    _pdf_tool("pypdf_layout", pypdf_layout_pages),
+    _pdf_tool("pdfminer", pdfminer_pages),
+    _pdf_tool("pdfminer_raw", pdfminer_raw_pages),
+    _pdf_tool("pdfminer_layout", pdfminer_layout_pages),
+    _pdf_tool("pdfminer_layout_below", pdfminer_layout_below_pages),
     Variant("crlf", lambda name: crlf(default_text(name))),
-    Variant("double_spaced", _double_spaced),
-    Variant("single_spaced", _single_spaced),
+    Variant("double_spaced", lambda name: double_space(default_text(name)), _single_spaced_letter),
+    Variant("single_spaced", lambda name: single_space(default_text(name)), _double_spaced_letter),
     Variant("export", _export),
     Variant("padded", lambda name: padded(default_text(name))),
     Variant("running_headers", lambda name: with_running_headers(name, list(default_pages(name)))),
@@ -460,7 +472,9 @@ VARIANTS_BY_NAME = {v.name: v for v in VARIANTS}
 
 @functools.cache
 def variant_text(variant: str, name: str) -> str | None:
-    return VARIANTS_BY_NAME[variant].derive(name)
+    """The variant's text of a letter; None when the variant does not apply to it."""
+    v = VARIANTS_BY_NAME[variant]
+    return v.derive(name) if v.applies(name) else None
 
 
 def variant_document(variant: str, name: str) -> Document | None:
@@ -475,6 +489,7 @@ __all__ = [
     "VARIANTS",
     "VARIANTS_BY_NAME",
     "Variant",
+    "applies",
     "judge",
     "judge_variant",
     "letter_names",
@@ -581,14 +596,18 @@ def judge(record: dict[str, Any], gold: dict[str, Any], variant: str = "default"
         gi = g_items[pair.left] if pair.left is not None else None
         ri = r_items[pair.right] if pair.right is not None else None
         for spec in ITEM_FIELDS:
-            gpath = item_path(pair.left if pair.left is not None else -1, spec.path)
             rpath = item_path(pair.right, spec.path) if pair.right is not None else None
-            score(spec, gi, ri, rpath, gpath)
+            if pair.left is not None:
+                where = item_path(pair.left, spec.path)
+            else:
+                where = f"{rpath} (an item gold does not have)"
+            score(spec, gi, ri, rpath, where)
         if ri is None and gi is not None:
             j.lost_items.append(f"items[{pair.left}] {gi.get('request')!r}")
     return j
 
 
+@functools.cache
 def judge_variant(variant: str, name: str) -> Judgement | None:
     """Extract the variant's text with the rules and judge the record (None: no such variant)."""
     from imr_extract.errors import ImrExtractError

@@ -35,6 +35,7 @@ _DATE = (
     r"|\d{1,2}-\d{1,2}-\d{4}"
     r"|(?:" + "|".join(_MONTHS) + r")\s+\d{1,2},\s+\d{4})"
 )
+_DATE_ANY = "(?:" + _DATE[1:]  # the same, capturing nothing
 
 #: Field name -> label as printed. Order matters only for readability.
 DATE_LABELS: dict[str, str] = {
@@ -48,14 +49,16 @@ DATE_LABELS: dict[str, str] = {
 
 def _label_then_date(label: str) -> str:
     """What may stand between a label and its date: spaces on the label's line; or a line break
-    when the label (or its wrapped last part) stands alone on its line. A date on the next line
-    under a label that shares its line with another cell belongs to some other cell of the
-    table ("Decision Date:   UR Denial Date:" / "  12/30/2016   10/28/2016")."""
+    when the label (or its wrapped last part) stands alone on its line, or when the date stands
+    alone at the start of the next line. A date on the next line under a label that shares its
+    line with another cell, set in from the margin or beside other values, belongs to some other
+    cell of the table ("Decision Date:   UR Denial Date:" / "  12/30/2016   10/28/2016")."""
     words = label.split()
     own_line = r"(?:^|(?<=\n))[ \t]*"
     branches = [
         phrase(label) + r"[ \t]*(?=\d|[A-Z])",
         own_line + phrase(label) + r"[ \t]*\n\s*",
+        phrase(label) + r"[ \t]*\n(?:[ \t\f]*\n)*[ ]?(?=" + _DATE_ANY + r"[ \t]*(?:\n|$))",
         *(
             phrase(" ".join(words[:k]))
             + r"[ \t]*\n[ \t]*"
@@ -289,21 +292,37 @@ def read_header_table(text: str, end: int) -> dict[str, tuple[int, int]]:
                 for lab, val in zip(nxt, values, strict=True):
                     pair(lab, val)
         i = j
-    # A label with exactly one unpaired value of its kind next to it (before or after); each
-    # pairing may settle a neighbour's choice, so go on until nothing changes.
+
+    # A label and a value of its kind next to each other (either before the other), where
+    # neither has another such partner beside it; each pairing may settle a neighbour's choice,
+    # so go on until nothing changes.
+    def partners(n: int) -> list[int]:
+        cell = seq[n]
+        out_ = []
+        for m in (n - 1, n + 1):
+            if not 0 <= m < len(seq):
+                continue
+            other = seq[m]
+            label, value = (cell, other) if cell.kind == "label" else (other, cell)
+            if (
+                label.kind == "label"
+                and value.kind == "value"
+                and label.field not in out
+                and label in open_labels
+                and _fits(label, value)
+            ):
+                out_.append(m)
+        return out_
+
     changed = True
     while changed:
         changed = False
         for n, cell in enumerate(seq):
-            if cell.kind != "label" or cell.field in out or cell not in open_labels:
+            if cell.kind != "label":
                 continue
-            near = [
-                c
-                for c in (seq[n - 1] if n else None, seq[n + 1] if n + 1 < len(seq) else None)
-                if c is not None and c.kind == "value" and _fits(cell, c)
-            ]
-            if len(near) == 1:
-                pair(cell, near[0])
+            near = partners(n)
+            if len(near) == 1 and partners(near[0]) == [n]:
+                pair(cell, seq[near[0]])
                 changed = True
 
     # Column layout: a row's values on a line of their own above or below their labels.
