@@ -34,6 +34,12 @@ Transformations of the default text (pypdfium2 for PDFs, the file for text lette
   / ``11/14/16: Upheld``; header labels with their dates on the next line).
 - ``rewrapped``: soft-wrapped paragraphs reflowed to a narrower line, so requests, guideline
   lines and decision words wrap at other places (``...for 6:`` / ``Upheld``).
+- ``nbsp``, ``tabs``, ``ligatures``, ``indented``: no-break spaces after colons and between
+  some words, tabs for runs of spaces and after colons, ligature characters for fi/fl/ff/ffi/ffl,
+  four spaces before every line.
+- ``utf16``, ``cp1252``: the text with CRLF written as UTF-16 (with BOM) or Windows-1252 (the
+  letters that it can encode).
+- ``soft_hyphens``: ``hyphenated`` with U+00AD where the line breaks a word.
 - ``hyphenated``: the last long word of every other line broken with a hyphen across the line
   break (``treat-`` / ``ment ...``).
 
@@ -400,6 +406,49 @@ def rewrapped(text: str, width: int = 62) -> str:
     return "\n".join(out)
 
 
+def nbsp(text: str) -> str:
+    """No-break spaces where a word processor puts them: after every colon, and one space in
+    five besides."""
+    text = re.sub(r":[ ]", ":\u00a0", text)
+    counter = iter(range(10**8))
+    return re.sub(r"(?<=\w) (?=\w)", lambda m: "\u00a0" if next(counter) % 5 == 0 else " ", text)
+
+
+def tabs(text: str) -> str:
+    """Runs of two or more spaces printed as tabs, and a tab after every colon (a tool that
+    lays out columns with tab stops)."""
+    return re.sub(r":[ ]+", ":\t", re.sub(r"[ ]{2,}", "\t", text))
+
+
+_LIGATURES = {"ffi": "\ufb03", "ffl": "\ufb04", "ff": "\ufb00", "fi": "\ufb01", "fl": "\ufb02"}
+_LIGATURE_RX = re.compile("|".join(_LIGATURES))
+
+
+def ligatures(text: str) -> str:
+    """ "fi", "fl", "ff", "ffi", "ffl" as the ligature characters some PDF tools print."""
+    return _LIGATURE_RX.sub(lambda m: _LIGATURES[m.group()], text)
+
+
+def soft_hyphens(text: str) -> str:
+    """``hyphenated`` with the soft hyphen character (U+00AD) where the line breaks a word."""
+    return re.sub(r"(?<=[A-Za-z])-\n(?=[a-z])", "\u00ad\n", hyphenated(text))
+
+
+def _cp1252_letter(name: str) -> bool:
+    """A letter with characters outside ASCII that Windows-1252 can encode (else the file would
+    be plain ASCII, read as UTF-8, and test nothing)."""
+    text = default_text(name)
+    try:
+        text.encode("cp1252")
+    except UnicodeEncodeError:
+        return False
+    return not text.isascii()
+
+
+def _cp1252_text(name: str) -> str:
+    return crlf(default_text(name))
+
+
 @functools.cache
 def default_text(name: str) -> str:
     return _pages_text(default_pages(name))
@@ -428,6 +477,8 @@ class Variant:
     applies: Callable[[str], bool] = _always
     #: Compare string values with line-end hyphenation folded (``treat- ment`` == ``treatment``).
     dehyphenate: bool = False
+    #: How the text is written to the "file" the user feeds.
+    encoding: str = "utf-8"
 
     def __str__(self) -> str:
         return self.name
@@ -463,7 +514,14 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("padded", lambda name: padded(default_text(name))),
     Variant("running_headers", lambda name: with_running_headers(name, list(default_pages(name)))),
     Variant("hyphenated", lambda name: hyphenated(default_text(name)), dehyphenate=True),
+    Variant("soft_hyphens", lambda name: soft_hyphens(default_text(name)), dehyphenate=True),
     Variant("date_wrapped", lambda name: date_wrapped(default_text(name))),
+    Variant("nbsp", lambda name: nbsp(default_text(name))),
+    Variant("tabs", lambda name: tabs(default_text(name))),
+    Variant("ligatures", lambda name: ligatures(default_text(name))),
+    Variant("indented", lambda name: _lines_map(default_text(name), lambda line: "    " + line)),
+    Variant("utf16", lambda name: crlf(default_text(name)), encoding="utf-16"),
+    Variant("cp1252", _cp1252_text, _cp1252_letter, encoding="cp1252"),
     Variant("rewrapped", lambda name: rewrapped(default_text(name))),
     Variant("rewrapped_narrow", lambda name: rewrapped(default_text(name), width=41)),
 )
@@ -482,7 +540,7 @@ def variant_document(variant: str, name: str) -> Document | None:
     text = variant_text(variant, name)
     if text is None:
         return None
-    return read_text_bytes(text.encode("utf-8"), name)
+    return read_text_bytes(text.encode(VARIANTS_BY_NAME[variant].encoding), name)
 
 
 __all__ = [

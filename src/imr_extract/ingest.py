@@ -5,10 +5,12 @@ Invariant: every offset anywhere in imr-extract (spans, provenance, review pages
 
 Normalisation keeps what was printed and only unifies how it is encoded: ``\\r\\n`` and ``\\r``
 become ``\\n``; pdfium's end-of-line soft hyphen marker (U+FFFE, which pdfium emits *instead of*
-the hyphen and the line break) becomes ``-\\n``, as printed; NUL characters go; pages are joined
-by ``\\f``. The one thing dropped is page furniture that is not the letter's text: page numbers
-and running headers or footers at the page breaks (``strip_page_furniture``), taken off each
-page before the pages are joined, so the page map stays exact.
+the hyphen and the line break) and a soft hyphen at a line end become ``-\\n``, as printed
+(elsewhere a soft hyphen prints nothing); no-break and typographic spaces become spaces,
+ligatures their letters; NUL and zero-width characters go; pages are joined by ``\\f``. The one
+thing dropped is page furniture that is not the letter's text: page numbers and running headers
+or footers at the page breaks (``strip_page_furniture``), taken off each page before the pages
+are joined, so the page map stays exact.
 """
 
 from __future__ import annotations
@@ -63,15 +65,44 @@ class Document:
         return bisect.bisect_right(self.page_starts, offset)
 
 
+#: Characters that print as something plainer, unified so that every reader sees one text:
+#: no-break and typographic spaces print as a space, ligatures as their letters, zero-width
+#: characters and byte-order marks as nothing.
+_PLAIN = str.maketrans(
+    {
+        **dict.fromkeys(
+            "\u00a0\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u3000", " "
+        ),
+        **dict.fromkeys("\u200b\u200c\u200d\u2060\ufeff", None),
+        "\ufb00": "ff",
+        "\ufb01": "fi",
+        "\ufb02": "fl",
+        "\ufb03": "ffi",
+        "\ufb04": "ffl",
+        "\ufb05": "st",
+        "\ufb06": "st",
+    }
+)
+_SOFT_HYPHEN_EOL_RX = re.compile("\u00ad[ \t]*\n")
+
+
 def normalise(raw: str) -> str:
-    """Unify line endings and pdfium's soft hyphen; nothing printed is changed."""
+    """Unify line endings, hyphens, spaces and ligatures; nothing printed is changed.
+
+    A soft hyphen (U+00AD, or pdfium's U+FFFE marker) prints as a hyphen where the line breaks
+    and as nothing elsewhere. Only non-ASCII text pays for the character table.
+    """
     if "\r" in raw:
         raw = raw.replace("\r\n", "\n").replace("\r", "\n")
-    if "\ufffe" in raw:
-        raw = raw.replace("\ufffe", "-\n")
     if "\x00" in raw:
         raw = raw.replace("\x00", "")
-    return raw
+    if raw.isascii():
+        return raw
+    if "\ufffe" in raw:
+        raw = raw.replace("\ufffe", "-\n")
+    if "\u00ad" in raw:
+        raw = _SOFT_HYPHEN_EOL_RX.sub("-\n", raw).replace("\u00ad", "")
+    return raw.translate(_PLAIN)
 
 
 # --- page furniture: what a printer or a PDF-to-text tool puts at every page break -------------
