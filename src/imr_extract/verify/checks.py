@@ -78,6 +78,7 @@ from ..schema import (
 )
 from ..text import fold
 from .census import Census, ItemAnchor, Statement, account, take_census
+from .conclusion import Conclusion, last_conclusion
 
 #: A string that is not at its span as printed is still accepted at or above this similarity
 #: (difflib ratio of the folded span text and the value): a case slip, not another value.
@@ -104,14 +105,6 @@ _DECISION_GAP_RX = re.compile(
 # A request that carries a form's label ("Item 1: X", "X Determination") was cut in the wrong place.
 _LABEL_IN_REQUEST_RX = re.compile(
     r"^\s*(?:Item|Issue|Request)\s*#?\s*\d+\s*[:.)]|\b(?:Determination|Decision)\s*$",
-    re.IGNORECASE,
-)
-# The rationale's conclusion: "is not medically necessary", "is not considered medically
-# necessary", "cannot be deemed medically necessary", "the request is not necessary".
-_NECESSITY_RX = re.compile(
-    r"\b(?:(?:is|are|was|were|be|been)(?P<n1>\s+not)?|(?P<n2>cannot|can\s+not)\s+be"
-    r"|(?P<n3>isn't|aren't))\s+(?:(?:considered|deemed|found|established\s+as)\s+"
-    r"(?P<n4>not\s+)?)?(?:medically\s+)?necessary\b",
     re.IGNORECASE,
 )
 _NUMBER_RX = re.compile(r"(?<![\d.])(\d{1,4})(?:\s*[-–]\s*(\d{1,4}))?(?!\d)")
@@ -404,26 +397,26 @@ class _Checker:
             frame.decision.word[1] if frame.decision else frame.start,
             frame.end,
         )
-        last = _last_conclusion(self.text, *region)
-        if last is None:
+        last = last_conclusion(self.text, *region)
+        if not isinstance(last, Conclusion):
             self.add(
                 name,
                 CheckResult.NOT_APPLICABLE,
                 [],
-                "no 'medically necessary' conclusion",
+                "no 'medically necessary' conclusion"
+                if last is False
+                else "the rationale's conclusion is hedged; not read",
                 frame.index,
             )
             return
-        necessary = not any(last.group(g) for g in ("n1", "n2", "n3", "n4"))
-        agrees = necessary == (item.decision is Decision.OVERTURNED)
-        conclusion = fold(last.group())
+        agrees = last.necessary == (item.decision is Decision.OVERTURNED)
         self.add(
             name,
             CheckResult.PASSED if agrees else CheckResult.FAILED,
             [f"items[{frame.index}].decision"],
             ""
             if agrees
-            else f"rationale concludes {conclusion!r}, decision is {item.decision.value!r}",
+            else f"rationale concludes {last.words!r}, decision is {item.decision.value!r}",
             frame.index,
         )
 
@@ -877,26 +870,6 @@ def _grouped(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             rest[key] = c
     return failed + list(rest.values())
-
-
-def _last_conclusion(text: str, start: int, end: int) -> re.Match[str] | None:
-    """The last "is (not) ... necessary" in ``text[start:end]``.
-
-    Found from the end, word by word: the conclusion closes the rationale, and scanning the
-    whole rationale with the pattern costs more than the rest of the checks together.
-    """
-    low = start
-    pos = end
-    while True:
-        at = text.rfind("necessary", low, pos)
-        if at < 0:
-            return None
-        last = None
-        for last in _NECESSITY_RX.finditer(text, max(low, at - 80), at + 9):  # noqa: B007
-            pass
-        if last is not None and last.end() == at + 9:
-            return last
-        pos = at
 
 
 def _numbers(text: str, start: int, end: int) -> set[int]:
