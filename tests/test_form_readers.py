@@ -248,3 +248,56 @@ def test_a_numbered_sentence_as_the_issue_quotes_it():
         (1, "a 28 day functional restoration program", "upheld"),
         (2, "Gabapentin 600mg #90", "overturned"),
     ]
+
+
+# --- the MAXIMUS "Independent Medical Review" form -----------------------------------------------
+
+SPACING_VARIANTS: dict[str, Variant] = {
+    "double_spaced": double_spaced,
+    "decision_two_lines_below": decision_two_lines_below,
+    "two_below_double_spaced": _then(decision_two_lines_below, double_spaced),
+    "crlf": lambda text: text.replace("\n", "\r\n"),
+}
+
+
+def test_the_maximus_form_has_a_dedicated_reader_expecting_its_whole_header():
+    layout = layouts.get("maximus_imr_decisions")
+    assert layout.dedicated_reader
+    assert {"priority", "dates.assigned", "dates.ur_denial"} <= set(layout.expected_fields)
+
+
+@pytest.mark.parametrize("letter", MAXIMUS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("variant", [None, *SPACING_VARIANTS], ids=str)
+def test_the_maximus_form_is_read_exactly_and_verified(letter, variant):
+    record, gold = _read(letter, SPACING_VARIANTS[variant] if variant else None)
+    assert record.layout == "maximus_imr_decisions"
+    assert diff(gold, _data(record)) == []
+    assert record.warnings == []
+    assert _unverified(record) == {}
+    assert record.verification.coverage == 1.0
+
+
+# --- the older prose form ------------------------------------------------------------------------
+
+PROSE_VARIANTS: dict[str, Variant] = {
+    "single_spaced": single_spaced,
+    "decision_two_lines_below": decision_two_lines_below,
+    "single_spaced_two_below": _then(single_spaced, decision_two_lines_below),
+    "crlf": lambda text: text.replace("\n", "\r\n"),
+}
+
+
+@pytest.mark.parametrize("letter", PROSE, ids=lambda p: p.stem)
+@pytest.mark.parametrize("variant", [None, *PROSE_VARIANTS], ids=str)
+def test_the_prose_form_reads_the_same_in_any_spacing(letter, variant):
+    record, gold = _read(letter, PROSE_VARIANTS[variant] if variant else None)
+    assert record.layout == "final_determination_prose"
+    assert diff(gold, _data(record)) == []
+    assert _unverified(record) == {}
+    assert record.verification.coverage == 1.0
+
+
+def test_the_derived_prose_variants_have_the_shapes_they_name():
+    text = PROSE[0].read_text(encoding="utf-8")
+    assert "\n\n" in text and "\n\n" not in single_spaced(text).strip()
+    assert re.search(r"foot: \n\nUpheld|times two: \n\nUpheld", decision_two_lines_below(text))
