@@ -95,7 +95,9 @@ def read(doc: Document) -> LetterFound:
     reviewer = find_credential_prose(text, *cred)
     if reviewer.empty():
         reviewer = find_credential_lines(text, *cred)
-    summary_region = (summary.end(), items_at) if summary else (cred[1], items_at)
+    # Without its heading, the summary is somewhere after the qualifications (or the title).
+    summary_start = summary.end() if summary else quals.end() if quals else 0
+    summary_region = (summary_start, items_at)
 
     items, warnings = find_numbered_items(text)
     if not items:
