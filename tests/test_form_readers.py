@@ -301,3 +301,17 @@ def test_the_derived_prose_variants_have_the_shapes_they_name():
     text = PROSE[0].read_text(encoding="utf-8")
     assert "\n\n" in text and "\n\n" not in single_spaced(text).strip()
     assert re.search(r"foot: \n\nUpheld|times two: \n\nUpheld", decision_two_lines_below(text))
+
+
+def test_a_rationale_concluding_notmedically_agrees_with_an_upheld_decision():
+    """Where "is notmedically necessary" is the item's only conclusion, the check reads it as a
+    negation: the decision is verified, not left unchecked or contradicted."""
+    letter = next(p for p in NOTICES if "CM17" in p.stem)
+    text = not_joined(letter.read_text(encoding="utf-8"))
+    text = text.replace("cannot\nbe deemed medically necessary", "cannot\nbe deemed appropriate")
+    assert len(re.findall(r"necessary", text[text.index("Rationale for the Decision") :])) == 1
+    record = extract_text(text, letter.name)
+    assert record.items[0].decision.value == "upheld"
+    agree = [c for c in record.verification.checks if c.name == "rationale_agrees_with_decision"]
+    assert [c.result.value for c in agree] == ["passed"]
+    assert record.provenance["items[0].decision"].status is Status.VERIFIED

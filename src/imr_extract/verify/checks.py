@@ -107,7 +107,7 @@ _LABEL_IN_REQUEST_RX = re.compile(
 _NECESSITY_RX = re.compile(
     r"\b(?:(?:is|are|was|were|be|been)(?P<n1>\s+not)?|(?P<n2>cannot|can\s+not)\s+be"
     r"|(?P<n3>isn't|aren't))\s+(?:(?:considered|deemed|found|established\s+as)\s+"
-    r"(?P<n4>not\s+)?)?(?:medically\s+)?necessary\b",
+    r"(?P<n4>not\s+)?)?(?:(?P<n5>not)?medically\s+)?necessary\b",  # n5: "notmedically"
     re.IGNORECASE,
 )
 _NUMBER_RX = re.compile(r"(?<![\d.])(\d{1,4})(?:\s*[-–]\s*(\d{1,4}))?(?!\d)")
@@ -363,7 +363,7 @@ class _Checker:
                 frame.index,
             )
             return
-        necessary = not any(last.group(g) for g in ("n1", "n2", "n3", "n4"))
+        necessary = not any(last.group(g) for g in ("n1", "n2", "n3", "n4", "n5"))
         agrees = necessary == (item.decision is Decision.OVERTURNED)
         conclusion = fold(last.group())
         self.add(
