@@ -126,6 +126,11 @@ def overturned(text: str) -> str:
     return re.sub(r"decision(\s+)is(\s+)upheld", r"decision\1is\2overturned", text)
 
 
+def page_break_before_items(text: str) -> str:
+    """A page break (form feed) before each item's detailed section."""
+    return re.sub(r"\n(?=\d{1,2}\. Regarding)", "\n\f", text)
+
+
 def _then(*variants: Variant) -> Variant:
     def apply(text: str) -> str:
         for v in variants:
@@ -139,6 +144,7 @@ NOTICE_VARIANTS: dict[str, Variant] = {
     "paren_numbers": paren_numbers,
     "notmedically": not_joined,
     "double_spaced": double_spaced,
+    "page_break": page_break_before_items,
     "printed_twice": decisions_printed_twice,
     "without_closing_sentences": without_closing_sentences,
     "without_decision_sentences": without_decision_sentences,

@@ -80,7 +80,7 @@ NOTICE_PROSE_DATE_PHRASES: dict[str, str] = {
     "assigned": "provided to the above parties on",
 }
 #: An item number at a line's start: "1." or "1)".
-NOTICE_NUMBER = r"^[ \t]*(?P<number>\d{1,2})[ \t]*[.)][ \t]+"
+NOTICE_NUMBER = r"^[ \t\f]*(?P<number>\d{1,2})[ \t]*[.)][ \t]+"
 #: The words that open a numbered decision sentence, up to its request.
 NOTICE_DECISION_OPENING = (
     r"MAXIMUS\s+Federal\s+Services,?\s+Inc\.?,?\s+has\s+determined\s+(?:that\s+)?"
