@@ -321,3 +321,18 @@ def test_a_rationale_concluding_notmedically_agrees_with_an_upheld_decision():
     agree = [c for c in record.verification.checks if c.name == "rationale_agrees_with_decision"]
     assert [c.result.value for c in agree] == ["passed"]
     assert record.provenance["items[0].decision"].status is Status.VERIFIED
+
+
+@pytest.mark.parametrize("letter", NOTICES, ids=lambda p: p.stem)
+def test_a_notice_with_a_documents_reviewed_section_is_still_a_notice(letter):
+    """The MAXIMUS form's marks (its letterhead, DOCUMENTS REVIEWED) do not outscore the title."""
+    text = letter.read_text(encoding="utf-8")
+    marked = text.replace(
+        "\nExpert Reviewer Case Summary:",
+        "\nDOCUMENTS REVIEWED\n- Medical records\n\nExpert Reviewer Case Summary:",
+        1,
+    )
+    assert marked != text
+    layout, _score = layouts.detect(marked)
+    assert layout.name == "notice_2013"
+    assert diff(_gold(letter), _data(extract_text(marked, letter.name)))[:1] == []

@@ -32,6 +32,7 @@ from ._regions import find_regions
 # Matched against the lower-cased head (see notice_2013: a literal start is searched fast).
 _HEAD_RX = re.compile(r"maximus\s+federal\s+services,?\s+inc")
 _IMR_RX = re.compile(r"independent\s+medical\s+review")
+_NOTICE_TITLE_RX = re.compile(r"notice\s+of\s+independent\s+medical\s+review\s+determination")
 _MARKS_RX = re.compile(r"DOCUMENTS\s+REVIEWED|IMR\s+DECISION\(S\)\s+AND\s+RATIONALE\(S\)")
 _SUMMARY_RX = re.compile(r"(?:EXPERT\s+REVIEWER\s+)?CASE\s+SUMMARY")
 _FIRST_SECTION_RX = re.compile(
@@ -43,6 +44,8 @@ def detect(text: str) -> float:
     head = text[:1500].lower()
     if not _HEAD_RX.search(head):
         return 0.0
+    if _NOTICE_TITLE_RX.search(text[:3000].lower()):
+        return 0.5  # the 2013 notice shares the letterhead; its title says which form it is
     score = 0.5 + (0.2 if _IMR_RX.search(head) else 0.0)
     return score + (0.3 if _MARKS_RX.search(text) else 0.0)
 
