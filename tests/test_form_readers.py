@@ -336,3 +336,14 @@ def test_a_notice_with_a_documents_reviewed_section_is_still_a_notice(letter):
     layout, _score = layouts.detect(marked)
     assert layout.name == "notice_2013"
     assert diff(_gold(letter), _data(extract_text(marked, letter.name)))[:1] == []
+
+
+def test_a_sentence_without_a_conclusion_does_not_swallow_the_next():
+    text = (
+        "1. MAXIMUS Federal Services, Inc. has determined the request for X-rays is\n"
+        "upheld for want of records.\n"
+        "2. MAXIMUS Federal Services, Inc. has determined the request for\n"
+        "Gabapentin 600mg #90 is medically necessary and appropriate.\n"
+    )
+    found = [(s.number, s.request.value, s.decision.value.value) for s in sentences(text)]
+    assert found == [(2, "Gabapentin 600mg #90", "overturned")]

@@ -93,9 +93,16 @@ def find_decision_sentences(
 ) -> list[DecisionSentence]:
     """Every numbered decision sentence in ``text[start:end]``, in printed order."""
     out: list[DecisionSentence] = []
-    for m in DECISION_SENTENCE_RX.finditer(text, start, len(text) if end is None else end):
-        if _OPENING_RX.search(text, m.start("request"), m.end("request")):
-            continue  # ran on into the next sentence: this one states no conclusion
+    stop = len(text) if end is None else end
+    pos = start
+    while (m := DECISION_SENTENCE_RX.search(text, pos, stop)) is not None:
+        pos = m.end()
+        inner = _OPENING_RX.search(text, m.start("request"), m.end("request"))
+        if inner is not None:
+            # Ran on into the next sentence: this one states no conclusion; the next is read
+            # from its own number.
+            pos = max(text.rfind("\n", m.start(), inner.start()) + 1, m.start() + 1)
+            continue
         request = found_text(text, m.start("request"), m.end("request"), "notice.decision_sentence")
         if request is None:
             continue
