@@ -347,3 +347,19 @@ def test_a_sentence_without_a_conclusion_does_not_swallow_the_next():
     )
     found = [(s.number, s.request.value, s.decision.value.value) for s in sentences(text)]
     assert found == [(2, "Gabapentin 600mg #90", "overturned")]
+
+
+def test_numbered_decisions_under_an_unknown_title_are_still_read():
+    letter = next(p for p in NOTICES if "000" in p.stem)
+    text = letter.read_text(encoding="utf-8")
+    body = text[text.index("INDEPENDENT MEDICAL REVIEW DECISION AND RATIONALE") :]
+    gold = _gold(letter)
+    # Read as the MAXIMUS form (its text names MAXIMUS Federal Services, Inc.), and as unknown
+    # (with another organisation's name the decisions come from the items' closing sentences).
+    seen = set()
+    for text in (body, body.replace("MAXIMUS Federal Services, Inc.", "The IRO")):
+        record = extract_text(text, letter.name)
+        seen.add(record.layout)
+        assert "items read as the 2013 notice numbers them" in record.warnings
+        assert diff(gold["items"], _data(record)["items"]) == [], text[:80]
+    assert seen == {"maximus_imr_decisions", "unknown"}

@@ -27,6 +27,7 @@ from ..rules import (
     find_priority,
 )
 from . import HEADER_FORM_EXPECTED_FIELDS, Layout, register
+from ._readers import numbered_fallback
 from ._regions import find_regions
 
 # Matched against the lower-cased head (see notice_2013: a literal start is searched fast).
@@ -68,6 +69,7 @@ def read(doc: Document) -> LetterFound:
     )
     if found.reviewer.empty():
         found.reviewer = find_credential_prose(text, *cred)
+    numbered_fallback(found, text)  # its letterhead is the 2013 notice's too
     return found
 
 
