@@ -258,7 +258,14 @@ def test_a_numbered_sentence_as_the_issue_quotes_it():
 
 # --- the MAXIMUS "Independent Medical Review" form -----------------------------------------------
 
+
+def decision_on_request_line(text: str) -> str:
+    """``<request>:`` / ``Upheld`` -> ``<request>: Upheld``."""
+    return re.sub(r":[ \t]*\n[ \t]*(Upheld|Overturned)\b", r": \1", text)
+
+
 SPACING_VARIANTS: dict[str, Variant] = {
+    "decision_on_request_line": decision_on_request_line,
     "double_spaced": double_spaced,
     "decision_two_lines_below": decision_two_lines_below,
     "two_below_double_spaced": _then(decision_two_lines_below, double_spaced),
