@@ -168,11 +168,8 @@ def test_the_notice_is_read_exactly_by_the_rules(letter):
     assert record.layout == "notice_2013"
     assert diff(gold, _data(record)) == []
     assert record.warnings == []
-    # Every value is verified but the requests: the checks tie a request to the decision word
-    # printed right after it, which the notice prints elsewhere (its numbered sentence).
-    unverified = _unverified(record)
-    assert set(unverified) <= {f"items[{i}].request" for i in range(len(record.items))}
-    assert "contradicted" not in unverified.values()
+    # Every value verified (the census ties each request to its numbered decision).
+    assert _unverified(record) == {}
 
 
 @pytest.mark.parametrize("letter", NOTICES, ids=lambda p: p.stem)
@@ -182,6 +179,35 @@ def test_notice_variants_read_the_same(letter, variant):
     assert record.layout == "notice_2013"
     assert diff(gold, _data(record)) == []
     assert record.warnings == []
+    # The census finds as many decisions as the record holds items, however often printed.
+    assert record.verification.complete and record.verification.unaccounted_decisions == 0
+
+
+# Double-spaced, the rationale's last conclusion ("... requested cannot" / "" / "be deemed
+# medically necessary") is read past the blank line as "be deemed medically necessary": the
+# conclusion reader (verify/conclusion.py) takes every blank line for a clause boundary.
+_BLANK_LINE_CLAUSE = pytest.mark.xfail(
+    strict=True, reason="verify/conclusion.py: a blank line ends a clause, also double-spaced"
+)
+
+
+@pytest.mark.parametrize(
+    ("letter", "variant"),
+    [
+        pytest.param(
+            letter,
+            variant,
+            id=f"{variant}-{letter.stem}",
+            marks=[_BLANK_LINE_CLAUSE]
+            if (variant, letter.stem[:4]) == ("all_at_once", "CM17")
+            else [],
+        )
+        for letter in NOTICES
+        for variant in NOTICE_VARIANTS
+    ],
+)
+def test_notice_variants_raise_no_false_alarm(letter, variant):
+    record, _gold = _read(letter, NOTICE_VARIANTS[variant])
     assert "contradicted" not in _unverified(record).values()
 
 
@@ -281,11 +307,33 @@ def test_the_maximus_form_has_a_dedicated_reader_expecting_its_whole_header():
 
 @pytest.mark.parametrize("letter", MAXIMUS, ids=lambda p: p.stem)
 @pytest.mark.parametrize("variant", [None, *SPACING_VARIANTS], ids=str)
-def test_the_maximus_form_is_read_exactly_and_verified(letter, variant):
+def test_the_maximus_form_is_read_exactly(letter, variant):
     record, gold = _read(letter, SPACING_VARIANTS[variant] if variant else None)
     assert record.layout == "maximus_imr_decisions"
     assert diff(gold, _data(record)) == []
     assert record.warnings == []
+    assert record.verification.complete and record.verification.unaccounted_decisions == 0
+
+
+@pytest.mark.parametrize(
+    ("letter", "variant"),
+    [
+        pytest.param(
+            letter,
+            variant,
+            id=f"{variant}-{letter.stem}",
+            # "... the request is not medically" / "" / "necessary.": read from the blank line on,
+            # the conclusion is an earlier "is necessary" (see _BLANK_LINE_CLAUSE).
+            marks=[_BLANK_LINE_CLAUSE]
+            if letter.stem == "CM16-0231706" and variant and "double" in variant
+            else [],
+        )
+        for letter in MAXIMUS
+        for variant in [None, *SPACING_VARIANTS]
+    ],
+)
+def test_the_maximus_form_is_fully_verified(letter, variant):
+    record, _gold = _read(letter, SPACING_VARIANTS[variant] if variant else None)
     assert _unverified(record) == {}
     assert record.verification.coverage == 1.0
 
@@ -306,6 +354,7 @@ def test_the_prose_form_reads_the_same_in_any_spacing(letter, variant):
     record, gold = _read(letter, PROSE_VARIANTS[variant] if variant else None)
     assert record.layout == "final_determination_prose"
     assert diff(gold, _data(record)) == []
+    assert record.verification.complete and record.verification.unaccounted_decisions == 0
     assert _unverified(record) == {}
     assert record.verification.coverage == 1.0
 

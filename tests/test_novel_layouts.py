@@ -36,10 +36,9 @@ ROUTES = {
     # Its own reader (header and credentials labels, partial authorisations from the list at
     # dispute); the item labels are known to the rules and to verification.
     "medical_professional_review": (False, Route.NONE),
-    # Its own reader (numbered decision sentences): every value read exactly. Its requests stay
-    # unverified (the checks tie a request to a decision word printed right after it; the notice
-    # prints the decision in its numbered sentence), so the item's section goes to the model.
-    "notice_2013/CM17-0019171": (False, Route.SECTIONS),
+    # Its own reader (numbered decision sentences): every value read exactly and verified (the
+    # census ties each request to its numbered decision), nothing to ask the model.
+    "notice_2013": (False, Route.NONE),
     # Its source letter printed no header: no case number or dates, which the notice prints.
     "notice_2013/000_95767a46bf993051": (True, Route.LETTER),
 }
