@@ -419,3 +419,25 @@ def test_numbered_decisions_under_an_unknown_title_are_still_read():
         assert "items read as the 2013 notice numbers them" in record.warnings
         assert diff(gold["items"], _data(record)["items"]) == [], text[:80]
     assert seen == {"maximus_imr_decisions", "unknown"}
+
+
+def test_a_notice_header_under_the_final_determinations_labels():
+    """ "UR Denial Date:", "Application Received:", "Date Assigned:" and a printed priority are
+    read from the notice's header too (the priority is not expected of the form)."""
+    letter = next(p for p in NOTICES if "CM17" in p.stem)
+    text = letter.read_text(encoding="utf-8")
+    relabelled = (
+        text.replace("Date of UR Decision:  ", "UR Denial Date:       ")
+        .replace("IMR Application Received:", "Application Received:    ")
+        .replace(
+            "Date of Injury:             10/29/2016",
+            "Date of Injury:             10/29/2016\nDate Assigned:              01/31/2017\nPriority:                   Standard",
+        )
+    )
+    assert relabelled.count("UR Denial Date:") == 1 and "Priority:" in relabelled
+    record = extract_text(relabelled, letter.name)
+    gold = _gold(letter)
+    gold["priority"] = "Standard"
+    assert diff(gold, _data(record)) == []
+    assert record.provenance["dates.assigned"].rule == "header.date.assigned"
+    assert _unverified(record) == {}

@@ -10,10 +10,10 @@ Treatment Guideline(s) Relied Upon by ...") and "Rationale for the Decision:". T
 priority.
 
 Invariant: each value is read from the part of the notice that states it (a header value after
-its label, a date of the opening sentence only where no label gives it, credentials from the
-qualifications, age and sex from the case summary), and each item once (see
-``rules.numbered``). A notice whose items are printed in another form's way ("X: Upheld") is
-read by the generic item rules, with a warning.
+its label, the notice's or the final determination's; a date of the opening sentence only where
+no label gives it; credentials from the qualifications; age and sex from the case summary), and
+each item once (see ``rules.numbered``). A notice whose items are printed in another form's way
+("X: Upheld") is read by the generic item rules, with a warning.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from ..rules import (
     find_injury_date_in_prose,
     find_items,
     find_patient,
+    find_priority,
 )
 from ..rules.header import date_label_patterns
 from ..rules.numbered import DECISION_SENTENCE_RX, find_numbered_items
@@ -86,6 +87,9 @@ def read(doc: Document) -> LetterFound:
         header_end = quals.start() if quals else min(n, 1500)
 
     dates = find_dates(text, header_end, _LABEL_RX, "header.notice_date")
+    # A header may print the final determination's labels instead ("UR Denial Date:", ...).
+    for name, f in find_dates(text, header_end).items():
+        dates.setdefault(name, f)
     # The opening sentence of the decisions section, for the dates no label gives.
     prose_end = quals.start() if quals else items_at
     for name, f in find_dates(text, prose_end, _PROSE_RX, "notice.prose_date").items():
@@ -107,6 +111,7 @@ def read(doc: Document) -> LetterFound:
     found = LetterFound(
         case_number=find_case_number(text, header_end),
         dates=dates,
+        priority=find_priority(text, header_end),  # not expected of the form; read if printed
         reviewer=reviewer,
         patient=find_patient(text, *summary_region),
         items=items,
