@@ -1,9 +1,9 @@
 """The decisions section -> one ``ItemFound`` per disputed item.
 
 Each item is printed as: the request (wrapped over lines, possibly across a page break), a colon
-and the decision word ("...: Upheld", "... is: Overturned", the word alone on the next line, or
-two lines down in double-spaced text), then the two guideline lines and "Decision rationale:"
-running up to the next item's request.
+and the decision word ("...: Upheld", "... is: Overturned", or the word alone on a line below,
+after any blank lines: text extracted double-spaced puts one between),
+then the two guideline lines and "Decision rationale:" running up to the next item's request.
 
 The hard part is where a request starts, since it follows the previous rationale with no label.
 Walking back from the decision line, a request extends over every line until one that ends a
@@ -31,12 +31,11 @@ from ..schema import Decision
 from ..text import Found, found_text, trim_span
 from .guidelines import GuidelineFound, parse_guideline
 
-# The decision word after its colon: on the same line, alone on the next line, or alone two lines
-# down (a double-spaced export puts a blank line between "X:" and "Upheld"; a page break too).
-DECISION_RX = re.compile(r":(?:[ \t\f]*\n){0,2}[ \t\f]*(?P<word>Upheld|Overturned)\b[ \t]*(?=\n|$)")
+# The word may stand on the colon's line or alone on a line below, after blank lines (text
+# extracted double-spaced puts one between, or three where the letter itself had one).
+DECISION_RX = re.compile(r":(?:[ \t\f]*\n)*[ \t\f]*(?P<word>Upheld|Overturned)\b[ \t]*(?=\n|$)")
 DECISION_ANYCASE_RX = re.compile(
-    r":(?:[ \t\f]*\n){0,2}[ \t\f]*(?P<word>Upheld|Overturned)\b[ \t.]*(?=\n|$)",
-    re.IGNORECASE,
+    r":(?:[ \t\f]*\n)*[ \t\f]*(?P<word>Upheld|Overturned)\b[ \t.]*(?=\n|$)", re.IGNORECASE
 )
 # A form's labels around a request: "Item 1: X" before it, "Determination" on the line after it
 # (its colon is the decision's: "X\nDetermination: Upheld").
