@@ -10,6 +10,8 @@ gold and prints:
   verif. wrong   verified values that are not gold's (should be 0)
   precision      verified precision: 1 - verified wrong / verified
   lost silently  gold items missing from a record that says it is complete (should be 0)
+  right unverif. values equal to gold that the record does not mark verified (flags a
+                 reviewer looks at for nothing: the false alarms of this variant)
   derive s       CPU seconds to derive the variant's texts (a PDF tool's conversion)
   rules s        CPU seconds to read the texts and extract
 
@@ -40,12 +42,12 @@ def main() -> None:
 
     header = (
         f"{'variant':22} {'letters':>8} {'refused':>7} {'gold-exact':>10} {'verified':>8} "
-        f"{'verif. wrong':>12} {'precision':>9} {'lost silently':>13} {'derive s':>8} "
-        f"{'rules s':>7}"
+        f"{'verif. wrong':>12} {'precision':>9} {'lost silently':>13} {'right unverif.':>14} "
+        f"{'derive s':>8} {'rules s':>7}"
     )
     print(header)
     print("-" * len(header))
-    totals = [0, 0, 0, 0, 0, 0, 0]
+    totals = [0, 0, 0, 0, 0, 0, 0, 0]
     details: list[str] = []
     for variant in chosen:
         letters = [n for n in names if V.applies(variant, n)]
@@ -62,27 +64,28 @@ def main() -> None:
         verified = sum(j.verified for j in judged if j is not None)
         wrong = sum(len(j.verified_wrong) for j in judged if j is not None)
         lost = sum(len(j.silently_lost) for j in judged if j is not None)
+        alarms = sum(j.right_unverified for j in judged if j is not None)
         precision = f"{1 - wrong / verified:.4f}" if verified else "-"
         share = f"{100 * exact / fields:.1f}%" if fields else "-"
         print(
             f"{variant.name:22} {len(letters):>8} {refused:>7} {share:>10} {verified:>8} "
-            f"{wrong:>12} {precision:>9} {lost:>13} {derive:>8.1f} {rules:>7.1f}",
+            f"{wrong:>12} {precision:>9} {lost:>13} {alarms:>14} {derive:>8.1f} {rules:>7.1f}",
             flush=True,
         )
-        for i, n in enumerate((len(letters), refused, fields, exact, verified, wrong, lost)):
-            totals[i] += n
+        counts = (len(letters), refused, fields, exact, verified, wrong, lost, alarms)
+        totals = [t + n for t, n in zip(totals, counts, strict=True)]
         for j in judged:
             if j is not None and j.violations:
                 details.extend(f"  {variant.name} {j.letter}: {v[:200]}" for v in j.violations)
             if j is not None and j.error:
                 details.append(f"  {variant.name} {j.letter}: refused: {j.error}")
-    n, refused, fields, exact, verified, wrong, lost = totals
+    n, refused, fields, exact, verified, wrong, lost, alarms = totals
     print("-" * len(header))
     precision = f"{1 - wrong / verified:.4f}" if verified else "-"
     share = f"{100 * exact / fields:.1f}%" if fields else "-"
     print(
         f"{'all':22} {n:>8} {refused:>7} {share:>10} {verified:>8} {wrong:>12} {precision:>9} "
-        f"{lost:>13}"
+        f"{lost:>13} {alarms:>14}"
     )
     if args.details and details:
         print("\nviolations (a verified value that is not gold's, an item lost silently):")

@@ -581,6 +581,7 @@ class Judgement:
     fields: int = 0  # scored fields (letter fields + item fields of gold's and the record's items)
     exact: int = 0  # of those, equal to gold
     verified: int = 0  # fields the record marks verified
+    right_unverified: int = 0  # fields equal to gold the record does not mark verified
     verified_wrong: list[str] = field(default_factory=list)  # verified but not gold's value
     lost_items: list[str] = field(default_factory=list)  # gold items the record lacks
     incomplete: bool = False  # the record says it is not complete
@@ -636,6 +637,7 @@ def judge(record: dict[str, Any], gold: dict[str, Any], variant: str = "default"
             return
         status = support(record, rpath).status
         j.verified += status == "verified"
+        j.right_unverified += right and status != "verified"
         if status == "verified" and not right:
             j.verified_wrong.append(f"{gpath}: {got!r} (gold {expected!r})")
         elif spec.kind is FieldKind.SET and not right:
