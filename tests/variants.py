@@ -39,6 +39,8 @@ Transformations of the default text (pypdfium2 for PDFs, the file for text lette
   four spaces before every line.
 - ``utf16``, ``cp1252``: the text with CRLF written as UTF-16 (with BOM) or Windows-1252 (the
   letters that it can encode).
+- ``everything``: running headers, date wraps, a reflow to 70 columns, no-break spaces,
+  ligatures, double spacing, padding and CRLF at once, written as UTF-16.
 - ``soft_hyphens``: ``hyphenated`` with U+00AD where the line breaks a word.
 - ``hyphenated``: the last long word of every other line broken with a hyphen across the line
   break (``treat-`` / ``ment ...``).
@@ -449,6 +451,16 @@ def _cp1252_text(name: str) -> str:
     return crlf(default_text(name))
 
 
+def _everything(name: str) -> str:
+    """Every transformation at once, as a long chain of exports might leave a letter."""
+    text = with_running_headers(name, list(default_pages(name)))
+    text = rewrapped(date_wrapped(text), width=70)
+    text = ligatures(nbsp(text))
+    if not is_double_spaced(text):
+        text = double_space(text)
+    return crlf(padded(text))
+
+
 @functools.cache
 def default_text(name: str) -> str:
     return _pages_text(default_pages(name))
@@ -524,6 +536,7 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("cp1252", _cp1252_text, _cp1252_letter, encoding="cp1252"),
     Variant("rewrapped", lambda name: rewrapped(default_text(name))),
     Variant("rewrapped_narrow", lambda name: rewrapped(default_text(name), width=41)),
+    Variant("everything", _everything, encoding="utf-16"),
 )
 VARIANTS_BY_NAME = {v.name: v for v in VARIANTS}
 
