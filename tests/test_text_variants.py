@@ -20,7 +20,13 @@ from typing import Any
 import pytest
 
 from imr_extract.extract import extract_document
-from imr_extract.ingest import PAGE_BREAK, normalise, read_text_bytes, strip_page_furniture
+from imr_extract.ingest import (
+    PAGE_BREAK,
+    normalise,
+    read_text_bytes,
+    split_at_page_numbers,
+    strip_page_furniture,
+)
 from imr_extract.rules.header import read_header_table
 from variants import (
     VARIANTS,
@@ -247,6 +253,23 @@ def test_page_furniture_goes_and_the_page_map_stays_exact():
     assert doc.pages == 3
     assert doc.page_of(doc.text.index("continued")) == 2
     assert doc.page_of(doc.text.index("the last page")) == 3
+
+
+def test_pages_are_found_by_their_numbers_when_the_form_feeds_are_gone():
+    text = (
+        "Case Number: CM16-0000001\nfirst page text\nPage 1 of 2\n"
+        "IMR Case Number: CM16-0000001\nPage 2 of 2\nsecond page text\nPage 2 of 2\n"
+    )
+    assert split_at_page_numbers(text) == [
+        "Case Number: CM16-0000001\nfirst page text\nPage 1 of 2\n",
+        "IMR Case Number: CM16-0000001\nPage 2 of 2\nsecond page text\nPage 2 of 2\n",
+    ]
+    doc = read_text_bytes(text.encode(), "x.txt")
+    assert doc.text == "Case Number: CM16-0000001\nfirst page text\n\fsecond page text\n"
+    assert doc.page_of(doc.text.index("second")) == 2
+    # Numbers out of order, or of two different totals, are not page numbers to trust.
+    for odd in ("a\nPage 2 of 3\nb\nPage 1 of 3\nc", "a\nPage 1 of 3\nb\nPage 2 of 4\nc"):
+        assert split_at_page_numbers(odd) == [odd]
 
 
 def test_page_furniture_keeps_the_letters_own_text():

@@ -42,6 +42,8 @@ Transformations of the default text (pypdfium2 for PDFs, the file for text lette
 - ``everything``: running headers, date wraps, a reflow to 70 columns, no-break spaces,
   ligatures, double spacing, padding and CRLF at once, written as UTF-16.
 - ``soft_hyphens``: ``hyphenated`` with U+00AD where the line breaks a word.
+- ``running_headers_pasted``: as ``running_headers`` with the form feeds gone (text copied out
+  of a PDF viewer keeps the page headers and footers but not the page breaks).
 - ``hyphenated``: the last long word of every other line broken with a hyphen across the line
   break (``treat-`` / ``ment ...``).
 
@@ -525,6 +527,12 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("export", _export),
     Variant("padded", lambda name: padded(default_text(name))),
     Variant("running_headers", lambda name: with_running_headers(name, list(default_pages(name)))),
+    Variant(
+        "running_headers_pasted",
+        lambda name: with_running_headers(name, list(default_pages(name))).replace(
+            PAGE_BREAK, "\n"
+        ),
+    ),
     Variant("hyphenated", lambda name: hyphenated(default_text(name)), dehyphenate=True),
     Variant("soft_hyphens", lambda name: soft_hyphens(default_text(name)), dehyphenate=True),
     Variant("date_wrapped", lambda name: date_wrapped(default_text(name))),

@@ -10,7 +10,8 @@ the hyphen and the line break) and a soft hyphen at a line end become ``-\\n``, 
 ligatures their letters; NUL and zero-width characters go; pages are joined by ``\\f``. The one
 thing dropped is page furniture that is not the letter's text: page numbers and running headers
 or footers at the page breaks (``strip_page_furniture``), taken off each page before the pages
-are joined, so the page map stays exact.
+are joined, so the page map stays exact. A text file without form feeds whose pages end with
+``Page N of M`` lines is cut into those pages first (``split_at_page_numbers``).
 """
 
 from __future__ import annotations
@@ -196,6 +197,36 @@ def strip_page_furniture(pages: list[str]) -> list[str]:
     return out
 
 
+_PAGE_OF_LINE_RX = re.compile(
+    r"^[ \t]*Page[ \t]+(\d{1,4})[ \t]+of[ \t]+(\d{1,4})[ \t]*\r?$", re.IGNORECASE | re.MULTILINE
+)
+
+
+def split_at_page_numbers(raw: str) -> list[str]:
+    """A text without form feeds whose pages still say where they end (``Page 1 of 3`` on a line
+    of its own: text copied out of a PDF viewer), cut into those pages.
+
+    Page N ends after the last ``Page N of M`` line; the numbers must run in order under one M,
+    else the text stays one page. Its furniture then goes as at any page break.
+    """
+    marks = [(int(m.group(1)), int(m.group(2)), m.end()) for m in _PAGE_OF_LINE_RX.finditer(raw)]
+    if not marks or len({total for _n, total, _end in marks}) != 1:
+        return [raw]
+    numbers = [n for n, _total, _end in marks]
+    if numbers != sorted(numbers) or numbers[-1] > marks[0][1]:
+        return [raw]
+    ends = {n: end for n, _total, end in marks}  # the last line of each page number
+    cuts = sorted(end for end in ends.values() if raw[end:].strip())
+    pages, start = [], 0
+    for cut in cuts:
+        nl = raw.find("\n", cut)
+        stop = len(raw) if nl < 0 else nl + 1
+        pages.append(raw[start:stop])
+        start = stop
+    pages.append(raw[start:])
+    return pages
+
+
 def join_pages(pages: list[str]) -> tuple[str, tuple[int, ...]]:
     """Join page texts with a form feed at the start of every page after the first.
 
@@ -281,7 +312,7 @@ def read_text_bytes(data: bytes, name: str, path: str | None = None) -> Document
     if not data.strip():
         raise EmptyInputError(source, "empty file")
     raw, encoding = decode_text(data, source)
-    pages = raw.split(PAGE_BREAK) if PAGE_BREAK in raw else [raw]
+    pages = raw.split(PAGE_BREAK) if PAGE_BREAK in raw else split_at_page_numbers(raw)
     text, starts = join_pages(pages)
     if not text.strip():
         raise EmptyInputError(source, "no text")
