@@ -165,6 +165,29 @@ def test_variant_is_gold_exact_as_far_as_it_reached(variant: Variant) -> None:
     assert exact / fields >= floor, f"{variant.name}: {exact}/{fields} fields equal gold"
 
 
+#: Right values (equal to gold) that a variant's records leave unverified: false alarms, which
+#: the issue wants at 0. Today's counts, all header values of a table laid out by another tool
+#: (verify/labels.py finds the labels and values not paired in that layout: inconclusive), and
+#: for pypdf's layout mode also guideline lines it garbled. A count above its ceiling is a
+#: regression; lower a ceiling when verification improves.
+FALSE_ALARM_CEILING = {
+    "pypdf_layout": 156,
+    "pdfminer": 350,
+    "pdfminer_layout": 188,
+    "pdfminer_layout_below": 188,
+    "date_wrapped": 128,  # "Date Assigned:" / "12/07/2016 Date of Injury:" / "10/23/2016"
+    "export": 128,
+    "everything": 128,
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=str)
+def test_right_values_are_verified(variant: Variant) -> None:
+    judged = [judge_variant(variant.name, n) for n in NAMES if applies(variant, n)]
+    alarms = sum(j.right_unverified for j in judged if j is not None)
+    assert alarms <= FALSE_ALARM_CEILING.get(variant.name, 0), (variant.name, alarms)
+
+
 # --- the variants are what they say they are ---------------------------------------------------
 
 
