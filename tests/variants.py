@@ -81,12 +81,15 @@ from imr_extract.ingest import PAGE_BREAK, Document, normalise, read_text_bytes
 DATA = Path(__file__).parent / "data"
 LETTERS = DATA / "letters"
 GOLD = DATA / "gold"
+RELAID = DATA / "relaid"
 
 #: A text letter has no page breaks of its own; running headers are put in every this many lines.
 SYNTHETIC_PAGE_LINES = 40
 
 
 def letter_path(name: str) -> Path:
+    if name.startswith("relaid/"):
+        return DATA / name
     matches = sorted(LETTERS.glob(f"*/{name}"))
     if not matches:
         raise FileNotFoundError(f"no letter {name} under {LETTERS}")
@@ -94,7 +97,8 @@ def letter_path(name: str) -> Path:
 
 
 def letter_names() -> list[str]:
-    """Every bundled letter that has a gold file, by file name."""
+    """Every bundled letter that has a gold file: by file name, a re-laid letter (one of the other
+    forms, tests/data/relaid) by its path under tests/data."""
     return list(_gold_by_letter())
 
 
@@ -369,6 +373,7 @@ def date_wrapped(text: str) -> str:
 
 
 _PARAGRAPH_ENDS = (".", ":", *_DECISION_WORDS)
+_LABEL_START_RX = re.compile(r"[ \t]*[A-Z][A-Za-z()/'& -]{0,40}:[ \t]")
 
 
 def rewrapped(text: str, width: int = 62) -> str:
@@ -376,7 +381,7 @@ def rewrapped(text: str, width: int = 62) -> str:
 
     A paragraph is a run of lines that each reach the right margin (soft wraps) and the line
     that ends it; short lines (labels, headings, decision lines) and lines that end a sentence
-    or a decision end a paragraph and so keep their own line breaks (the letters' paragraphs are not known
+    or a decision end a paragraph, and a line that starts with a label starts one and so keep their own line breaks (the letters' paragraphs are not known
     from the text: this keeps every paragraph end, and a few sentence ends besides).
     """
     lines = text.split("\n")
@@ -403,6 +408,8 @@ def rewrapped(text: str, width: int = 62) -> str:
             flush()
             out.append(line)
             continue
+        if _LABEL_START_RX.match(line):
+            flush()  # a labelled line starts its own paragraph
         para.append(line.strip())
         if len(line.rstrip()) < 0.8 * margin or line.rstrip().endswith(_PARAGRAPH_ENDS):
             flush()
@@ -715,6 +722,10 @@ def _gold_by_letter() -> dict[str, dict[str, Any]]:
     for p in sorted(GOLD.glob("*.json")):
         data = json.loads(p.read_text(encoding="utf-8"))
         out[data["letter"]] = data
+    # The re-laid letters (real letters' content in the other forms), by their path under data.
+    for p in sorted((RELAID / "gold").glob("*__*.json")):
+        form, stem = p.stem.split("__", 1)
+        out[f"relaid/{form}/{stem}.txt"] = json.loads(p.read_text(encoding="utf-8"))
     return out
 
 

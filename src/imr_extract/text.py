@@ -41,6 +41,16 @@ def phrase(words: str) -> str:
     return r"\s+".join(re.escape(w) for w in words.split())
 
 
+#: A word may be broken by a hyphen at a line end ("orig-" / "inal request", "subspeci-" / "alty").
+_SOFT_BREAK = r"(?:-[ \t]*\n[ \t\f]*)?"
+
+
+def soft_phrase(words: str) -> str:
+    """``phrase``, and each word may also be broken inside by a line-end hyphen, as a typesetter
+    wraps a sentence (for the fixed wordings of a form, never for a value)."""
+    return r"\s+".join(_SOFT_BREAK.join(re.escape(c) for c in word) for word in words.split())
+
+
 @dataclass(frozen=True, slots=True)
 class Found(Generic[T]):
     """A value a rule found, with the half-open span of text that supports it."""

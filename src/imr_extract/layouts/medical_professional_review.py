@@ -24,7 +24,7 @@ from ..rules import (
     find_priority,
 )
 from ..rules.header import date_label_patterns
-from ..rules.items import ItemFound, parse_request
+from ..rules.items import ItemFound, is_double_spaced, parse_request
 from ..rules.reviewer import ReviewerFound, split_states
 from ..text import found_text
 from . import HEADER_FORM_EXPECTED_FIELDS, Layout, register
@@ -52,6 +52,10 @@ _SPECIALTY_RX = re.compile(r"^[ \t]*Board\s+Certifications?(?:\(s\))?:[ \t]*(.*\
 _LICENSURE_RX = re.compile(r"^[ \t]*Licensure:[ \t]*(.*\S)", re.MULTILINE)
 _LISTED_ITEM_RX = re.compile(r"^[ \t]*Item\s+(\d{1,3})\s*:[ \t]*", re.MULTILINE)
 _BLANK_LINE_RX = re.compile(r"\n[ \t]*\n")
+# In double-spaced text every line is followed by a blank one: a paragraph ends at two or more.
+_DOUBLE_SPACED_GAP_RX = re.compile(r"\n(?:[ \t]*\n){2,}")
+#: A credentials value wraps over at most this many more lines.
+_WRAP_LINES = 3
 
 
 def detect(text: str) -> float:
@@ -60,14 +64,27 @@ def detect(text: str) -> float:
     return 0.4 + 0.2 * sum(1 for rx in _SECTIONS if rx.search(text))
 
 
+def _value_end(text: str, m: re.Match[str], other: re.Match[str] | None) -> int:
+    """Where a credentials value ends: its line, or, when the other credentials label follows
+    within a few lines, that label's line (a value wrapped over lines: "Board Certification(s):
+    Preventive" / "Medicine, Occupational Medicine" / "Licensure: California")."""
+    if other is not None and other.start() > m.end():
+        between = text[m.end() : other.start()]
+        if between.count("\n") <= _WRAP_LINES and not _BLANK_LINE_RX.search(between):
+            return other.start()
+    return m.end(1)
+
+
 def _credentials(text: str, start: int, end: int) -> ReviewerFound:
     found = ReviewerFound()
-    m = _SPECIALTY_RX.search(text, start, end)
-    if m:
-        found.specialty = found_text(text, m.start(1), m.end(1), "reviewer.board_certification")
-    m = _LICENSURE_RX.search(text, start, end)
-    if m:
-        found.licensure = split_states(text, m.start(1), m.end(1), "reviewer.licensure_label")
+    spec = _SPECIALTY_RX.search(text, start, end)
+    lic = _LICENSURE_RX.search(text, start, end)
+    if spec:
+        stop = _value_end(text, spec, lic)
+        found.specialty = found_text(text, spec.start(1), stop, "reviewer.board_certification")
+    if lic:
+        stop = _value_end(text, lic, spec)
+        found.licensure = split_states(text, lic.start(1), stop, "reviewer.licensure_label")
     return found
 
 
@@ -80,9 +97,10 @@ def _partial_authorisations(items: list[ItemFound], text: str, start: int, end: 
     number when its remaining request is the one decided.
     """
     listed = list(_LISTED_ITEM_RX.finditer(text, start, end))
+    gap = _DOUBLE_SPACED_GAP_RX if is_double_spaced(text) else _BLANK_LINE_RX
     for k, m in enumerate(listed):
         stop = listed[k + 1].start() if k + 1 < len(listed) else end
-        blank = _BLANK_LINE_RX.search(text, m.end(), stop)
+        blank = gap.search(text, m.end(), stop)
         _request, original, authorized = parse_request(
             text, m.end(), blank.start() if blank else stop
         )

@@ -28,7 +28,7 @@ from ..forms import (
     SECTION_RX,
 )
 from ..schema import Decision
-from ..text import Found, found_text, trim_span
+from ..text import Found, found_text, soft_phrase, trim_span
 from .guidelines import GuidelineFound, parse_guideline
 
 # The word may stand on the colon's line or alone on a line below, after blank lines (text
@@ -44,16 +44,6 @@ _DETERMINATION_LABEL_RX = re.compile(r"\n[ \t]*(?:Determination|Decision)[ \t]*\
 
 _BARE_DATE_RX = re.compile(r"\s*\d{1,2}[/-]\d{1,2}[/-]\d{2,4}(?:\s+is)?\s*")
 _TRAILING_IS_RX = re.compile(r"\s+is\s*$")
-#: A word of a fixed sentence may be hyphenated across a line break ("orig-" / "inal request").
-_SOFT_BREAK = r"(?:-[ \t]*\n[ \t\f]*)?"
-
-
-def soft_phrase(words: str) -> str:
-    """A regex for a literal phrase whose words may be split by any whitespace (line breaks) and
-    broken inside by a line-end hyphen, as a typesetter wraps a sentence."""
-    return r"\s+".join(_SOFT_BREAK.join(re.escape(c) for c in word) for word in words.split())
-
-
 _WAS_ORIGINAL_RX = re.compile(soft_phrase("was the original request"), re.IGNORECASE)
 _MENTIONS_ORIGINAL_RX = re.compile(soft_phrase("original request"), re.IGNORECASE)
 PARTIAL_REMAINING_RX = re.compile(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..text import Found, found_text, split_top_level
+from ..text import Found, found_text, soft_phrase, split_top_level
 
 LICENSURE_RX = re.compile(r"State\(s\)\s+of\s+Licensure:[ \t]*")
 SPECIALTY_RX = re.compile(r"Certification\(s\)\s*/\s*Specialty:[ \t]*")
@@ -22,10 +22,15 @@ _VALUE_END_RX = re.compile(
     r"|IMR ISSUES|[A-Z][A-Z ,()/&]{12,}\n))"
 )
 
+# The sentence's own words may be hyphenated across a line break ("subspeci-" / "alty").
 PROSE_RX = re.compile(
-    r"(?:is|are)\s+Board\s+Certified\s+in\s+(?P<spec>[^.]+?)"
-    r"(?:,?\s+(?:has|with)\s+a\s+sub-?specialty\s+in\s+(?P<sub>[^.]+?))?"
-    r",?\s+and\s+(?:is\s+)?licensed\s+to\s+practice\s+in\s+(?P<states>[^.]+?)\s*\.",
+    r"(?:is|are)\s+"
+    + soft_phrase("Board Certified in")
+    + r"\s+(?P<spec>[^.]+?)(?:,?\s+(?:has|with)\s+a\s+sub(?:-[ \t]*\n?[ \t\f]*)?"
+    + soft_phrase("specialty in")
+    + r"\s+(?P<sub>[^.]+?))?,?\s+and\s+(?:is\s+)?"
+    + soft_phrase("licensed to practice in")
+    + r"\s+(?P<states>[^.]+?)\s*\.",
     re.IGNORECASE,
 )
 _AND_RX = re.compile(r",?\s+and\s+")
