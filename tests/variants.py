@@ -1,56 +1,55 @@
 """Text variants of the bundled letters: the same letter as other tools and exports print it.
 
-Invariant: every variant is *derived* from a bundled letter (tests/data/letters, never edited) by
-a PDF-to-text tool or by a mechanical transformation of the default text; nothing is hand-typed.
-A variant is a function ``letter name -> text`` (pages separated by form feeds) with the letters
-it applies to (a PDF tool: the PDFs). The text is read into a
-``Document`` exactly as a user's text file would be (``ingest.read_text_bytes``).
+Invariant: every variant is *derived* from a bundled letter (tests/data/letters and the re-laid
+letters of the other forms in tests/data/relaid, never edited) by a PDF-to-text tool or by a
+mechanical transformation of the default text; nothing is hand-typed. A variant is a function
+``letter name -> text`` (pages separated by form feeds) with the letters it applies to (a PDF
+tool: the PDFs). The text is read into a ``Document`` exactly as a user's text file would be
+(``ingest.read_text_bytes``), and ``judge`` holds the rules' record to gold.
 
-Sources:
+Other PDF-to-text tools (the PDFs only):
 
 - ``pypdf``, ``pypdf_layout``: pypdf's plain and ``extraction_mode="layout"`` text.
 - ``pdfminer``: pdfminer.six with its default layout analysis (text boxes in its reading order:
   the header table comes out column by column, labels first, then their values).
 - ``pdfminer_raw``: pdfminer.six without layout analysis, characters in content-stream order, a
   line break where the baseline moves (as ``pdftotext -raw`` prints).
-- ``pdfminer_layout``: pdfminer.six's characters laid out on a character grid by position (as
-  ``pdftotext -layout`` prints: columns kept apart by runs of spaces).
-
-- ``pdfminer_layout_below``: as ``pdfminer_layout``, with a header row's values that stand on
-  a line of their own set below their labels rather than above (``values_below``).
+- ``pdfminer_layout``: pdfminer.six's characters laid out by position, gaps as runs of spaces
+  (as ``pdftotext -layout`` prints: the table's columns kept apart, a row's values that sit a
+  hair higher than their labels on a line of their own above them).
+- ``pdfminer_layout_below``: the same with such a row's values set below their labels
+  (``values_below``): the shape where a date under one label was read for another.
 
 Transformations of the default text (pypdfium2 for PDFs, the file for text letters):
 
-- ``crlf``: Windows line ends.
+- ``crlf``: Windows line ends. ``padded``: trailing spaces on every line (1 to 7, varying).
+  ``indented``: four spaces before every line. ``tabs``: runs of spaces and the space after a
+  colon as tabs. ``nbsp``: no-break spaces after colons and between some words. ``ligatures``:
+  fi/fl/ff/ffi/ffl as ligature characters. ``utf16``, ``cp1252``: the text with CRLF written as
+  UTF-16 (with BOM) or Windows-1252 (the letters with non-ASCII characters it can encode).
 - ``double_spaced``: every line followed by a blank line (as the two older text letters are
   exported), so a decision word alone on the next line stands two lines below its request;
   for a letter that is already double-spaced, ``single_spaced`` drops the blank lines instead.
-- ``export``: ``date_wrapped``, double-spaced, with a padding space on every line and CRLF (a word processor export).
-- ``padded``: trailing padding spaces on every line (1 to 7, varying).
-- ``running_headers``: at every page break a footer ``Page i of N`` and a running header with
-  the case number and ``Page i+1 of N`` on the next page (a text letter without page breaks is
-  given one every ``SYNTHETIC_PAGE_LINES`` lines).
+- ``running_headers``: at every page break a footer ``Page i of N``, and on the next page a
+  running header with the case number and ``Page i+1 of N`` (a text letter without page breaks
+  is given one every ``SYNTHETIC_PAGE_LINES`` lines); ``running_headers_pasted``: the same with
+  the form feeds gone (text copied out of a PDF viewer keeps headers and footers, not breaks).
+- ``hyphenated``: the last long word of every other full line broken with a hyphen across the
+  line break (``treat-`` / ``ment ...``); ``soft_hyphens``: the same with U+00AD. Values are
+  compared with such breaks folded (gold holds the unbroken word).
 - ``date_wrapped``: a line break before every date that follows a colon (a request ``... DOS:``
   / ``11/14/16: Upheld``; header labels with their dates on the next line).
-- ``rewrapped``: soft-wrapped paragraphs reflowed to a narrower line, so requests, guideline
-  lines and decision words wrap at other places (``...for 6:`` / ``Upheld``).
-- ``nbsp``, ``tabs``, ``ligatures``, ``indented``: no-break spaces after colons and between
-  some words, tabs for runs of spaces and after colons, ligature characters for fi/fl/ff/ffi/ffl,
-  four spaces before every line.
-- ``utf16``, ``cp1252``: the text with CRLF written as UTF-16 (with BOM) or Windows-1252 (the
-  letters that it can encode).
-- ``everything``: running headers, date wraps, a reflow to 70 columns, no-break spaces,
-  ligatures, double spacing, padding and CRLF at once, written as UTF-16.
-- ``soft_hyphens``: ``hyphenated`` with U+00AD where the line breaks a word.
-- ``running_headers_pasted``: as ``running_headers`` with the form feeds gone (text copied out
-  of a PDF viewer keeps the page headers and footers but not the page breaks).
-- ``hyphenated``: the last long word of every other line broken with a hyphen across the line
-  break (``treat-`` / ``ment ...``).
+- ``rewrapped``, ``rewrapped_narrow``: soft-wrapped paragraphs reflowed to 62 and 41 columns, so
+  requests, labels and decision words wrap at other places (``...for 6:`` / ``Upheld``).
+- ``export``: ``date_wrapped``, double-spaced, a padding space on every line, CRLF (a word
+  processor's export). ``everything``: running headers, date wraps, a reflow to 70 columns,
+  no-break spaces, ligatures, double spacing, padding and CRLF at once, written as UTF-16.
 
-Cost: every tool output is cached per test session (``functools.cache``). Measured on this
-machine, pypdf takes ~0.05 s a letter, pypdf layout ~0.07 s, each pdfminer mode ~0.07-0.1 s: the
-whole set (64 PDFs, 5 tools) takes ~25 s, under the ~60 s budget, so no tool is limited to a
-subset of the letters.
+Cost: every tool output is cached per test session (``functools.cache``; pypdf parses a letter
+once for both modes, pdfminer once for ``raw`` and both ``layout`` variants). Measured with
+bench/text_variants_report.py (CPU seconds for the 64 PDFs): pypdf 3.6, pypdf layout 6.7,
+pdfminer 6-8, pdfminer raw + layout 5-6, every other variant under 0.5; each tool well under
+the ~60 s budget, so none is limited to a subset of the letters.
 """
 
 from __future__ import annotations
