@@ -15,6 +15,7 @@ hold, its test fails until its entry is removed, so the table only shrinks.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -27,7 +28,8 @@ from imr_extract.ingest import (
     split_at_page_numbers,
     strip_page_furniture,
 )
-from imr_extract.rules.header import read_header_table
+from imr_extract.rules.header import find_dates, read_header_table
+from imr_extract.rules.items import find_items
 from variants import (
     VARIANTS,
     Variant,
@@ -245,6 +247,36 @@ def test_shapes_the_issue_names_are_exercised_and_read():
     text = variant_text("running_headers", "CM16-0231706.pdf")
     assert "Page 1 of 2\n" in text and "IMR Case Number: CM16-0231706" in text
     assert "Page 1 of 2" not in _doc_text("running_headers", "CM16-0231706.pdf")
+
+
+# --- the rules on the shapes, as strings -------------------------------------------------------
+
+
+def test_a_request_is_never_a_bare_date():
+    text = (
+        "set forth below:\n"
+        "Retrospective Cyclobenzaprine 5mg tab #30, #1 box with 1 refill, DOS:\n"
+        "11/11/2016:  Upheld\n"
+        "Claims Administrator guideline: Decision based on MTUS Chronic Pain Medical Treatment\n"
+    )
+    for spaced in (text, text.replace("\n", "\n\n")):
+        items = find_items(spaced)
+        assert [i.request.value for i in items] == [
+            "Retrospective Cyclobenzaprine 5mg tab #30, #1 box with 1 refill, DOS: 11/11/2016"
+        ]
+
+
+def test_a_date_under_a_row_of_labels_is_not_read_for_the_last_label():
+    below = (
+        "Date Assigned:   01/24/2017      Date of Injury:  12/17/2016\n"
+        "Decision Date:                   UR Denial Date:\n"
+        "                 02/22/2017                       01/04/2017\n"
+    )
+    dates = find_dates(below)
+    assert dates["ur_denial"].value == dt.date(2017, 1, 4)  # its own column, from the table
+    assert dates["decision"].value == dt.date(2017, 2, 22)
+    wrapped = "Decision Date: 01/05/2017 UR Denial Date:\n11/29/2016\n"  # alone at the start
+    assert find_dates(wrapped)["ur_denial"].value == dt.date(2016, 11, 29)
 
 
 # --- normalisation -------------------------------------------------------------------------------

@@ -40,7 +40,8 @@ Transformations of the default text (pypdfium2 for PDFs, the file for text lette
 - ``date_wrapped``: a line break before every date that follows a colon (a request ``... DOS:``
   / ``11/14/16: Upheld``; header labels with their dates on the next line).
 - ``rewrapped``, ``rewrapped_narrow``: soft-wrapped paragraphs reflowed to 62 and 41 columns, so
-  requests, labels and decision words wrap at other places (``...for 6:`` / ``Upheld``).
+  requests, labels and decision words wrap at other places (``...for 6:`` / ``Upheld``);
+  ``unwrapped``: each paragraph on one line (text copied from a word processor or a web page).
 - ``export``: ``date_wrapped``, double-spaced, a padding space on every line, CRLF (a word
   processor's export). ``everything``: running headers, date wraps, a reflow to 70 columns,
   no-break spaces, ligatures, double spacing, padding and CRLF at once, written as UTF-16.
@@ -550,6 +551,7 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("cp1252", _cp1252_text, _cp1252_letter, encoding="cp1252"),
     Variant("rewrapped", lambda name: rewrapped(default_text(name))),
     Variant("rewrapped_narrow", lambda name: rewrapped(default_text(name), width=41)),
+    Variant("unwrapped", lambda name: rewrapped(default_text(name), width=10**6)),
     Variant("everything", _everything, encoding="utf-16"),
 )
 VARIANTS_BY_NAME = {v.name: v for v in VARIANTS}
