@@ -397,3 +397,22 @@ def test_judge_catches_a_verified_wrong_value_and_a_silent_loss():
     assert any(v.startswith("item lost silently") for v in violations)
     lost["verification"]["coverage"] = 0.9  # the record says it is incomplete
     assert not any(v.startswith("item lost") for v in judge(lost, load_gold_for(many)).violations)
+
+
+def test_the_report_prints_a_row_per_variant():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "bench" / "text_variants_report.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--variants", "crlf", "double_spaced"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {line.split()[0]: line.split() for line in out.stdout.splitlines() if line.strip()}
+    assert rows["crlf"][1] == str(len(NAMES))  # every letter
+    assert rows["crlf"][3] == "100.0%" and rows["crlf"][5] == "0"  # gold-exact, none wrong
+    assert "double_spaced" in rows and "all" in rows
