@@ -6,6 +6,8 @@ printed forms (``imr_extract.forms``: headings and labels) but no pattern or par
 (an import contract in CI keeps it so).
 
 - ``checks``: grounding, the cross-checks, statuses and coverage (``verify``).
+- ``external``: records from any other tool, located in their letters and verified
+  (``verify_external``, ``verify_records``).
 """
 
 from .checks import (
@@ -15,11 +17,31 @@ from .checks import (
     verified_record,
     verify,
 )
+from .external import (
+    FITS_SCHEMA,
+    ExternalOutcome,
+    InvalidValue,
+    LetterIndex,
+    LetterNotFoundError,
+    invalid_checks,
+    parse_external,
+    verify_external,
+    verify_records,
+)
 
 __all__ = [
+    "FITS_SCHEMA",
     "FUZZY_VERIFIED",
     "NOVEL_LAYOUT_THRESHOLD",
+    "ExternalOutcome",
+    "InvalidValue",
+    "LetterIndex",
+    "LetterNotFoundError",
     "expected_paths",
+    "invalid_checks",
+    "parse_external",
     "verified_record",
     "verify",
+    "verify_external",
+    "verify_records",
 ]
