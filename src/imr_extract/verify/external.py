@@ -51,7 +51,7 @@ from ..schema import (
     schema_hash,
 )
 from ..text import fold, trim_span
-from .checks import verify
+from .checks import NOVEL_LAYOUT_THRESHOLD, expected_paths, verify
 
 #: The name of the check an invalid value fails (in ``verification.checks``).
 FITS_SCHEMA = "value_fits_schema"
@@ -101,6 +101,8 @@ class InvalidValue:
     path: str
     value: Any
     reason: str
+    #: False for a key the schema does not have (it stands for no expected field).
+    field: bool = True
 
     def check(self) -> Check:
         return Check(
@@ -164,7 +166,9 @@ class _Parser:
         for key in raw:
             if key not in known:
                 where = f"{path}.{key}" if path else str(key)
-                self.bad(where, raw[key], "not a field of the schema")
+                self.invalid.append(
+                    InvalidValue(where, raw[key], "not a field of the schema", field=False)
+                )
         return dict(raw)
 
     def array(self, path: str, raw: Any) -> list[Any]:
@@ -563,10 +567,21 @@ def verify_external(
     assert verified.verification is not None
     if not invalid:
         return verified
-    checks = [v.check() for v in invalid] + verified.verification.checks
-    return verified.model_copy(
-        update={"verification": verified.verification.model_copy(update={"checks": checks})}
-    )
+    v = verified.verification
+    # A value left out is a field the record does not cover: where it is not already among the
+    # expected fields (an item or a citation left out), it counts against coverage on its own.
+    expected = set(expected_paths(verified))
+    extra = sum(i.field and i.path not in expected for i in invalid)
+    coverage = v.coverage
+    if extra:
+        coverage = round(v.coverage * v.expected_fields / (v.expected_fields + extra), 3)
+    update = {
+        "checks": [i.check() for i in invalid] + v.checks,
+        "coverage": coverage,
+        "expected_fields": v.expected_fields + extra,
+        "novel_layout": v.novel_layout or coverage < NOVEL_LAYOUT_THRESHOLD,
+    }
+    return verified.model_copy(update={"verification": v.model_copy(update=update)})
 
 
 def invalid_checks(record: LetterRecord) -> list[Check]:
