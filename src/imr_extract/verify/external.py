@@ -76,6 +76,11 @@ _DECISION_WORD_RX = {
     Decision.OVERTURNED: re.compile(r"\boverturned\b", re.IGNORECASE),
 }
 _WORD_RX = re.compile(r"[A-Za-z]+")
+#: A date as letters print it (the shapes ``_printed_dates`` spells out), not inside a number.
+_PRINTED_DATE_RX = re.compile(
+    r"(?<![\w/-])(?:\d{1,2}/\d{1,2}/\d{2,4}|\d{1,2}-\d{1,2}-\d{4}"
+    r"|(?:" + "|".join(_MONTHS) + r")\s+\d{1,2},\s+\d{4})(?![\w/-])"
+)
 _PROVENANCE = TypeAdapter(dict[str, Provenance])
 
 
@@ -332,6 +337,7 @@ class _Placer:
         self.doc = doc
         self.text = doc.text
         self.entries: dict[str, dict[str, Any]] = {}
+        self.dates: list[tuple[str, tuple[int, int]]] | None = None
 
     def put(self, path: str, value: Any, span: tuple[int, int] | None) -> tuple[int, int] | None:
         spans = []
@@ -356,17 +362,22 @@ class _Placer:
         return self.put(path, value, _span(loc))
 
     def date(self, path: str, iso: str | None) -> None:
+        """A date at the first place the letter prints it, in any of its printed forms."""
         if iso is None:
             return
         day = dt.date.fromisoformat(iso)
-        best: Location | None = None
-        for printed in _printed_dates(day):
-            loc = locate(self.text, printed, fuzzy=False)
-            if loc is None or (best is not None and loc.start >= best.start):
-                continue
-            if span_holds(path, day, self.text[loc.start : loc.end]):
-                best = loc
-        self.put(path, day, _span(best))
+        if self.dates is None:  # every printed date of the letter, found once
+            self.dates = [(m.group(), m.span()) for m in _PRINTED_DATE_RX.finditer(self.text)]
+        forms = set(_printed_dates(day))
+        span = next(
+            (
+                sp
+                for printed, sp in self.dates
+                if fold(printed) in forms and span_holds(path, day, printed)
+            ),
+            None,
+        )
+        self.put(path, day, span)
 
 
 def _span(loc: Location | None) -> tuple[int, int] | None:
