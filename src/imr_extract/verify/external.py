@@ -147,8 +147,14 @@ class _Parser:
     def bad(self, path: str, value: Any, reason: str) -> None:
         self.invalid.append(InvalidValue(path, value, reason))
 
-    def value(self, path: str, raw: Any, adapter: TypeAdapter[Any], missing: Any = None) -> Any:
-        """The JSON value of ``raw`` if it fits ``adapter``, else ``missing`` (and reported)."""
+    def left_out(self, since: int, what: str) -> None:
+        """Say on each value reported since ``since`` that ``what`` is left out with it."""
+        for k in range(since, len(self.invalid)):
+            v = self.invalid[k]
+            self.invalid[k] = InvalidValue(v.path, v.value, f"{v.reason}; {what} is left out")
+
+    def value(self, path: str, raw: Any, adapter: TypeAdapter[Any]) -> Any:
+        """The JSON value of ``raw`` if it fits ``adapter``, else None (and reported)."""
         if isinstance(raw, str):
             raw = fold(raw)  # the output convention: line breaks and space runs folded
             if not raw and adapter is _TEXT:
@@ -159,7 +165,7 @@ class _Parser:
             parsed = adapter.validate_json(json.dumps(raw))
         except (ValidationError, TypeError, ValueError) as exc:
             self.bad(path, raw, _reason(exc))
-            return missing
+            return None
         return json.loads(json.dumps(parsed, default=_jsonable))
 
     def obj(self, path: str, raw: Any, known: Iterable[str]) -> dict[str, Any]:
@@ -227,10 +233,11 @@ class _Parser:
             self.bad(path, raw, "not an object: the item is left out")
             return None
         obj = self.obj(path, raw, keys)
+        mark = len(self.invalid)
         request = self.value(f"{path}.request", obj.get("request"), _NONEMPTY)
         decision = self.value(f"{path}.decision", obj.get("decision"), _DECISION)
         if request is None or decision is None:
-            self.bad(path, None, "an item needs a valid request and decision: it is left out")
+            self.left_out(mark, "the item (it needs a request and a decision)")
             return None
         out: dict[str, Any] = {"request": request, "decision": decision}
         for key in ("original_request", "authorized", "rationale"):
@@ -257,10 +264,11 @@ class _Parser:
                 self.bad(cp, cit, "not an object: the citation is left out")
                 continue
             co = self.obj(cp, cit, ("kind", "source", "sections", "pages"))
+            mark = len(self.invalid)
             kind = self.value(f"{cp}.kind", co.get("kind"), _KIND)
             source = self.value(f"{cp}.source", co.get("source"), _NONEMPTY)
             if kind is None or source is None:
-                self.bad(cp, None, "a citation needs a valid kind and source: it is left out")
+                self.left_out(mark, "the citation (it needs a kind and a source)")
                 continue
             sections = [
                 v
@@ -581,8 +589,11 @@ def verify_external(
     v = verified.verification
     # A value left out is a field the record does not cover: where it is not already among the
     # expected fields (an item or a citation left out), it counts against coverage on its own.
-    expected = set(expected_paths(verified))
-    extra = sum(i.field and i.path not in expected for i in invalid)
+    expected = expected_paths(verified)
+    extra = sum(
+        i.field and not any(e.startswith(i.path) or i.path.startswith(e) for e in expected)
+        for i in invalid
+    )
     coverage = v.coverage
     if extra:
         coverage = round(v.coverage * v.expected_fields / (v.expected_fields + extra), 3)
