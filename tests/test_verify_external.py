@@ -25,6 +25,7 @@ from imr_extract.cli import app
 from imr_extract.evaluate import evaluate
 from imr_extract.fields import data_fields
 from imr_extract.llm import LLMExtractor
+from imr_extract.output import CsvWriter
 from imr_extract.schema import Backend, LetterRecord, Method, Status
 from imr_extract.verify import FITS_SCHEMA, invalid_checks
 from imr_extract.verify.external import VALUE_COLUMNS, LetterIndex, iter_record_file
@@ -485,3 +486,66 @@ def test_the_benchmark_prints_every_kind_of_wrong_value():
         assert re.search(rf"^{kind}\s+\d+\s+\d+\s+[\d.]+%", out, re.MULTILINE), kind
     assert re.search(r"^wrong decision\s+3\s+3\s+100\.0%", out, re.MULTILINE)
     assert "records/CPU-s" in out
+
+
+# --- a spreadsheet: the item rows of `extract --format csv`, read back ---------------------------
+
+
+def rules_csv(names: list[str]) -> str:
+    stream = io.StringIO()
+    writer = CsvWriter(stream)
+    for name in names:
+        writer.write(rules_record(name))
+    return stream.getvalue()
+
+
+def test_the_csv_of_every_letter_read_back_is_fully_verified(tmp_path):
+    names = [load_gold(g)["letter"] for g in gold_files()]
+    path = tmp_path / "rules.csv"
+    path.write_text(rules_csv(names))
+    records = list(iter_record_file(path))
+    assert [data["letter"] for _, data in records] == names
+    out = tmp_path / "verified.jsonl"
+    result = runner.invoke(app, ["verify", str(path), "--letters", str(LETTERS), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    verified = [LetterRecord.model_validate_json(line) for line in out.read_text().splitlines()]
+    assert all(not_verified(r) == {} and invalid_checks(r) == [] for r in verified)
+    report = evaluate(verified, GOLD)
+    assert report.misses == [] and report.overall.verified_precision == 1.0
+
+
+def test_a_spreadsheet_edit_is_read_as_far_as_its_columns_say(tmp_path):
+    rows = list(csv.DictReader(io.StringIO(rules_csv([f"{TWO_ITEMS}.txt", f"{PARTIAL}.pdf"]))))
+    partial = [r for r in rows if r["letter"] == f"{PARTIAL}.pdf"]
+    for row in rows:  # a spreadsheet without the JSON columns, flags as it spells them
+        row.pop("ca_citations_json")
+        row.pop("imr_citations_json")
+        row["ca_cited"] = row["ca_cited"].upper()
+    partial[0]["date_ur_denial"] = "11/29/2016"  # a US date typed into the sheet
+    rows.reverse()  # sorted another way: rows of a letter and its items out of order
+    # A row that says only letter fields (no item), and disagrees with the letter's other row.
+    rows.append({**rows[0], "priority": "Expedited", "request": "", "decision": ""})
+    path = tmp_path / "sheet.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    by_letter = {data["letter"]: data for _, data in iter_record_file(path)}
+    two = by_letter[f"{TWO_ITEMS}.txt"]
+    assert [i["request"] for i in two["items"]] == [i["request"] for i in gold(TWO_ITEMS)["items"]]
+    pages = [c["pages"] for i in two["items"] for c in i["imr_guideline"]["citations"]]
+    assert pages == [
+        c["pages"] for i in gold(TWO_ITEMS)["items"] for c in i["imr_guideline"]["citations"]
+    ]
+    assert [46, 47] in pages  # "46; 47" read back as numbers
+    record = verify_external(two, letter_path(two["letter"]))
+    assert not_verified(record) == {} and invalid_checks(record) == []
+
+    record = verify_external(by_letter[f"{PARTIAL}.pdf"], letter_path(f"{PARTIAL}.pdf"))
+    failures = fits_schema_failures(record)
+    assert "11/29/2016" in failures["dates.ur_denial"]
+    assert "disagree" in failures["priority"] and record.priority == "Standard"
+    # Two citations in the IMR line and one section: without the JSON it cannot be placed.
+    assert "cannot be tied" in failures["items[0].imr_guideline.citations"]
+    assert set(failures) == {"dates.ur_denial", "priority", "items[0].imr_guideline.citations"}
+    assert not_verified(record) == {}  # the rest is verified

@@ -665,7 +665,8 @@ def verify_command(
         Path,
         typer.Argument(
             help="Records from any tool in the output shape (JSON Lines, a JSON array or one "
-            "object), with or without provenance."
+            "object), with or without provenance; or a .csv of item rows as `extract --format "
+            "csv` writes them."
         ),
     ],
     letters: Annotated[

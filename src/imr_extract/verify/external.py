@@ -35,6 +35,7 @@ from ..forms import CA_LABEL_RX, IMR_LABEL_RX, RATIONALE_LABEL_RX
 from ..grounding import span_holds, value_at
 from ..ingest import Document, iter_paths, read_path
 from ..locate import Location, locate, locate_near
+from ..rows import PROBLEMS_KEY, read_csv_records
 from ..schema import (
     Backend,
     Check,
@@ -62,7 +63,16 @@ _STRICT = ConfigDict(strict=True)
 _DATE_FIELDS = ("assigned", "injury", "decision", "ur_denial", "application_received")
 #: Keys of the output shape that are metadata: accepted and ignored (never trusted).
 _METADATA_KEYS = frozenset(
-    {"provenance", "verification", "alternatives", "source", "extractor", "warnings", "layout"}
+    {
+        "provenance",
+        "verification",
+        "alternatives",
+        "source",
+        "extractor",
+        "warnings",
+        "layout",
+        PROBLEMS_KEY,
+    }
 )
 _GUIDELINES = ("claims_administrator_guideline", "imr_guideline")
 _MONTHS = (
@@ -319,7 +329,12 @@ def parse_external(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[Invali
     if not isinstance(letter, str) or not letter.strip():
         raise ExternalRecordError("<record>", "a record needs a 'letter' (the letter's file name)")
     parser = _Parser()
-    return parser.record(data), parser.invalid
+    clean = parser.record(data)
+    # What a converter (``imr_extract.rows``) could not say, passed on to be reported.
+    for p in data.get(PROBLEMS_KEY) or []:
+        if isinstance(p, Mapping) and isinstance(p.get("path"), str):
+            parser.bad(p["path"], p.get("value"), str(p.get("reason") or "invalid"))
+    return clean, parser.invalid
 
 
 # --- locating each value in the letter -----------------------------------------------------------
@@ -656,7 +671,8 @@ class LetterIndex:
 
 
 def iter_record_file(path: str | os.PathLike[str]) -> Iterator[tuple[str, Any]]:
-    """``(where, data)`` for each record of a JSON Lines file (or a JSON array / object).
+    """``(where, data)`` for each record of a JSON Lines file (or a JSON array / object), or of
+    a ``.csv`` file of item rows as ``extract --format csv`` writes them (``imr_extract.rows``).
 
     A line that is not JSON yields ``(where, error)`` with an ``ExternalRecordError``, so one
     bad line never stops the others.
@@ -669,6 +685,9 @@ def iter_record_file(path: str | os.PathLike[str]) -> Iterator[tuple[str, Any]]:
         text = Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise ImrExtractError(name, f"cannot read records ({exc})") from exc
+    if Path(path).suffix.lower() == ".csv":
+        yield from read_csv_records(text, name)
+        return
     stripped = text.strip()
     if stripped.startswith("["):
         try:
