@@ -410,6 +410,10 @@ def test_cli_verify_all_found_exits_0_and_usage_errors_exit_2(tmp_path):
     ok = runner.invoke(app, ["verify", str(records), "--letters", str(LETTERS), "--no-summary"])
     assert ok.exit_code == 0 and ok.stderr == ""
     assert LetterRecord.model_validate_json(ok.stdout).verification.coverage == 1.0
+    piped = runner.invoke(
+        app, ["verify", "-", "--letters", str(LETTERS), "--no-summary"], input=records.read_text()
+    )
+    assert piped.exit_code == 0 and piped.stdout == ok.stdout
     missing_dir = runner.invoke(app, ["verify", str(records), "--letters", str(tmp_path / "x")])
     assert missing_dir.exit_code == 2 and "not a directory" in missing_dir.stderr
     no_file = runner.invoke(app, ["verify", str(tmp_path / "no.jsonl"), "--letters", str(LETTERS)])

@@ -666,7 +666,7 @@ def verify_command(
         typer.Argument(
             help="Records from any tool in the output shape (JSON Lines, a JSON array or one "
             "object), with or without provenance; or a .csv of item rows as `extract --format "
-            "csv` writes them."
+            "csv` writes them; '-' reads JSON from standard input."
         ),
     ],
     letters: Annotated[
@@ -716,7 +716,7 @@ def verify_command(
     _check_pdf_engine(pdf_engine)
     if not letters.is_dir():
         raise _usage_error(f"--letters {letters}: not a directory")
-    if not records.is_file():
+    if str(records) != "-" and not records.is_file():
         raise _usage_error(f"{records}: no such file")
     stats = VerifySummary()
     try:

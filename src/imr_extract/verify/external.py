@@ -22,6 +22,7 @@ import datetime as dt
 import json
 import os
 import re
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -672,7 +673,8 @@ class LetterIndex:
 
 def iter_record_file(path: str | os.PathLike[str]) -> Iterator[tuple[str, Any]]:
     """``(where, data)`` for each record of a JSON Lines file (or a JSON array / object), or of
-    a ``.csv`` file of item rows as ``extract --format csv`` writes them (``imr_extract.rows``).
+    a ``.csv`` file of item rows as ``extract --format csv`` writes them (``imr_extract.rows``);
+    ``-`` reads JSON from standard input.
 
     A line that is not JSON yields ``(where, error)`` with an ``ExternalRecordError``, so one
     bad line never stops the others.
@@ -682,7 +684,7 @@ def iter_record_file(path: str | os.PathLike[str]) -> Iterator[tuple[str, Any]]:
     """
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
+        text = sys.stdin.read() if name == "-" else Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise ImrExtractError(name, f"cannot read records ({exc})") from exc
     if Path(path).suffix.lower() == ".csv":
