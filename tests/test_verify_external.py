@@ -65,7 +65,7 @@ def test_a_gold_record_from_outside_comes_out_fully_verified(stem):
     assert v is not None
     assert not_verified(record) == {}
     assert v.verified == len(record.provenance) > 0
-    assert v.coverage == 1.0 and not v.novel_layout
+    assert v.coverage == 1.0 and not v.novel_layout and v.complete
     assert invalid_checks(record) == [] and record.warnings == []
     assert record.layout == rules_record(record.letter).layout  # detected, as the rules do
     assert record.extractor.backend is Backend.EXTERNAL
@@ -173,6 +173,13 @@ def test_each_invalid_value_is_reported_and_never_stops_the_record(perturb, inva
     assert v.verified > 10 and v.unverified == v.contradicted == 0
     assert len(record.items) >= 1
     assert v.coverage < 1.0 or invalid_path == "confidence"
+    # An item left out is a decision of the letter that no item holds: counted once, by the
+    # census (an item's worth of expected fields), and the record is not complete.
+    left_out = invalid_path == "items[1].decision"
+    assert v.complete is not left_out and v.unaccounted_decisions == left_out
+    if left_out:
+        plain = checked(gold(TWO_ITEMS)).verification
+        assert plain is not None and v.expected_fields == plain.expected_fields
 
 
 def test_a_record_that_names_no_letter_is_refused_with_its_cause():
@@ -349,6 +356,14 @@ def test_cli_verify_writes_records_back_and_error_rows(tmp_path):
     assert "error: CM99-0000000.pdf: no letter named 'CM99-0000000.pdf'" in result.stderr
     assert f"error: {records}:4: not JSON" in result.stderr
     assert "imr-extract verify" in result.stderr and "values invalid (left out)" in result.stderr
+    summary = {
+        cells[1].strip(): cells[2].strip()
+        for line in result.stderr.splitlines()
+        if len(cells := line.split("│")) == 4
+    }
+    assert summary["records"] == "4" and summary["failed (error rows)"] == "2"
+    assert summary["values invalid (left out)"] == "1" and summary["values contradicted"] == "0"
+    assert summary["complete (every decision held by an item)"] == "2"
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["letter"] for r in rows] == [
         f"{TWO_ITEMS}.txt",

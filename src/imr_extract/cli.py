@@ -628,6 +628,7 @@ class VerifySummary:
         self.status: Counter[str] = Counter()
         self.invalid = 0
         self.novel = 0
+        self.complete = 0
         self.coverage = 0.0
 
     def add(self, outcome: ExternalOutcome) -> None:
@@ -641,6 +642,7 @@ class VerifySummary:
         self.status.update(contradicted=v.contradicted)
         self.invalid += sum(c.name == FITS_SCHEMA for c in v.checks)
         self.novel += v.novel_layout
+        self.complete += v.complete
         self.coverage += v.coverage
 
     def table(self) -> Table:
@@ -655,6 +657,7 @@ class VerifySummary:
             t.add_row(f"values {status}", str(self.status[status]))
         t.add_row("values invalid (left out)", str(self.invalid))
         t.add_row("mean coverage", f"{self.coverage / done:.3f}" if done else "-")
+        t.add_row("complete (every decision held by an item)", str(self.complete))
         t.add_row("novel layouts", str(self.novel))
         return t
 

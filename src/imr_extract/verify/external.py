@@ -117,8 +117,10 @@ class InvalidValue:
     path: str
     value: Any
     reason: str
-    #: False for a key the schema does not have (it stands for no expected field).
-    field: bool = True
+    #: Whether it counts against coverage on its own: not a key the schema does not have (it
+    #: stands for no expected field), nor a value of an item left out (the census of the letter's
+    #: decisions counts that item as missing).
+    counts: bool = True
 
     def check(self) -> Check:
         return Check(
@@ -158,11 +160,12 @@ class _Parser:
     def bad(self, path: str, value: Any, reason: str) -> None:
         self.invalid.append(InvalidValue(path, value, reason))
 
-    def left_out(self, since: int, what: str) -> None:
+    def left_out(self, since: int, what: str, *, counts: bool = True) -> None:
         """Say on each value reported since ``since`` that ``what`` is left out with it."""
         for k in range(since, len(self.invalid)):
             v = self.invalid[k]
-            self.invalid[k] = InvalidValue(v.path, v.value, f"{v.reason}; {what} is left out")
+            reason = f"{v.reason}; {what} is left out"
+            self.invalid[k] = InvalidValue(v.path, v.value, reason, counts=v.counts and counts)
 
     def value(self, path: str, raw: Any, adapter: TypeAdapter[Any]) -> Any:
         """The JSON value of ``raw`` if it fits ``adapter``, else None (and reported)."""
@@ -189,7 +192,7 @@ class _Parser:
             if key not in known:
                 where = f"{path}.{key}" if path else str(key)
                 self.invalid.append(
-                    InvalidValue(where, raw[key], "not a field of the schema", field=False)
+                    InvalidValue(where, raw[key], "not a field of the schema", counts=False)
                 )
         return dict(raw)
 
@@ -241,14 +244,15 @@ class _Parser:
     def item(self, path: str, raw: Any) -> dict[str, Any] | None:
         keys = ("request", "decision", "original_request", "authorized", "rationale", *_GUIDELINES)
         if not isinstance(raw, Mapping):
-            self.bad(path, raw, "not an object: the item is left out")
+            reason = "not an object: the item is left out"
+            self.invalid.append(InvalidValue(path, raw, reason, counts=False))
             return None
         obj = self.obj(path, raw, keys)
         mark = len(self.invalid)
         request = self.value(f"{path}.request", obj.get("request"), _NONEMPTY)
         decision = self.value(f"{path}.decision", obj.get("decision"), _DECISION)
         if request is None or decision is None:
-            self.left_out(mark, "the item (it needs a request and a decision)")
+            self.left_out(mark, "the item (it needs a request and a decision)", counts=False)
             return None
         out: dict[str, Any] = {"request": request, "decision": decision}
         for key in ("original_request", "authorized", "rationale"):
@@ -604,10 +608,12 @@ def verify_external(
         return verified
     v = verified.verification
     # A value left out is a field the record does not cover: where it is not already among the
-    # expected fields (an item or a citation left out), it counts against coverage on its own.
+    # expected fields (a citation left out), it counts against coverage on its own. An item left
+    # out is a decision of the letter no item holds: the census counts it (and the record is not
+    # complete).
     expected = expected_paths(verified)
     extra = sum(
-        i.field and not any(e.startswith(i.path) or i.path.startswith(e) for e in expected)
+        i.counts and not any(e.startswith(i.path) or i.path.startswith(e) for e in expected)
         for i in invalid
     )
     coverage = v.coverage
