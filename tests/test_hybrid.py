@@ -185,7 +185,7 @@ def test_precedence_is_verified_rules_then_verified_model_then_unverified():
     )
     text = document(HEADER).text
     rules = rules_record(document(HEADER)).model_copy(deep=True)
-    rules.reviewer.specialty = "Orthopaedic Surgery"  # not what the letter says: unverified
+    rules.reviewer.specialty = "Orthopaedic Surgery"  # not what the letter says
     rules = verify(rules, text)
     answer_ = gold_answer(GOLD[HEADER])
     answer_.case_number = "CM16-0231707"  # not in the letter: unverified
@@ -196,7 +196,7 @@ def test_precedence_is_verified_rules_then_verified_model_then_unverified():
     assert merged.provenance["reviewer.specialty"].method is Method.LLM
     alt = merged.alternatives["reviewer.specialty"]
     assert alt.method is Method.RULES and alt.value == "Orthopaedic Surgery"
-    assert alt.status is Status.UNVERIFIED
+    assert alt.status is Status.CONTRADICTED  # not the whole of the letter's specialty slot
     # a verified rule value beats an unverified model value
     assert merged.case_number == "CM16-0231706"
     assert merged.alternatives["case_number"].value == "CM16-0231707"

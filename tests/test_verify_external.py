@@ -270,7 +270,6 @@ WRONG_VALUES: list[Any] = [
         _licensure_sentence,
         None,
         id="licensure-from-a-sentence",
-        marks=pytest.mark.xfail(strict=True, reason=f"reviewer values: anywhere: {TOO_LOOSE}"),
     ),
 ]
 

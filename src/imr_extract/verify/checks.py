@@ -70,6 +70,7 @@ from ..schema import (
 from ..text import fold
 from .census import Census, ItemAnchor, Statement, account, take_census, tokens
 from .conclusion import Conclusion, last_conclusion
+from .credentials import judge_age, judge_sex, judge_state, judge_whole_slot
 from .grounding import PROVENANCE_MAP, match_kind, span_holds, value_at
 from .labels import Pairing, label_hits, pair, prose_date
 from .labels import parse_date as parse_printed_date
@@ -308,6 +309,7 @@ class _Checker:
         self.census_accounting(frames)
         self.header_values_beside_labels()
         self.dates_in_order()
+        self.credentials_and_patient()
 
     # per item
 
@@ -795,6 +797,35 @@ class _Checker:
                 [path],
                 f"the letter states {printed.isoformat()} for this date, not {value.isoformat()}",
             )
+
+    def credentials_and_patient(self) -> None:
+        """Reviewer and patient values at their own label or sentence (``credentials``)."""
+        text = self.text
+        for path, entry in self.prov.items():
+            if not path.startswith(("reviewer.", "patient.")):
+                continue
+            value = self.values.get(path)
+            if value is None:
+                continue
+            field_name = path.split("[")[0]
+            if field_name == "reviewer.licensure":
+                name, (verdict, why) = "licensure_in_its_slot", judge_state(text, str(value))
+            elif field_name in ("reviewer.specialty", "reviewer.subspecialty"):
+                name = "credential_fills_its_slot"
+                verdict, why = judge_whole_slot(text, field_name, str(value))
+            elif entry["spans"] and field_name in ("patient.age", "patient.sex"):
+                span = entry["spans"][0]
+                judge = judge_age if field_name == "patient.age" else judge_sex
+                name = "patient_in_age_statement"
+                verdict, why = judge(text, span["start"], span["end"])
+            else:
+                continue
+            result = {
+                True: CheckResult.PASSED,
+                False: CheckResult.FAILED,
+                None: CheckResult.INCONCLUSIVE,
+            }[verdict]
+            self.add(name, result, [path], why)
 
     def dates_in_order(self) -> None:
         dates = self.record.dates
