@@ -310,6 +310,7 @@ class _Checker:
         self.header_values_beside_labels()
         self.dates_in_order()
         self.credentials_and_patient()
+        self.extractors_agree()
 
     # per item
 
@@ -798,6 +799,32 @@ class _Checker:
                 f"the letter states {printed.isoformat()} for this date, not {value.isoformat()}",
             )
 
+    def extractors_agree(self) -> None:
+        """Where two extractors gave different values and both passed every check, the checks
+        are wrong about one of them: the field kept is not verified (with the other value
+        beside it in ``alternatives``)."""
+        for unit, alt in self.record.alternatives.items():
+            if alt.status is not Status.VERIFIED:
+                continue
+            try:
+                kept = value_at(self.record, unit)
+            except (AttributeError, IndexError, KeyError, TypeError):
+                continue
+            if hasattr(kept, "model_dump"):
+                kept = kept.model_dump(mode="json")
+            elif isinstance(kept, list):
+                kept = [k.model_dump(mode="json") if hasattr(k, "model_dump") else k for k in kept]
+            if _comparable(kept) == _comparable(alt.value):
+                continue
+            paths = [p for p in self.prov if p == unit or p.startswith((unit + ".", unit + "["))]
+            self.add(
+                "extractors_agree",
+                CheckResult.INCONCLUSIVE,
+                paths,
+                f"the {alt.method.value} gave {str(alt.value)[:60]!r}, which also passes the "
+                "checks: one of the two is wrong",
+            )
+
     def credentials_and_patient(self) -> None:
         """Reviewer and patient values at their own label or sentence (``credentials``)."""
         text = self.text
@@ -878,6 +905,20 @@ class _Checker:
                 g = 2 if page == last and m.group(2) else 1
                 self._reanchor(path, m.start(g), m.end(g))
                 return
+
+
+def _comparable(value: Any) -> Any:
+    """``value`` with its strings folded to words (a case or spacing difference is no
+    disagreement)."""
+    if isinstance(value, str):
+        return tuple(tokens(value))
+    if isinstance(value, dict):
+        return tuple(sorted((k, _comparable(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return tuple(_comparable(v) for v in value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
 
 
 def _ends_sentence(text: str, dot: int) -> bool:
