@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..schema import CheckResult, CitationKind
 from ..vocabulary import guideline_of, key, vocabulary
@@ -41,8 +42,7 @@ MAX_TITLE_WORDS = 12
 MAX_RANGE = 50
 
 
-@dataclass(frozen=True, slots=True)
-class Word:
+class Word(NamedTuple):
     """A run of non-space characters; ``norm`` is it case-folded without edge punctuation."""
 
     start: int
@@ -70,12 +70,16 @@ class LineCitation:
     #: The section list split at top-level commas (a lower-case piece joined to the one before).
     atoms: list[tuple[int, int]] = field(default_factory=list)
     #: Units of the section list: (first atom, last atom, sure) -- sure when the vocabulary or
-    #: the list's numbering says the unit is one section, not a piece or several.
+    #: the list's numbering says the unit is one section, not a piece or several (filled with
+    #: ``run_keys``).
     units: list[tuple[int, int, bool]] = field(default_factory=list)
     #: page -> where it is printed
     pages: dict[int, tuple[int, int]] = field(default_factory=dict)
     #: the source is one of several parts split at ", and" and the vocabulary does not know it
     unsure_source: bool = False
+    #: vocabulary key of each run of atoms (first, last), filled on the first section asked for
+    run_keys: dict[str, tuple[int, int]] | None = None
+    source_key: str | None = None
 
 
 @dataclass
@@ -105,7 +109,8 @@ class LineReading:
             if self.outside is not None:
                 printed, at = True, self.outside
             elif self.decision_based is not None or self.not_cited is not None:
-                printed, at = False, self.decision_based or self.not_cited
+                # Said by the whole line: none of its words puts the decision outside the MTUS.
+                printed, at = False, _trim(self.text, self.start, self.end)
             else:
                 return Verdict(CheckResult.NOT_APPLICABLE, None, "the line states no citation")
         if printed == value:
@@ -117,11 +122,14 @@ class LineReading:
     def own_citation(self, source: str, taken: set[int]) -> int | None:
         """The index of the line's citation whose source slot is ``source`` (not yet taken)."""
         want = key(source)
-        hits = [
-            i
-            for i, c in enumerate(self.citations)
-            if c.source is not None and key(self.text[c.source[0] : c.source[1]]) == want
-        ]
+        hits = []
+        for i, c in enumerate(self.citations):
+            if c.source is None:
+                continue
+            if c.source_key is None:
+                c.source_key = key(self.text[c.source[0] : c.source[1]])
+            if c.source_key == want:
+                hits.append(i)
         free = [i for i in hits if i not in taken]
         return (free or hits or [None])[0]
 
@@ -183,16 +191,14 @@ class LineReading:
         )
 
     def _run_of(self, cit: LineCitation, want: str) -> tuple[int, int] | None:
-        atoms = cit.atoms
-        text = self.text
-        for a in range(len(atoms)):
-            for b in range(a, len(atoms)):
-                got = key(text[atoms[a][0] : atoms[b][1]])
-                if got == want:
-                    return a, b
-                if len(got) > len(want):
-                    break
-        return None
+        if cit.run_keys is None:
+            atoms, text = cit.atoms, self.text
+            cit.run_keys = {}
+            for a in range(len(atoms) - 1, -1, -1):  # the first run of a key wins
+                for b in range(len(atoms) - 1, a - 1, -1):
+                    cit.run_keys[key(text[atoms[a][0] : atoms[b][1]])] = (a, b)
+            cit.units = _units(text, atoms)
+        return cit.run_keys.get(want)
 
     def page_verdict(self, own: int | None, page: int) -> Verdict:
         if own is not None and page in self.citations[own].pages:
@@ -208,18 +214,22 @@ class LineReading:
 # --- reading -------------------------------------------------------------------------------------
 
 
+_new_word = tuple.__new__  # a Word without the generated __new__'s call (words are many)
+
+
 def _words(text: str, start: int, end: int) -> list[Word]:
     """The line's words; a word broken by a hyphen at a line break is one word."""
     words: list[Word] = []
+    broken = False  # the word before ends with a hyphen
     for m in _WORD_RX.finditer(text, start, end):
+        raw = m.group()
         s, e = m.span()
-        if words and words[-1].raw.endswith("-") and "\n" in text[words[-1].end : s]:
+        if broken and "\n" in text[words[-1].end : s]:
             prev = words.pop()
             s = prev.start
-            raw = prev.raw + m.group()
-        else:
-            raw = m.group()
-        words.append(Word(s, e, raw, raw.strip(_EDGE_PUNCT).casefold()))
+            raw = prev.raw + raw
+        words.append(_new_word(Word, (s, e, raw, raw.strip(_EDGE_PUNCT).casefold())))
+        broken = raw[-1] == "-"
     return words
 
 
@@ -250,7 +260,11 @@ def read_line(text: str, start: int, end: int) -> LineReading:
             bodies.append(i + 3)
         elif n == "did" and _phrase_at(words, i, ("did", "not", "cite")):
             if reading.not_cited is None:
-                reading.not_cited = (w.start, words[i + 2].end)
+                last = i + 2  # "... cite any (medical) evidence"
+                for word in ("any", "medical", "evidence"):
+                    if last + 1 < len(words) and words[last + 1].norm == word:
+                        last += 1
+                reading.not_cited = (w.start, words[last].end)
         elif n == "outside" and reading.outside is None:
             for tail in (("of", "the", "mtus"), ("the", "mtus")):
                 if _phrase_at(words, i + 1, tail):
@@ -290,8 +304,10 @@ def _read_body(text: str, words: list[Word]) -> list[LineCitation]:
 
 
 def _is_page_label(words: list[Word], i: int) -> bool:
+    raw = words[i].raw
     return (
-        _PAGE_LABEL_RX.fullmatch(words[i].raw) is not None
+        raw[0] in "pP"
+        and _PAGE_LABEL_RX.fullmatch(raw) is not None
         and i + 1 < len(words)
         and words[i + 1].raw[:1].isdigit()
     )
@@ -347,13 +363,13 @@ def _part_starts(words: list[Word]) -> list[int]:
     for i in range(1, len(words) - 2):
         if words[i].norm != "and" or not words[i - 1].raw.endswith(","):
             continue
-        if not any(_YEAR_RX.fullmatch(w.norm) for w in words[starts[-1] : i]):
+        if not any(_is_year(w) for w in words[starts[-1] : i]):
             continue  # the part so far has no edition: "Forearm, Wrist, and Hand Complaints"
         for j in range(i + 1, min(len(words), i + 1 + MAX_TITLE_WORDS)):
             w = words[j]
             if ":" in w.raw or _is_page_label(words, j):
                 break
-            if _YEAR_RX.fullmatch(w.norm):
+            if _is_year(w):
                 if j > i + 1 and (j + 1 == len(words) or w.raw[-1] in ",."):
                     starts.append(i + 1)
                 break
@@ -372,22 +388,25 @@ def _mtus_parts(text: str, words: list[Word], marker: tuple[int, int] | None) ->
     return out
 
 
+def _is_label(words: list[Word], j: int) -> bool:
+    raw = words[j].raw
+    return (raw[0] in "sS" and _SECTION_LABEL_RX.match(raw) is not None) or _is_page_label(words, j)
+
+
+def _is_year(w: Word) -> bool:
+    return len(w.norm) == 4 and _YEAR_RX.fullmatch(w.norm) is not None
+
+
 def _source_end(text: str, words: list[Word]) -> int:
     """The index after an MTUS part's source: its edition year, else the longest title the
     vocabulary knows, else its "Guidelines" word (and a parenthesised qualifier)."""
+    label = len(words)
     for j, w in enumerate(words):
-        if _SECTION_LABEL_RX.match(w.raw) or _is_page_label(words, j):
+        if _is_label(words, j):
+            label = j
             break
-        if _YEAR_RX.fullmatch(w.norm):
+        if _is_year(w):
             return j + 1
-    label = next(
-        (
-            j
-            for j, w in enumerate(words)
-            if _SECTION_LABEL_RX.match(w.raw) or _is_page_label(words, j)
-        ),
-        len(words),
-    )
     for j in range(label, 0, -1):
         if guideline_of(text[words[0].start : words[j - 1].end]) is not None:
             return j
@@ -417,7 +436,7 @@ def _mtus_part(text: str, words: list[Word], marker: tuple[int, int] | None) -> 
     i = j
     while i < len(words):
         w = words[i]
-        if _SECTION_LABEL_RX.fullmatch(w.raw.lstrip(",")):
+        if w.raw[-1] == ":" and _SECTION_LABEL_RX.fullmatch(w.raw.lstrip(",")):
             segments.append((seg_start, w.start))
             seg_start = w.end
             i += 1
@@ -436,7 +455,6 @@ def _mtus_part(text: str, words: list[Word], marker: tuple[int, int] | None) -> 
     segments.append((seg_start, words[-1].end))
     for s, e in segments:
         cit.atoms.extend(_atoms(text, s, e))
-    cit.units = _units(text, cit.atoms)
     return cit
 
 
