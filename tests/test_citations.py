@@ -157,6 +157,32 @@ def test_section_titles_with_commas_are_kept_whole(sections, expected):
     assert got == expected
 
 
+def test_a_parenthesised_edition_belongs_to_the_title_and_ca_mtus_marks_the_kind():
+    line = (
+        "Decision based on CA MTUS: Chronic Pain Medical Treatment Guidelines (2009), Opioids, "
+        "criteria for use, pages 76-78."
+    )
+    g = parse_guideline(line, 0, len(line))
+    [cit] = g.citations
+    assert line[cit.kind.start : cit.kind.end] == "MTUS"
+    assert citations_of(line) == [
+        (
+            "MTUS",
+            "Chronic Pain Medical Treatment Guidelines (2009)",
+            ["Opioids, criteria for use"],
+            [76, 77, 78],
+        )
+    ]
+    # Verification's reader finds the same slots, on its own.
+    r = read_line(line, 0, len(line))
+    own = r.own_citation("Chronic Pain Medical Treatment Guidelines (2009)", set())
+    assert own == 0
+    assert r.source_verdict(own, cit.source.value).result is CheckResult.PASSED
+    assert r.section_verdict(own, "Opioids, criteria for use").result is CheckResult.PASSED
+    assert r.kind_verdict(own, CitationKind.MTUS).span == (18, 25)  # "CA MTUS"
+    assert r.page_verdict(own, 2009).result is CheckResult.FAILED
+
+
 # --- the vocabulary ----------------------------------------------------------------------------
 
 

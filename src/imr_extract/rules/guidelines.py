@@ -6,9 +6,11 @@ The three forms of a line:
     on Non-MTUS Citation <source>."
   * "Decision based on MTUS <part>[, Section(s): <sections>][, and <part>...]. Decision based on
     Non-MTUS Citation <source>."
-MTUS parts are either dated ("Chronic Pain Medical Treatment 2016") or, in older letters, named
-"... Guidelines" with sections and pages after the name ("Chronic Pain Treatment Guidelines
-Epidural steroid injections ESIs Page(s): 46").
+MTUS parts are either dated ("Chronic Pain Medical Treatment 2016", "... Guidelines (2009)") or,
+in older letters, named "... Guidelines" with sections and pages after the name ("Chronic Pain
+Treatment Guidelines Epidural steroid injections ESIs Page(s): 46"). Labels inside a list are
+labels ("Page(s): 67, Section(s): NSAIDs"); a Non-MTUS source's closing page list ("..., pg. 607")
+is its pages; a section title the guideline vocabulary knows is kept whole, commas included.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ _YEAR = r"\b(?:19|20)\d{2}\b"
 # A dated MTUS part, its optional sections, up to the ", and <next dated part>" or the end.
 _NEXT_PART = r",\s+and\s+[A-Z][^:]*?" + _YEAR + r"(?:,|\s*$)"
 DATED_PART_RX = re.compile(
-    r"(?:,\s+and\s+)?(?P<source>[A-Z0-9][^:]*?" + _YEAR + r")"
+    r"(?:,\s+and\s+)?(?P<source>[A-Z0-9][^:]*?" + _YEAR + r"\)?)"
     r"(?:,?\s*(?P<sections>(?=(?i:Sections?\(?s?\)?\s*:|" + _PAGE_LABEL + r"\s*:?\s*\d)).*?))?"
     r"(?=" + _NEXT_PART + r"|\s*$)",
     re.DOTALL,
@@ -266,7 +268,9 @@ def parse_guideline(text: str, start: int, end: int) -> GuidelineFound:
             continue
         mt = MTUS_RX.match(text, body_start, s_end)
         if mt:
-            citations.extend(_mtus_citations(text, mt.end(), s_end, mt.start()))
+            # The kind is read from the word "MTUS" (not from a "CA " before it).
+            kind_at = text.index("MTUS", mt.start(), mt.end())
+            citations.extend(_mtus_citations(text, mt.end(), s_end, kind_at))
             continue
         # "Decision based on <something else>": keep it, as a non-MTUS source.
         source = found_text(text, body_start, s_end, "guideline.other_source")

@@ -193,11 +193,14 @@ class LineReading:
     def _run_of(self, cit: LineCitation, want: str) -> tuple[int, int] | None:
         if cit.run_keys is None:
             atoms, text = cit.atoms, self.text
-            cit.run_keys = {}
-            for a in range(len(atoms) - 1, -1, -1):  # the first run of a key wins
-                for b in range(len(atoms) - 1, a - 1, -1):
-                    cit.run_keys[key(text[atoms[a][0] : atoms[b][1]])] = (a, b)
-            cit.units = _units(text, atoms)
+            keys = {
+                (a, b): key(text[atoms[a][0] : atoms[b][1]])
+                for a in range(len(atoms))
+                for b in range(a, len(atoms))
+            }
+            # The first run of a key wins.
+            cit.run_keys = {k: run for run, k in reversed(keys.items())}
+            cit.units = _units(text, atoms, keys)
         return cit.run_keys.get(want)
 
     def page_verdict(self, own: int | None, page: int) -> Verdict:
@@ -219,18 +222,16 @@ _new_word = tuple.__new__  # a Word without the generated __new__'s call (words 
 
 def _words(text: str, start: int, end: int) -> list[Word]:
     """The line's words; a word broken by a hyphen at a line break is one word."""
-    words: list[Word] = []
-    broken = False  # the word before ends with a hyphen
-    for m in _WORD_RX.finditer(text, start, end):
-        raw = m.group()
-        s, e = m.span()
-        if broken and "\n" in text[words[-1].end : s]:
-            prev = words.pop()
-            s = prev.start
-            raw = prev.raw + raw
-        words.append(_new_word(Word, (s, e, raw, raw.strip(_EDGE_PUNCT).casefold())))
-        broken = raw[-1] == "-"
-    return words
+    found = [(m.start(), m.end(), m.group()) for m in _WORD_RX.finditer(text, start, end)]
+    if any(raw[-1] == "-" for _, _, raw in found):
+        joined: list[tuple[int, int, str]] = []
+        for s, e, raw in found:
+            if joined and joined[-1][2][-1] == "-" and "\n" in text[joined[-1][1] : s]:
+                ps, _, praw = joined.pop()
+                s, raw = ps, praw + raw
+            joined.append((s, e, raw))
+        found = joined
+    return [_new_word(Word, (s, e, raw, raw.strip(_EDGE_PUNCT).casefold())) for s, e, raw in found]
 
 
 def _phrase_at(words: list[Word], i: int, phrase: tuple[str, ...]) -> bool:
@@ -394,7 +395,11 @@ def _is_label(words: list[Word], j: int) -> bool:
 
 
 def _is_year(w: Word) -> bool:
-    return len(w.norm) == 4 and _YEAR_RX.fullmatch(w.norm) is not None
+    """An edition: "2016", or "(2009)" after a title."""
+    norm = w.norm
+    if len(norm) == 6 and norm[0] == "(" and norm[-1] == ")":
+        norm = norm[1:-1]
+    return len(norm) == 4 and _YEAR_RX.fullmatch(norm) is not None
 
 
 def _source_end(text: str, words: list[Word]) -> int:
@@ -481,10 +486,13 @@ def _atoms(text: str, start: int, end: int) -> list[tuple[int, int]]:
     return pieces
 
 
-def _units(text: str, atoms: list[tuple[int, int]]) -> list[tuple[int, int, bool]]:
+def _units(
+    text: str, atoms: list[tuple[int, int]], keys: dict[tuple[int, int], str]
+) -> list[tuple[int, int, bool]]:
     """The list's sections: runs the vocabulary knows; in a numbered list, each number with the
     pieces up to the next; else single pieces between known ones (sure) or stretches of
-    several unknown pieces (not sure whether they are one section or more)."""
+    several unknown pieces (not sure whether they are one section or more). ``keys`` holds the
+    vocabulary key of every run of atoms."""
     known = vocabulary().sections
     most = vocabulary().max_section_commas
     n = len(atoms)
@@ -494,11 +502,7 @@ def _units(text: str, atoms: list[tuple[int, int]]) -> list[tuple[int, int, bool
     i = 0
     while i < n:
         j = next(
-            (
-                j
-                for j in range(min(n - 1, i + most), i - 1, -1)
-                if key(text[atoms[i][0] : atoms[j][1]]) in known
-            ),
+            (j for j in range(min(n - 1, i + most), i - 1, -1) if keys[i, j] in known),
             None,
         )
         if j is None and numbered and _starts_numbered(text, atoms[i]):

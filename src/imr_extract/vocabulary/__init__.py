@@ -20,6 +20,7 @@ from importlib import resources
 
 _SPACE_RX = re.compile(r"\s+")
 _HYPHEN_BREAK_RX = re.compile(r"-\s+")
+_PAREN_EDITION_RX = re.compile(r"\s*\(((?:19|20)\d{2})\)$")
 
 
 def key(s: str) -> str:
@@ -91,7 +92,10 @@ def is_known_section(text: str) -> bool:
 def guideline_of(title: str) -> Guideline | None:
     """The MTUS guideline ``title`` names ("Low Back Complaints 2004", "Chronic Pain Treatment
     Guidelines"), or None. A printed edition must be one the guideline has."""
-    return vocabulary().titles.get(key(title))
+    k = key(title)
+    if k.endswith(")") and _PAREN_EDITION_RX.search(k):
+        k = _PAREN_EDITION_RX.sub(r" \1", k)  # "... Guidelines (2009)" -> "... Guidelines 2009"
+    return vocabulary().titles.get(k)
 
 
 def is_known_title(title: str) -> bool:
