@@ -109,14 +109,14 @@ def _is_single_word(text: str, start: int, end: int) -> bool:
     return not any(c.isspace() for c in text[start:end])
 
 
-def _known_run(text: str, pieces: list[tuple[int, int]], i: int) -> int:
+def _known_run(text: str, pieces: list[tuple[int, int]], i: int) -> int | None:
     """The last piece of the longest run from ``pieces[i]`` that is one known section title
-    (commas included), or ``i`` if none is."""
+    (commas included), or None if no run from there is."""
     most = vocabulary().max_section_commas
-    for j in range(min(len(pieces) - 1, i + most), i, -1):
+    for j in range(min(len(pieces) - 1, i + most), i - 1, -1):
         if is_known_section(text[pieces[i][0] : pieces[j][1]]):
             return j
-    return i
+    return None
 
 
 def find_sections(text: str, start: int, end: int) -> list[Found[str]]:
@@ -137,7 +137,7 @@ def find_sections(text: str, start: int, end: int) -> list[Found[str]]:
     i = 0
     while i < len(pieces):
         j = _known_run(text, pieces, i)
-        if j > i:
+        if j is not None:
             merged.append((pieces[i][0], pieces[j][1]))
             i = j + 1
             continue
