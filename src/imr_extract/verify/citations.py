@@ -305,9 +305,9 @@ def _read_body(text: str, words: list[Word]) -> list[LineCitation]:
 
 
 def _is_page_label(words: list[Word], i: int) -> bool:
-    raw = words[i].raw
+    raw = words[i].raw.lstrip(",;(")
     return (
-        raw[0] in "pP"
+        raw[:1] in ("p", "P")
         and _PAGE_LABEL_RX.fullmatch(raw) is not None
         and i + 1 < len(words)
         and words[i + 1].raw[:1].isdigit()
@@ -389,9 +389,13 @@ def _mtus_parts(text: str, words: list[Word], marker: tuple[int, int] | None) ->
     return out
 
 
+def _is_section_label(raw: str) -> bool:
+    raw = raw.lstrip(",;(")
+    return raw[:1] in ("s", "S") and _SECTION_LABEL_RX.fullmatch(raw) is not None
+
+
 def _is_label(words: list[Word], j: int) -> bool:
-    raw = words[j].raw
-    return (raw[0] in "sS" and _SECTION_LABEL_RX.match(raw) is not None) or _is_page_label(words, j)
+    return _is_section_label(words[j].raw) or _is_page_label(words, j)
 
 
 def _is_year(w: Word) -> bool:
@@ -441,7 +445,7 @@ def _mtus_part(text: str, words: list[Word], marker: tuple[int, int] | None) -> 
     i = j
     while i < len(words):
         w = words[i]
-        if w.raw[-1] == ":" and _SECTION_LABEL_RX.fullmatch(w.raw.lstrip(",")):
+        if w.raw[-1] == ":" and _is_section_label(w.raw):
             segments.append((seg_start, w.start))
             seg_start = w.end
             i += 1
