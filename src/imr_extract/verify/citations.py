@@ -35,6 +35,7 @@ _SECTION_LABEL_RX = re.compile(r"sections?(?:\(s\))?:", re.IGNORECASE)
 _PAGE_LABEL_RX = re.compile(r"(?:page\(s\)|pages?|pgs?|pp?)[.:]*", re.IGNORECASE)
 _PAGE_WORD_RX = re.compile(r"\d+(?:[-–]\d*)?|[-–]\d*|and|&", re.IGNORECASE)
 _PAGE_NUMBER_RX = re.compile(r"(\d+)(?:\s*[-–]\s*(\d+))?")
+_SEPARATOR_RX = re.compile(r"[,()\[\]]")
 _SECTION_NUMBER_RX = re.compile(r"\d+(?:\.\d+)*\.?$")
 #: The most words a guideline title runs to before its edition.
 MAX_TITLE_WORDS = 12
@@ -473,13 +474,14 @@ def _atoms(text: str, start: int, end: int) -> list[tuple[int, int]]:
     pieces: list[tuple[int, int]] = []
     depth = 0
     at = start
-    for i in range(start, end + 1):
+    cuts = [m.start() for m in _SEPARATOR_RX.finditer(text, start, end)]
+    for i in (*cuts, end):
         c = text[i] if i < end else ","
         if c in "([":
             depth += 1
         elif c in ")]":
             depth = max(0, depth - 1)
-        elif c == "," and (depth == 0 or i == end):
+        elif depth == 0 or i == end:
             s, e = _trim(text, at, i)
             if s < e:
                 if pieces and text[s].islower():
