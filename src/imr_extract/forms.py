@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from .schema import Sex
+
 # --- section headings ----------------------------------------------------------------------------
 
 #: The heading of the decisions section, in the forms' wordings.
@@ -38,3 +40,94 @@ IMR_LABEL_RX = re.compile(
     re.IGNORECASE,
 )
 RATIONALE_LABEL_RX = re.compile(r"(?:Decision\s+)?rationale\s*:", re.IGNORECASE)
+
+# --- one per letter ------------------------------------------------------------------------------
+
+#: Headings a letter prints once: two of one in a text mean two letters pasted together.
+HOW_MADE_RX = re.compile(r"HOW\s+THE\s+IMR\s+FINAL\s+DETERMINATION\s+WAS\s+MADE")
+ONE_PER_LETTER_HEADINGS: tuple[re.Pattern[str], ...] = (
+    HOW_MADE_RX,
+    re.compile(r"Notice\s+of\s+Independent\s+Medical\s+Review\s+Determination", re.IGNORECASE),
+    re.compile(r"CLINICAL\s+CASE\s+SUMMARY"),
+    re.compile(r"MEDICAL\s+PROFESSIONAL\s+REVIEW"),
+)
+#: The 2013 notice names each item before its guideline lines: "1. Regarding the request for X:".
+REGARDING_RX = re.compile(
+    r"Regarding\s+the\s+request\s+for\s+(?P<subject>[^:]{1,600}?)\s*:", re.IGNORECASE
+)
+
+# --- what opens an item's request ----------------------------------------------------------------
+
+#: A line ending with one of these colons introduces the item that follows it: the decisions
+#: list's intro ("... set forth below:", "... are medically necessary:") or an item label.
+ITEM_INTRO_RX = re.compile(
+    r"(?:set\s+forth\s+below|medically\s+necessary|(?:Item|Issue|Request)\s*#?\s*\d{1,3})\s*:\Z",
+    re.IGNORECASE,
+)
+#: Words a partial authorisation prints right before the remaining request ("The remaining IMR
+#: eligible portion of the original request, Z is: Upheld"; "The original request, Z").
+PARTIAL_LEAD_RX = re.compile(r"original\s+request\s*,\Z", re.IGNORECASE)
+
+# --- header labels -------------------------------------------------------------------------------
+
+#: Record field -> the labels the forms print before it (2016-17 form, the MAXIMUS decisions form,
+#: the MEDICAL PROFESSIONAL REVIEW form, the 2013 notice). Words may be split by any whitespace.
+HEADER_LABELS: dict[str, tuple[str, ...]] = {
+    "case_number": ("IMR Case Number:", "IMR Case No.:", "Case Number:", "Case No.:"),
+    "priority": ("Review Priority:", "Priority:"),
+    "dates.assigned": ("Date Assigned:", "Assignment Date:"),
+    "dates.injury": ("Date of Injury:",),
+    "dates.decision": ("Decision Date:", "Date of Review:", "Dated:"),
+    "dates.ur_denial": ("UR Denial Date:", "Utilization Review Date:", "Date of UR Decision:"),
+    "dates.application_received": (
+        "IMR Application Received:",
+        "IMR Application Date:",
+        "Application Received:",
+    ),
+}
+#: Record field -> phrases after which a letter states the date in prose (the 2013 notice, the
+#: older letters' case summaries): "filed on 9/6/2013", "Utilization Review Denial dated ...".
+PROSE_DATE_CUES: dict[str, tuple[str, ...]] = {
+    "dates.application_received": ("Independent Medical Review was filed on",),
+    "dates.ur_denial": ("Utilization Review Denial dated", "Utilization Review decision dated"),
+    "dates.assigned": ("was provided to the above parties on",),
+    "dates.injury": (
+        "industrial injury on",
+        "work injury on",
+        "work injury dated",
+        "injury dated",
+        "injury on",
+        "date of injury of",
+        "date of injury on",
+    ),
+}
+
+# --- partial authorisations ----------------------------------------------------------------------
+# The two wordings the forms print for a partly authorised request:
+#   "X was the original request. Y was authorized by the Claims Administrator. The remaining IMR
+#    eligible portion of the original request, Z is: Upheld"
+#   "X was the original request. The Claims Administrator authorized Y, leaving the original
+#    request IMR eligible. The original request, Z"
+#: The words right after the original request (X).
+ORIGINAL_FOLLOWED_BY = "was the original request"
+#: (words right before, words right after) the authorised part (Y), per wording.
+AUTHORIZED_BETWEEN: tuple[tuple[str, str], ...] = (
+    ("was the original request", "was authorized by the Claims Administrator"),
+    ("The Claims Administrator authorized", "leaving the original request"),
+)
+#: What stands right before the remaining request (Z) in both wordings.
+REMAINING_LEAD_RX = re.compile(r"original\s+request\s*,", re.IGNORECASE)
+
+# --- wording -------------------------------------------------------------------------------------
+
+#: The words a case summary uses for the patient's sex ("a 48 year old male").
+SEX_WORDS = {
+    "male": Sex.MALE,
+    "man": Sex.MALE,
+    "gentleman": Sex.MALE,
+    "boy": Sex.MALE,
+    "female": Sex.FEMALE,
+    "woman": Sex.FEMALE,
+    "lady": Sex.FEMALE,
+    "girl": Sex.FEMALE,
+}

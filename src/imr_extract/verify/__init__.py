@@ -5,21 +5,28 @@ printed forms (``imr_extract.forms``: headings and labels) but no pattern or par
 ``imr_extract.rules``, so a misreading of the rules is not repeated by the check that judges it
 (an import contract in CI keeps it so).
 
-- ``checks``: grounding, the cross-checks, statuses and coverage (``verify``).
+- ``grounding``: does the text at a span hold the value claimed for it (``span_holds``)?
+- ``census``: an independent count of the decisions a letter states, and their accounting.
+- ``conclusion``: the rationale's conclusion about medical necessity, negations included.
+- ``labels``: header values paired with their labels by the layout, prose dates by their cues.
+- ``citations``: a guideline line read into citation slots; each citation value judged at its own
+  slot (kind by its marker, source as a whole slot, sections as units the guideline vocabulary
+  knows, pages only after a page label).
+- ``checks``: the cross-checks, statuses, coverage and completeness (``verify``).
 """
 
 from .checks import (
     FUZZY_VERIFIED,
     NOVEL_LAYOUT_THRESHOLD,
     expected_paths,
-    verified_record,
     verify,
+    verify_entries,
 )
 
 __all__ = [
     "FUZZY_VERIFIED",
     "NOVEL_LAYOUT_THRESHOLD",
     "expected_paths",
-    "verified_record",
     "verify",
+    "verify_entries",
 ]

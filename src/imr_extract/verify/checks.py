@@ -42,35 +42,35 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from .. import layouts
-from ..assemble import PROVENANCE_MAP, assemble, match_kind
-from ..forms import CA_LABEL_RX, IMR_LABEL_RX, RATIONALE_LABEL_RX
-from ..grounding import span_holds, value_at
-from ..ingest import Document
-from ..locate import locate
-from ..rules import LetterFound
-from ..rules.header import CASE_NUMBER_RX, DATE_RX, PRIORITY_RX
-from ..rules.items import (
-    DECISION_ANYCASE_RX,
-    find_section,
-    is_double_spaced,
-    parse_request,
-    request_block_start,
+from ..forms import (
+    AUTHORIZED_BETWEEN,
+    CA_LABEL_RX,
+    IMR_LABEL_RX,
+    ITEM_INTRO_RX,
+    ORIGINAL_FOLLOWED_BY,
+    PARTIAL_LEAD_RX,
+    RATIONALE_LABEL_RX,
+    REMAINING_LEAD_RX,
 )
+from ..locate import locate
 from ..schema import (
     Check,
     CheckResult,
     Decision,
-    ExtractorInfo,
     Guideline,
     Item,
     LetterRecord,
     MatchKind,
-    Method,
     Status,
     Verification,
 )
 from ..text import fold
+from .census import Census, ItemAnchor, Statement, account, take_census, tokens
 from .citations import Verdict, read_line
+from .conclusion import Conclusion, last_conclusion
+from .grounding import PROVENANCE_MAP, match_kind, span_holds, value_at
+from .labels import Pairing, label_hits, pair, prose_date
+from .labels import parse_date as parse_printed_date
 
 #: A string that is not at its span as printed is still accepted at or above this similarity
 #: (difflib ratio of the folded span text and the value): a case slip, not another value.
@@ -84,40 +84,24 @@ ITEM_EXPECTED_FIELDS = (
     "claims_administrator_guideline.cited",
     "imr_guideline.cited",
 )
-#: Header labels are looked for in the letter's first characters only.
-HEADER_SCAN_CHARS = 3000
 #: Dates that must not decrease, in the order a case moves through UR and IMR.
 DATE_ORDER = ("injury", "ur_denial", "application_received", "assigned", "decision")
 
-# What may stand between a request and its decision word: "X: Upheld", "X is: Upheld",
-# "X:\nUpheld", "X is Upheld", and a decision label on the next line ("X\nDetermination: Upheld").
-_DECISION_AFTER_RX = re.compile(
-    r"[ \t]*(?:\bis\b[ \t]*)?(?:\n[ \t\f]*)*(?:(?:Determination|Decision)[ \t]*(?=:))?:?"
-    r"[ \t]*(?:\n[ \t\f]*)*(?P<word>upheld|overturned)\b",
-    re.IGNORECASE,
+# What may stand between a request and the colon of its decision statement: "X: Upheld",
+# "X is: Upheld", "X:\nUpheld", and a decision label on the next line ("X\nDetermination: Upheld").
+_DECISION_GAP_RX = re.compile(
+    r"\s*(?:\bis\b\s*)?(?:(?:Determination|Decision)\s*)?(?=:)", re.IGNORECASE
 )
 # A request that carries a form's label ("Item 1: X", "X Determination") was cut in the wrong place.
 _LABEL_IN_REQUEST_RX = re.compile(
     r"^\s*(?:Item|Issue|Request)\s*#?\s*\d+\s*[:.)]|\b(?:Determination|Decision)\s*$",
     re.IGNORECASE,
 )
-# The rationale's conclusion: "is not medically necessary", "is not considered medically
-# necessary", "cannot be deemed medically necessary", "the request is not necessary".
-_NECESSITY_RX = re.compile(
-    r"\b(?:(?:is|are|was|were|be|been)(?P<n1>\s+not)?|(?P<n2>cannot|can\s+not)\s+be"
-    r"|(?P<n3>isn't|aren't))\s+(?:(?:considered|deemed|found|established\s+as)\s+"
-    r"(?P<n4>not\s+)?)?(?:medically\s+)?necessary\b",
-    re.IGNORECASE,
-)
-_NUMBER_RX = re.compile(r"(?<![\d.])(\d{1,4})(?:\s*[-–]\s*(\d{1,4}))?(?!\d)")
 _CHECKS = TypeAdapter(list[Check])
 _GUIDELINES = ("claims_administrator_guideline", "imr_guideline")
-#: Header paths -> the rule that reads them after their label (rules/header.py).
-_LABEL_RULES = {
-    "case_number": "header.case_number",
-    "priority": "header.priority",
-    **{f"dates.{name}": f"header.date.{name}" for name in DATE_RX},
-}
+#: Letter-level values printed beside a label (or, for dates, in a sentence).
+_HEADER_PATHS = ("case_number", "priority", *(f"dates.{n}" for n in DATE_ORDER))
+_CASE_NUMBER_RX = re.compile(r"\bCM\d{2}-\d{5,8}\b")
 
 
 # --- grounding -----------------------------------------------------------------------------------
@@ -163,14 +147,14 @@ class ItemFrame:
     start: int  # the item's first span (its original request, or its request)
     end: int  # where the next item starts
     request_end: int | None = None
-    decision: re.Match[str] | None = None  # the decision word printed right after the request
+    decision: Statement | None = None  # the decision statement printed right after the request
     lines: dict[str, tuple[int, int]] = field(default_factory=dict)  # guideline lines by field
     rationale: tuple[int, int] | None = None
 
     @property
     def sentence(self) -> tuple[int, int]:
         """The item's own sentence(s): from its start to its decision word."""
-        end = self.decision.start("word") if self.decision else (self.request_end or self.end)
+        end = self.decision.word[0] if self.decision else (self.request_end or self.end)
         return self.start, end
 
 
@@ -181,8 +165,16 @@ def _first_start(prov: dict[str, dict[str, Any]], path: str) -> int | None:
     return None
 
 
-def _decision_after(text: str, end: int, limit: int) -> re.Match[str] | None:
-    return _DECISION_AFTER_RX.match(text, end, limit)
+def _statement_after(
+    text: str, by_anchor: dict[int, Statement], end: int, limit: int
+) -> Statement | None:
+    """The census's colon statement whose colon follows ``end`` with only "is" or a decision
+    label between (and whose word lies before ``limit``)."""
+    m = _DECISION_GAP_RX.match(text, end, limit)
+    if m is None:
+        return None
+    st = by_anchor.get(m.end())
+    return st if st is not None and st.word[1] <= limit else None
 
 
 # --- checks --------------------------------------------------------------------------------------
@@ -197,10 +189,18 @@ class _Checker:
     page_of: Callable[[int], int]
     #: path -> whether its spans hold its value (kept apart from the entries, which are output)
     grounded: dict[str, bool]
+    census: Census
     checks: list[dict[str, Any]] = field(default_factory=list)  # Check fields, validated once
     #: path -> the checks that tie it to its item and passed (needed for item values' status)
     passed: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     failed: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    #: path -> the inconclusive checks that keep it unverified
+    doubted: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    #: colon statements by the offset of their colon
+    by_anchor: dict[int, Statement] = field(default_factory=dict)
+    accounting_done: bool = False
+    unaccounted: int = 0
+    several_letters: bool = False
 
     def add(
         self,
@@ -219,6 +219,8 @@ class _Checker:
             target = self.passed
         elif result is CheckResult.FAILED:
             target = self.failed
+        elif result is CheckResult.INCONCLUSIVE:
+            target = self.doubted
         else:
             return
         for p in paths:
@@ -232,6 +234,7 @@ class _Checker:
         decision word follows it, so such a request moves to the first occurrence that is.
         """
         text, prov = self.text, self.prov
+        self.by_anchor = {s.anchor: s for s in self.census.statements if s.kind == "colon"}
         anchors: list[tuple[int, int, int]] = []  # (start, index, request end)
         claimed: set[int] = set()
         for i, item in enumerate(self.record.items):
@@ -240,13 +243,13 @@ class _Checker:
             if not req or not req["spans"] or not self.grounded.get(path):
                 continue
             req_end = max(s["end"] for s in req["spans"])
-            m = _decision_after(text, req_end, len(text))
-            if m is None or m.start("word") in claimed:
+            m = _statement_after(text, self.by_anchor, req_end, len(text))
+            if m is None or m.word[0] in claimed:
                 moved = self._relocate_request(path, item.request, claimed)
                 if moved is not None:
                     req_end, m = moved
             if m is not None:
-                claimed.add(m.start("word"))
+                claimed.add(m.word[0])
             starts = [
                 s
                 for p in ("request", "original_request", "authorized")
@@ -258,9 +261,9 @@ class _Checker:
         for k, (start, i, req_end) in enumerate(anchors):
             end = next((a[0] for a in anchors[k + 1 :] if a[0] > req_end), len(text))
             frame = ItemFrame(i, start, end, req_end)
-            m = _decision_after(text, req_end, end)
+            m = _statement_after(text, self.by_anchor, req_end, end)
             frame.decision = m
-            after = m.end() if m else req_end
+            after = m.word[1] if m else req_end
             ca = CA_LABEL_RX.search(text, after, end)
             imr = IMR_LABEL_RX.search(text, ca.end() if ca else after, end)
             labelled = imr or ca
@@ -277,11 +280,11 @@ class _Checker:
 
     def _relocate_request(
         self, path: str, request: str, claimed: set[int]
-    ) -> tuple[int, re.Match[str]] | None:
+    ) -> tuple[int, Statement] | None:
         pos = 0
         while (loc := locate(self.text, request, pos, fuzzy=False)) is not None:
-            m = _decision_after(self.text, loc.end, len(self.text))
-            if m is not None and m.start("word") not in claimed:
+            m = _statement_after(self.text, self.by_anchor, loc.end, len(self.text))
+            if m is not None and m.word[0] not in claimed:
                 self._reanchor(path, loc.start, loc.end)
                 return loc.end, m
             pos = loc.end
@@ -289,20 +292,17 @@ class _Checker:
 
     def run(self) -> None:
         frames = self.item_frames()
-        section = find_section(self.text)
-        lower = section[1] if section else 0
         for frame in frames:
             item = self.record.items[frame.index]
             self.decision_beside_request(frame, item)
+            self.request_fills_block(frame, item)
             self.rationale_agrees(frame, item)
-            self.partial_authorization(frame, item, lower)
-            # The next item's request cannot start before this item's rationale label.
-            lower = frame.rationale[0] if frame.rationale else frame.start
+            self.partial_authorization(frame, item)
             for g in _GUIDELINES:
                 self.guideline_line(frame, g, getattr(item, g))
             if item.rationale is not None:
                 self.rationale_in_item(frame)
-        self.decision_count(frames)
+        self.census_accounting(frames)
         self.header_values_beside_labels()
         self.dates_in_order()
 
@@ -321,7 +321,7 @@ class _Checker:
                 frame.index,
             )
             return
-        printed = frame.decision.group("word").lower()
+        printed = frame.decision.decision.value
         label = _LABEL_IN_REQUEST_RX.search(item.request)
         if label is not None:
             self.add(
@@ -334,9 +334,7 @@ class _Checker:
             return
         if printed == item.decision.value:
             self.add(name, CheckResult.PASSED, paths, item=frame.index)
-            self._reanchor(
-                f"{p}.decision", frame.decision.start("word"), frame.decision.end("word")
-            )
+            self._reanchor(f"{p}.decision", *frame.decision.word)
         else:
             self.add(
                 name,
@@ -346,79 +344,134 @@ class _Checker:
                 frame.index,
             )
 
+    def request_fills_block(self, frame: ItemFrame, item: Item) -> None:
+        """A request held by a colon statement is the whole of its block: it opens where the
+        item opens (after a sentence's end, the list's intro, an item label or a partial
+        authorisation's lead) and runs over no sentence's end."""
+        path = f"items[{frame.index}].request"
+        entry = self.prov.get(path)
+        if frame.decision is None or not entry or not entry["spans"] or not self.grounded[path]:
+            return
+        start = min(s["start"] for s in entry["spans"])
+        end = max(s["end"] for s in entry["spans"])
+        name = "request_fills_block"
+        inner = _inner_sentence_end(self.text, start, end)
+        if inner is not None:
+            self.add(
+                name,
+                CheckResult.FAILED,
+                [path],
+                f"the request runs over the end of a sentence at {inner}",
+                frame.index,
+            )
+            return
+        verdict, why = _opens_block(self.text, start)
+        result = {
+            True: CheckResult.PASSED,
+            False: CheckResult.FAILED,
+            None: CheckResult.INCONCLUSIVE,
+        }[verdict]
+        self.add(name, result, [path], why, frame.index)
+
     def rationale_agrees(self, frame: ItemFrame, item: Item) -> None:
         name = "rationale_agrees_with_decision"
         region = frame.rationale or (
-            frame.decision.end() if frame.decision else frame.start,
+            frame.decision.word[1] if frame.decision else frame.start,
             frame.end,
         )
-        last = _last_conclusion(self.text, *region)
-        if last is None:
+        last = last_conclusion(self.text, *region)
+        if not isinstance(last, Conclusion):
             self.add(
                 name,
                 CheckResult.NOT_APPLICABLE,
                 [],
-                "no 'medically necessary' conclusion",
+                "no 'medically necessary' conclusion"
+                if last is False
+                else "the rationale's conclusion is hedged; not read",
                 frame.index,
             )
             return
-        necessary = not any(last.group(g) for g in ("n1", "n2", "n3", "n4"))
-        agrees = necessary == (item.decision is Decision.OVERTURNED)
-        conclusion = fold(last.group())
+        agrees = last.necessary == (item.decision is Decision.OVERTURNED)
         self.add(
             name,
             CheckResult.PASSED if agrees else CheckResult.FAILED,
             [f"items[{frame.index}].decision"],
             ""
             if agrees
-            else f"rationale concludes {conclusion!r}, decision is {item.decision.value!r}",
+            else f"rationale concludes {last.words!r}, decision is {item.decision.value!r}",
             frame.index,
         )
 
-    def partial_authorization(self, frame: ItemFrame, item: Item, lower: int) -> None:
-        """The original and authorised parts stand in the item's own sentence; where it is in
-        a known wording ("X was the original request. Y was authorized ..."), they are its X
-        and Y, not a piece of them."""
+    def partial_authorization(self, frame: ItemFrame, item: Item) -> None:
+        """The original and authorised parts are the letter's own X and Y of its partial
+        authorisation sentence ("X was the original request. Y was authorized by ..."): the
+        value must be the whole of its slot (the wording's words right before and after it,
+        the slot opening where a block opens), in the sentence that leads to this item's
+        request. In a wording the check does not know, the parts stay unverified."""
         p = f"items[{frame.index}]"
         name = "partial_authorization_in_sentence"
-        parts = [("original_request", item.original_request), ("authorized", item.authorized)]
-        if all(v is None for _, v in parts):
-            return
-        start, end = frame.sentence
-        printed: dict[str, Any] = {}
-        if frame.decision is not None:
-            colon = frame.decision.start()
-            block = request_block_start(
-                self.text, min(lower, start), colon, is_double_spaced(self.text)
-            )
-            _req, orig, auth = parse_request(self.text, block, colon)
-            if orig is not None and auth is not None:
-                printed = {"original_request": orig, "authorized": auth}
-                start = min(start, block)
-        for key, value in parts:
+        for key, value in (
+            ("original_request", item.original_request),
+            ("authorized", item.authorized),
+        ):
             if value is None:
                 continue
-            loc = locate(self.text, value, start, end, fuzzy=False)
-            want = printed.get(key)
-            if want is not None and value != want.value:
-                self.add(
-                    name,
-                    CheckResult.FAILED,
-                    [f"{p}.{key}"],
-                    f"the letter's {key} is {want.value[:60]!r}",
-                    frame.index,
-                )
-            elif loc is None:
-                self.add(
-                    name,
-                    CheckResult.FAILED,
-                    [f"{p}.{key}"],
-                    f"{key} {value[:60]!r} is not in the item's sentence",
-                    frame.index,
-                )
-            else:
-                self.add(name, CheckResult.PASSED, [f"{p}.{key}"], item=frame.index)
-                self._reanchor(f"{p}.{key}", loc.start, loc.end)
+            path = f"{p}.{key}"
+            verdict, why, span = self._partial_slot(key, value, item.request)
+            self.add(name, verdict, [path], why, frame.index)
+            if verdict is CheckResult.PASSED and span is not None:
+                self._reanchor(path, *span)
+
+    def _partial_slot(
+        self, key: str, value: str, request: str
+    ) -> tuple[CheckResult, str, tuple[int, int] | None]:
+        text = self.text
+        if key == "original_request":
+            slots: tuple[tuple[str | None, str], ...] = ((None, ORIGINAL_FOLLOWED_BY),)
+        else:
+            slots = AUTHORIZED_BETWEEN
+        wordings = [m for _b, after in slots if (m := _find_phrase(text, after)) is not None]
+        if not wordings:
+            return (
+                CheckResult.INCONCLUSIVE,
+                "the letter prints no partial authorisation wording",
+                None,
+            )
+        pos = 0
+        seen = False
+        while (loc := locate(text, value, pos, fuzzy=False)) is not None:
+            pos = loc.end
+            seen = True
+            for before, after in slots:
+                if tokens(text[loc.end : loc.end + 4 * len(after)])[: len(tokens(after))] != tokens(
+                    after
+                ):
+                    continue
+                if before is None:
+                    opens, _why = _opens_block(text, loc.start)
+                    if opens is not True:
+                        continue
+                elif tokens(text[max(0, loc.start - 4 * len(before)) : loc.start])[
+                    -len(tokens(before)) :
+                ] != tokens(before):
+                    continue
+                if self._leads_to(loc.end, request):
+                    return CheckResult.PASSED, "", (loc.start, loc.end)
+        detail = (
+            f"{key} {value[:60]!r} is not the whole of its slot in the letter's wording"
+            if seen
+            else f"{key} {value[:60]!r} is not in the letter"
+        )
+        return CheckResult.FAILED, detail, None
+
+    def _leads_to(self, pos: int, request: str) -> bool:
+        """Whether the partial authorisation sentence at ``pos`` names ``request`` as the
+        remaining (or original) request it leads to."""
+        m = REMAINING_LEAD_RX.search(self.text, pos, pos + 1500)
+        if m is None:
+            return False
+        want = tokens(request)
+        return tokens(self.text[m.end() : m.end() + 3 * len(request) + 40])[: len(want)] == want
 
     def guideline_line(self, frame: ItemFrame, g: str, guideline: Guideline) -> None:
         """Flags, kinds, sources, sections and pages, each at its own place in the item's line.
@@ -497,88 +550,185 @@ class _Checker:
 
     # per letter
 
-    def decision_count(self, frames: list[ItemFrame]) -> None:
-        section = find_section(self.text)
-        printed = len(DECISION_ANYCASE_RX.findall(self.text, section[1] if section else 0))
-        items = len(self.record.items)
-        name = "decision_lines_match_items"
-        if printed == 0:
+    def census_accounting(self, frames: list[ItemFrame]) -> None:
+        """Every decision the census finds is held by an item, and every item is backed by one.
+
+        The census (``census.take_census``) reads the letter line by line, apart from any
+        extractor; a decision it finds that no item holds is a silent loss, an item that no
+        stated decision backs is an invention, and a text holding two letters is one record
+        too few.
+        """
+        census = self.census
+        if len(census.letters) > 1:
+            self.several_letters = True
             self.add(
-                name,
+                "one_letter_per_text",
+                CheckResult.FAILED,
+                [],
+                f"the text holds {len(census.letters)} letters (starting at offsets "
+                f"{', '.join(map(str, census.letters[:5]))}); split it into one file per letter",
+            )
+        if not census.statements:
+            self.add(
+                "decisions_accounted_for",
                 CheckResult.NOT_APPLICABLE,
                 [],
-                "no 'request: Upheld/Overturned' lines in the letter",
+                "the census found no decision statement in the letter",
             )
             return
-        if printed == items:
-            self.add(name, CheckResult.PASSED, [], f"{printed} decision lines")
-            return
-        anchored = {f.index for f in frames if f.decision is not None}
-        stray = [i for i in range(items) if i not in anchored] if items > printed else []
-        paths = [f"items[{i}].{k}" for i in stray for k in ("request", "decision")]
-        self.add(
-            name,
-            CheckResult.FAILED,
-            paths,
-            f"the letter has {printed} decision lines, the record {items} items",
-        )
+        frame_of = {f.index: f for f in frames}
+        anchors = [
+            ItemAnchor(
+                i,
+                item.request,
+                item.decision,
+                d.word[0] if (f := frame_of.get(i)) is not None and (d := f.decision) else None,
+            )
+            for i, item in enumerate(self.record.items)
+        ]
+        acc = account(census, anchors, self.text)
+        self.accounting_done = True
+        self.unaccounted = len(acc.unaccounted) + len(census.orphan_lines)
+        if census.orphan_lines:
+            where = ", ".join(f"{a}-{b}" for a, b in census.orphan_lines[:5])
+            self.add(
+                "guideline_lines_accounted_for",
+                CheckResult.FAILED,
+                [],
+                f"{len(census.orphan_lines)} guideline line(s) follow no stated decision (at "
+                f"{where}): an item whose decision the letter does not state where it should",
+            )
+        if acc.unaccounted:
+            shown = "; ".join(st.describe(self.text) for st in acc.unaccounted[:3])
+            more = f" and {len(acc.unaccounted) - 3} more" if len(acc.unaccounted) > 3 else ""
+            self.add(
+                "decisions_accounted_for",
+                CheckResult.FAILED,
+                [],
+                f"{len(acc.unaccounted)} decision(s) the letter states are held by no item: "
+                f"{shown}{more}",
+            )
+        else:
+            self.add(
+                "decisions_accounted_for",
+                CheckResult.PASSED,
+                [],
+                f"{len(census.statements)} decision statement(s), all held by an item",
+            )
+        for i in acc.unbacked:
+            self.add(
+                "item_backed_by_census",
+                CheckResult.FAILED,
+                [f"items[{i}].request", f"items[{i}].decision"],
+                "the letter states no decision for this request",
+                i,
+            )
+        for i, held in acc.by_item.items():
+            if held:
+                self.add(
+                    "item_backed_by_census",
+                    CheckResult.PASSED,
+                    [f"items[{i}].request", f"items[{i}].decision"],
+                    item=i,
+                )
+        for st, i in acc.disagreeing:
+            if st.kind == "colon":
+                continue  # the word right after the request: decision_beside_request says so
+            self.add(
+                "census_decision_agrees",
+                CheckResult.FAILED,
+                [f"items[{i}].decision"],
+                f"the letter states {st.decision.value!r} at {st.word[0]}-{st.word[1]}",
+                i,
+            )
 
     def header_values_beside_labels(self) -> None:
-        """A labelled header value must be the one printed after its own label.
+        """A labelled header value must be the one its own label is paired with.
 
-        Catches a model that swaps two dates or runs a value into the next label ("Standard
-        Application"). Where the letter does not print the label (a date stated in prose), there
-        is nothing to check.
+        Pairing is read from the layout (``labels.pair``): where the layout pairs the label
+        with no value unambiguously (a row of labels over a row of values), the value is left
+        unverified with the reason, never matched to "a date somewhere after the label". A date
+        the letter states only in prose is checked right after its cue phrase.
         """
-        wanted: list[tuple[str, Any, re.Pattern[str]]] = [
-            ("case_number", self.record.case_number, CASE_NUMBER_RX),
-            ("priority", self.record.priority, PRIORITY_RX),
-        ]
-        wanted += [(f"dates.{n}", getattr(self.record.dates, n), rx) for n, rx in DATE_RX.items()]
-        for path, value, rx in wanted:
+        hits = label_hits(self.text)
+        for path in _HEADER_PATHS:
+            value = self.values.get(path)
             if value is None or path not in self.prov:
                 continue
-            if self._own_label_reading(path):
-                # The rules read this value with this very pattern, from its first match:
-                # scanning the header again would find the same span.
-                self.add("header_value_beside_label", CheckResult.PASSED, [path])
-                continue
-            printed = [m.span(1) for m in rx.finditer(self.text, 0, HEADER_SCAN_CHARS)]
-            if not printed:
-                continue
-            spans = [(s["start"], s["end"]) for s in self.prov[path]["spans"]]
-            ok = bool(spans) and all(
-                sp in printed and span_holds(path, value, self.text[sp[0] : sp[1]]) for sp in spans
-            )
-            if not ok and isinstance(value, str):
-                # The value may be placed elsewhere (a model's): accept it when the labelled
-                # value is the same text, and move it there.
-                same = [sp for sp in printed if fold(self.text[sp[0] : sp[1]]) == value]
-                if same:
-                    self._reanchor(path, *same[0])
-                    ok = True
-            elif not ok:
-                same = [sp for sp in printed if span_holds(path, value, self.text[sp[0] : sp[1]])]
-                if same:
-                    self._reanchor(path, *same[0])
-                    ok = True
+            mine = [k for k, h in enumerate(hits) if h.path == path]
+            if mine:
+                self._check_labelled(path, value, [pair(self.text, hits, k) for k in mine])
+            elif path.startswith("dates."):
+                self._check_prose_date(path, value)
+            elif path == "case_number":
+                numbers = set(_CASE_NUMBER_RX.findall(self.text))
+                ok = numbers == {value}
+                self.add(
+                    "header_value_beside_label",
+                    CheckResult.PASSED if ok else CheckResult.INCONCLUSIVE,
+                    [path],
+                    "" if ok else "no case number label, and the letter prints other numbers",
+                )
+            else:
+                self.add(
+                    "header_value_beside_label",
+                    CheckResult.INCONCLUSIVE,
+                    [path],
+                    "the letter prints no label for this field",
+                )
+
+    def _check_labelled(self, path: str, value: Any, pairings: list[Pairing]) -> None:
+        name = "header_value_beside_label"
+        paired = [p for p in pairings if p.value is not None]
+        if not paired:
             self.add(
-                "header_value_beside_label",
-                CheckResult.PASSED if ok else CheckResult.FAILED,
+                name,
+                CheckResult.INCONCLUSIVE,
                 [path],
-                "" if ok else f"{value!s:.40} is not the value printed after its label",
+                f"its label is not paired with a value in this layout: {pairings[0].why}",
+            )
+            return
+        start, end = paired[0].value  # type: ignore[misc]
+        printed = self.text[start:end]
+        if isinstance(value, dt.date):
+            ok = parse_printed_date(printed) == value
+        else:
+            ok = fold(printed).rstrip(".,;").casefold() == str(value).casefold()
+        if ok:
+            self.add(name, CheckResult.PASSED, [path])
+            self._reanchor(path, start, end)
+        else:
+            self.add(
+                name,
+                CheckResult.FAILED,
+                [path],
+                f"the value printed after its label is {fold(printed)[:40]!r}, not {value!s:.40}",
             )
 
-    def _own_label_reading(self, path: str) -> bool:
-        entry = self.prov[path]
-        spans = entry["spans"]
-        return (
-            entry["method"] is Method.RULES
-            and entry["rule"] == _LABEL_RULES.get(path)
-            and self.grounded[path]
-            and len(spans) == 1
-            and spans[0]["end"] <= HEADER_SCAN_CHARS
-        )
+    def _check_prose_date(self, path: str, value: dt.date) -> None:
+        name = "header_value_beside_label"
+        got = prose_date(self.text, path)
+        if got is False or got is None:
+            self.add(
+                name,
+                CheckResult.INCONCLUSIVE,
+                [path],
+                "no label for this date and no sentence that states it"
+                if got is False
+                else "its sentence prints no date where expected",
+            )
+            return
+        printed, span = got  # type: ignore[misc]
+        if printed == value:
+            self.add(name, CheckResult.PASSED, [path])
+            self._reanchor(path, *span)
+        else:
+            self.add(
+                name,
+                CheckResult.FAILED,
+                [path],
+                f"the letter states {printed.isoformat()} for this date, not {value.isoformat()}",
+            )
 
     def dates_in_order(self) -> None:
         dates = self.record.dates
@@ -589,10 +739,17 @@ class _Checker:
             return
         for (a, da), (b, db) in itertools.pairwise(present):
             ok = da <= db
+            paths = [f"dates.{a}", f"dates.{b}"]
+            if not ok:
+                # A date confirmed at its own label is not the wrong one of the pair.
+                unconfirmed = [
+                    p for p in paths if "header_value_beside_label" not in self.passed.get(p, ())
+                ]
+                paths = unconfirmed or paths
             self.add(
                 "dates_in_order",
                 CheckResult.PASSED if ok else CheckResult.FAILED,
-                [f"dates.{a}", f"dates.{b}"],
+                paths,
                 "" if ok else f"{a} {da} is after {b} {db}",
             )
 
@@ -617,6 +774,66 @@ class _Checker:
         self.grounded[path] = _ground(path, self.values[path], entry, self.text)
 
 
+def _ends_sentence(text: str, dot: int) -> bool:
+    """Whether the "." at ``dot`` ends a sentence: it closes a word of two or more characters
+    with no dot of its own ("necessary.", "(ODG)."), not an abbreviation ("p.o.", "b.i.d.")."""
+    start = dot
+    while start > 0 and not text[start - 1].isspace():
+        start -= 1
+    word = text[start:dot].lstrip("(\"'")
+    return len(word) >= 2 and "." not in word and (word[-1].isalnum() or word[-1] in ")%\"'")
+
+
+def _inner_sentence_end(text: str, start: int, end: int) -> int | None:
+    """The first sentence end inside ``text[start:end]`` that a line break follows, if any."""
+    pos = text.find(".", start, end)
+    while pos >= 0:
+        after = pos + 1
+        while after < end and text[after] in " \t\r\f":
+            after += 1
+        if after < end and text[after] == "\n" and _ends_sentence(text, pos):
+            return pos
+        pos = text.find(".", pos + 1, end)
+    return None
+
+
+def _find_phrase(text: str, phrase: str) -> re.Match[str] | None:
+    return re.search(r"\s+".join(map(re.escape, phrase.split())), text, re.IGNORECASE)
+
+
+def _opens_block(text: str, start: int) -> tuple[bool | None, str]:
+    """Whether an item's request may open at ``start``: (True, ""), (False, why), or (None,
+    why) when what stands before it is a boundary this check does not know."""
+    p = start
+    while p > 0 and text[p - 1].isspace():
+        p -= 1
+    if p == 0:
+        return True, ""
+    line = text[text.rfind("\n", 0, p) + 1 : p].strip()
+    c = text[p - 1]
+    if c == ".":
+        if _ends_sentence(text, p - 1):
+            return True, ""
+        return False, f"the request opens after an abbreviation ({line[-20:]!r}), mid-sentence"
+    if c == ":":
+        if ITEM_INTRO_RX.search(text[max(0, p - 60) : p]):
+            return True, ""
+        if p < start and "\n" in text[p:start] and _is_heading(line):
+            return True, ""
+        return None, f"the request opens after {line[-40:]!r}, which may belong to it"
+    if PARTIAL_LEAD_RX.search(text, max(0, p - 40), p):
+        return True, ""
+    if "\n" in text[p:start] and _is_heading(line):
+        return True, ""
+    return False, f"the request opens mid-sentence, after {line[-40:]!r}"
+
+
+def _is_heading(line: str) -> bool:
+    """An upper-case line of two or more words (a section heading)."""
+    letters = [c for c in line if c.isalpha()]
+    return len(line.split()) >= 2 and bool(letters) and all(c.isupper() for c in letters)
+
+
 def _grouped(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Failed checks first, one by one (each with its detail); passed checks of one name and
     item as one entry listing all their fields."""
@@ -631,26 +848,6 @@ def _grouped(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             rest[key] = c
     return failed + list(rest.values())
-
-
-def _last_conclusion(text: str, start: int, end: int) -> re.Match[str] | None:
-    """The last "is (not) ... necessary" in ``text[start:end]``.
-
-    Found from the end, word by word: the conclusion closes the rationale, and scanning the
-    whole rationale with the pattern costs more than the rest of the checks together.
-    """
-    low = start
-    pos = end
-    while True:
-        at = text.rfind("necessary", low, pos)
-        if at < 0:
-            return None
-        last = None
-        for last in _NECESSITY_RX.finditer(text, max(low, at - 80), at + 9):  # noqa: B007
-            pass
-        if last is not None and last.end() == at + 9:
-            return last
-        pos = at
 
 
 # --- coverage and the entry point ----------------------------------------------------------------
@@ -691,26 +888,14 @@ def verify(record: LetterRecord, text: str, page_of: Any = None) -> LetterRecord
         for path, p in record.provenance.items()
     }
     values = {path: value_at(record, path) for path in entries}
-    return _verify(record, entries, values, text, page_of)
-
-
-def verified_record(
-    doc: Document,
-    layout: str,
-    found: LetterFound,
-    method: Method = Method.RULES,
-    extractor: ExtractorInfo | None = None,
-) -> LetterRecord:
-    """``build_record`` then ``verify``, validating the provenance once instead of twice."""
-    record, prov = assemble(doc, layout, found, method, extractor)
-    return _verify(record, prov.entries, prov.values, doc.text, doc.page_of)
+    return verify_entries(record, entries, values, text, page_of)
 
 
 def _first_page(_offset: int) -> int:
     return 1
 
 
-def _verify(
+def verify_entries(
     record: LetterRecord,
     prov: dict[str, dict[str, Any]],
     values: dict[str, Any],
@@ -723,7 +908,7 @@ def _verify(
         entry["score"] = None
         grounded[path] = _ground(path, values[path], entry, text)
 
-    checker = _Checker(record, prov, text, values, page_of, grounded)
+    checker = _Checker(record, prov, text, values, page_of, grounded, take_census(text))
     checker.run()
 
     statuses: dict[str, Status] = {}
@@ -735,7 +920,11 @@ def _verify(
             status = Status.CONTRADICTED
             entry["failed_checks"] = sorted(failed)
         # An item's value counts only where its item is: a passing tie-in check is required.
-        elif grounded[path] and (not path.startswith("items[") or passed_by_path.get(path)):
+        elif (
+            grounded[path]
+            and not checker.doubted.get(path)
+            and (not path.startswith("items[") or passed_by_path.get(path))
+        ):
             status = Status.VERIFIED
         else:
             status = Status.UNVERIFIED
@@ -745,15 +934,29 @@ def _verify(
 
     expected = expected_paths(record)
     covered = sum(_covered(p, statuses) for p in expected)
-    coverage = round(covered / len(expected), 3) if expected else 0.0
+    # A decision the letter states that no item holds is an item's worth of fields missing.
+    missing = checker.unaccounted * len(ITEM_EXPECTED_FIELDS)
+    denominator = len(expected) + missing
+    coverage = round(covered / denominator, 3) if denominator else 0.0
+    complete = (
+        checker.accounting_done
+        and checker.unaccounted == 0
+        and not checker.several_letters
+        and not any(
+            c["result"] is CheckResult.FAILED and c["name"] == "item_backed_by_census"
+            for c in checker.checks
+        )
+    )
     checks = _CHECKS.validate_python(_grouped(checker.checks))
     verification = Verification(
         verified=counts[Status.VERIFIED],
         unverified=counts[Status.UNVERIFIED],
         contradicted=counts[Status.CONTRADICTED],
         coverage=coverage,
-        expected_fields=len(expected),
+        expected_fields=denominator,
         novel_layout=record.layout == "unknown" or coverage < NOVEL_LAYOUT_THRESHOLD,
+        complete=complete,
+        unaccounted_decisions=checker.unaccounted,
         checks=checks,
     )
     # One pydantic-core pass over the whole map: much faster than a model per entry.

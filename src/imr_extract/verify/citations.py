@@ -105,7 +105,7 @@ class LineReading:
             elif self.decision_based is not None or self.outside is not None:
                 printed, at = True, self.decision_based or self.outside
             else:
-                return Verdict(CheckResult.NOT_APPLICABLE, None, "the line states no citation")
+                return Verdict(CheckResult.INCONCLUSIVE, None, "the line states no citation")
         else:
             if self.outside is not None:
                 printed, at = True, self.outside
@@ -113,7 +113,7 @@ class LineReading:
                 # Said by the whole line: none of its words puts the decision outside the MTUS.
                 printed, at = False, _trim(self.text, self.start, self.end)
             else:
-                return Verdict(CheckResult.NOT_APPLICABLE, None, "the line states no citation")
+                return Verdict(CheckResult.INCONCLUSIVE, None, "the line states no citation")
         if printed == value:
             return Verdict(CheckResult.PASSED, at)
         return Verdict(CheckResult.FAILED, None, f"the line says {flag}={printed}")
@@ -143,7 +143,7 @@ class LineReading:
         cit = self.citations[own]
         if cit.unsure_source:
             return Verdict(
-                CheckResult.NOT_APPLICABLE,
+                CheckResult.INCONCLUSIVE,
                 None,
                 f"{value[:60]!r} is one of several parts split at ', and' and not a known title",
             )
@@ -152,11 +152,11 @@ class LineReading:
     def kind_verdict(self, own: int | None, kind: CitationKind) -> Verdict:
         if own is None:
             if any(c.kind is kind for c in self.citations):
-                return Verdict(CheckResult.NOT_APPLICABLE, None, "the citation is not in the line")
+                return Verdict(CheckResult.INCONCLUSIVE, None, "the citation is not in the line")
             return Verdict(CheckResult.FAILED, None, f"no citation in the line is {kind.value}")
         cit = self.citations[own]
         if cit.kind is None:
-            return Verdict(CheckResult.NOT_APPLICABLE, None, "no word marks the citation's kind")
+            return Verdict(CheckResult.INCONCLUSIVE, None, "no word marks the citation's kind")
         if cit.kind is kind:
             return Verdict(CheckResult.PASSED, cit.marker)
         return Verdict(CheckResult.FAILED, None, f"the line marks it {cit.kind.value}")
@@ -165,7 +165,7 @@ class LineReading:
         want = key(value)
         if own is None:
             if any(self._run_of(c, want) for c in self.citations):
-                return Verdict(CheckResult.NOT_APPLICABLE, None, "its citation is not in the line")
+                return Verdict(CheckResult.INCONCLUSIVE, None, "its citation is not in the line")
             return Verdict(CheckResult.FAILED, None, f"{value[:60]!r} is not a section there")
         cit = self.citations[own]
         run = self._run_of(cit, want)
@@ -186,7 +186,7 @@ class LineReading:
                 CheckResult.FAILED, None, f"{value[:60]!r} cuts or joins the line's sections"
             )
         return Verdict(
-            CheckResult.NOT_APPLICABLE,
+            CheckResult.INCONCLUSIVE,
             None,
             f"{value[:60]!r}: the vocabulary does not say whether its commas separate sections",
         )
@@ -209,7 +209,7 @@ class LineReading:
             return Verdict(CheckResult.PASSED, self.citations[own].pages[page])
         elsewhere = [c for c in self.citations if page in c.pages]
         if own is None and elsewhere:
-            return Verdict(CheckResult.NOT_APPLICABLE, None, "its citation is not in the line")
+            return Verdict(CheckResult.INCONCLUSIVE, None, "its citation is not in the line")
         if elsewhere:
             return Verdict(CheckResult.FAILED, None, f"page {page} is another citation's")
         return Verdict(CheckResult.FAILED, None, f"the line prints no page {page}")
