@@ -257,6 +257,16 @@ def test_the_reader_finds_each_citations_slots():
     ]
 
 
+@pytest.mark.parametrize("marker", ["Non-MTUS", "Non-\nMTUS", "Non- MTUS", "non-mtus"])
+def test_the_non_mtus_marker_is_read_however_it_is_broken(marker):
+    line = f"Decision based on {marker} Citation ODG, Knee."
+    r = read_line(line, 0, len(line))
+    [cit] = r.citations
+    assert cit.kind is CitationKind.NON_MTUS
+    assert line[cit.source[0] : cit.source[1]] == "ODG, Knee"
+    assert r.kind_verdict(0, CitationKind.MTUS).result is CheckResult.FAILED
+
+
 def test_a_number_is_a_page_only_after_a_page_label():
     line = "Decision based on MTUS Elbow Complaints 2007, Section(s): 326, Page(s): 46-48."
     r = read_line(line, 0, len(line))

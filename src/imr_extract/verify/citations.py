@@ -286,10 +286,11 @@ def _read_body(text: str, words: list[Word]) -> list[LineCitation]:
     kind: CitationKind | None = None
     marker: tuple[int, int] | None = None
     i = 0
-    if n0 == "non-mtus":
-        kind, i = CitationKind.NON_MTUS, 1
-        if len(words) > 1 and words[1].norm in ("citation", "citations"):
-            i = 2
+    if n0 == "non-mtus" or (n0 == "non-" and len(words) > 1 and words[1].norm == "mtus"):
+        # "Non-MTUS", also "Non- MTUS" (a hyphen padded apart on one line)
+        kind, i = CitationKind.NON_MTUS, 1 if n0 == "non-mtus" else 2
+        if len(words) > i and words[i].norm in ("citation", "citations"):
+            i += 1
     elif n0 == "mtus" or (n0 == "ca" and len(words) > 1 and words[1].norm == "mtus"):
         kind, i = CitationKind.MTUS, 1 if n0 == "mtus" else 2
     if i:
