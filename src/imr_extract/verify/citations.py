@@ -11,7 +11,8 @@ repeated by the check that judges it. A value is judged only at its own place in
   "Non-MTUS Citation" is not a source;
 * a **section** only as a unit of its own citation's section list: a title the guideline
   vocabulary knows is one unit, commas included; a piece of the list the vocabulary does not
-  know, where a comma may or may not separate sections, is not verified either way;
+  know, where a comma may or may not separate sections, is not verified either way (the
+  check is inconclusive);
 * a **page** only as a number the line prints after a page label ("Page(s):", "pages", "pg.",
   "p") in its own citation: an edition year ("Low Back Complaints 2004") or a section number is
   not a page;
