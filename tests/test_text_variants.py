@@ -47,12 +47,13 @@ from variants import (
 
 #: Why a pair cannot hold yet, by the place the fix belongs.
 _NON_MTUS_HYPHEN = (
-    "rules/guidelines.py (guidelines helper): a label of the guideline line hyphenated across a "
+    "rules/guidelines.py (citations helper): a label of the guideline line hyphenated across a "
     "line break ('Non-MTUS Cita-/tion', 'Deci-/sion based on') is not taken for the label, so "
-    "it stays in the source or section; verification passes it because it is at its span"
+    "'Citation' stays in the source (or the next citation in a section); verification passes it "
+    "because it is at its span"
 )
 _NON_MTUS_SPACED = (
-    "rules/guidelines.py (guidelines helper): pypdf's layout mode prints 'Non -MTUS Citation', "
+    "rules/guidelines.py (citations helper): pypdf's layout mode prints 'Non -MTUS Citation', "
     "which is not taken for the label, so it stays in the source; verification passes it"
 )
 _TOOL_SPLIT_WORDS = (
@@ -101,7 +102,6 @@ KNOWN_GAPS: dict[tuple[str, str], str] = {
     ("pypdf_layout", "CM16-0229336.pdf"): f"{_TOOL_SPLIT_WORDS}; {_NON_MTUS_SPACED}",
     ("pypdf_layout", "CM17-0011992.pdf"): f"{_TOOL_SPLIT_WORDS}; {_NON_MTUS_SPACED}",
     ("pypdf_layout", "CM17-0007142.pdf"): f"{_TOOL_SPLIT_LABEL}; {_NON_MTUS_SPACED}",
-    ("pypdf_layout", "CM16-0231745.pdf"): _TOOL_SPLIT_LABEL,
     ("pypdf_layout", "CM17-0013320.pdf"): f"{_TOOL_SPLIT_WORDS}; {_TOOL_SPLIT_LABEL}",
     **{
         ("pypdf_layout", f"{case}.pdf"): _TOOL_SPLIT_WORDS
@@ -172,18 +172,32 @@ def test_variant_is_gold_exact_as_far_as_it_reached(variant: Variant) -> None:
 
 
 #: Right values (equal to gold) that a variant's records leave unverified: false alarms, which
-#: the issue wants at 0. Today's counts, all header values of a table laid out by another tool
-#: (verify/labels.py finds the labels and values not paired in that layout: inconclusive), and
-#: for pypdf's layout mode also guideline lines it garbled. A count above its ceiling is a
-#: regression; lower a ceiling when verification improves.
+#: the issue wants at 0. A count above its ceiling is a regression; lower a ceiling when
+#: verification improves. Today's, by cause (all in src/imr_extract/verify, the lead's):
+#: - header values of a table another tool laid out (verify/labels.py finds label and value not
+#:   paired in that layout: inconclusive): pdfminer, pdfminer_layout(_below), pypdf_layout; and
+#:   "Date Assigned:" / "12/07/2016 Date of Injury:" / "10/23/2016" (date_wrapped, export,
+#:   everything: assigned and decision dates);
+#: - a specialty wrapped over a blank line in double-spaced text ("... Public Health &" / "" /
+#:   "General Preventive Medicine") contradicted as "not what the letter gives" (double_spaced,
+#:   export, everything);
+#: - the prose credentials sentence hyphenated ("subspeci-" / "alty") read by verification as a
+#:   piece of the specialty (hyphenated, soft_hyphens: the 2013 notice);
+#: - the patient's sex on the line after "43 year old" in indented text: "the word does not
+#:   follow the patient's age statement" (indented: the MAXIMUS form);
+#: - guideline lines pypdf's layout mode garbled (pypdf_layout).
 FALSE_ALARM_CEILING = {
-    "pypdf_layout": 156,
+    "pypdf_layout": 172,
     "pdfminer": 350,
     "pdfminer_layout": 188,
     "pdfminer_layout_below": 188,
-    "date_wrapped": 128,  # "Date Assigned:" / "12/07/2016 Date of Injury:" / "10/23/2016"
-    "export": 128,
-    "everything": 128,
+    "date_wrapped": 128,
+    "export": 129,
+    "everything": 138,
+    "double_spaced": 1,
+    "hyphenated": 2,
+    "soft_hyphens": 2,
+    "indented": 2,
 }
 
 

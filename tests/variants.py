@@ -374,6 +374,7 @@ def date_wrapped(text: str) -> str:
 
 _PARAGRAPH_ENDS = (".", ":", *_DECISION_WORDS)
 _LABEL_START_RX = re.compile(r"[ \t]*[A-Z][A-Za-z()/'& -]{0,40}:[ \t]")
+_HEADING_RX = re.compile(r"[ \t]*[A-Z][A-Z ,&()/-]{6,}[ \t]*")
 
 
 def rewrapped(text: str, width: int = 62) -> str:
@@ -381,7 +382,8 @@ def rewrapped(text: str, width: int = 62) -> str:
 
     A paragraph is a run of lines that each reach the right margin (soft wraps) and the line
     that ends it; short lines (labels, headings, decision lines) and lines that end a sentence
-    or a decision end a paragraph, and a line that starts with a label starts one and so keep their own line breaks (the letters' paragraphs are not known
+    or a decision end a paragraph, and a line that starts with a label or is a heading
+    starts one and so keep their own line breaks (the letters' paragraphs are not known
     from the text: this keeps every paragraph end, and a few sentence ends besides).
     """
     lines = text.split("\n")
@@ -408,8 +410,8 @@ def rewrapped(text: str, width: int = 62) -> str:
             flush()
             out.append(line)
             continue
-        if _LABEL_START_RX.match(line):
-            flush()  # a labelled line starts its own paragraph
+        if _LABEL_START_RX.match(line) or _HEADING_RX.fullmatch(line):
+            flush()  # a labelled line or a heading starts its own paragraph
         para.append(line.strip())
         if len(line.rstrip()) < 0.8 * margin or line.rstrip().endswith(_PARAGRAPH_ENDS):
             flush()
