@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from imr_extract.errors import BinaryInputError
 from imr_extract.extract import extract_document
 from imr_extract.ingest import (
     PAGE_BREAK,
@@ -306,6 +307,14 @@ def test_normalise_unifies_what_prints_the_same():
     doc = read_text_bytes("\ufb01rst page\fsecond".encode(), "x.txt")
     assert doc.text == "first page\n\fsecond"
     assert doc.page_of(doc.text.index("second")) == 2
+
+
+def test_stray_nuls_are_dropped_but_utf16_without_bom_is_still_refused():
+    text = "Case Number: CM16-0000001\n" + "word " * 300
+    with_nuls = "\x00".join(text[i : i + 500] for i in range(0, len(text), 500))
+    assert read_text_bytes(with_nuls.encode(), "x.txt").text == text
+    with pytest.raises(BinaryInputError):
+        read_text_bytes(text.encode("utf-16-le"), "x.txt")
 
 
 # --- page furniture ------------------------------------------------------------------------------

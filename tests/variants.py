@@ -25,7 +25,7 @@ Transformations of the default text (pypdfium2 for PDFs, the file for text lette
 - ``crlf``: Windows line ends. ``padded``: trailing spaces on every line (1 to 7, varying).
   ``indented``: four spaces before every line. ``tabs``: runs of spaces and the space after a
   colon as tabs. ``nbsp``: no-break spaces after colons and between some words. ``ligatures``:
-  fi/fl/ff/ffi/ffl as ligature characters. ``utf16``, ``cp1252``: the text with CRLF written as
+  fi/fl/ff/ffi/ffl as ligature characters. ``nul_chars``: a NUL every 500 characters. ``utf16``, ``cp1252``: the text with CRLF written as
   UTF-16 (with BOM) or Windows-1252 (the letters with non-ASCII characters it can encode).
 - ``double_spaced``: every line followed by a blank line (as the two older text letters are
   exported), so a decision word alone on the next line stands two lines below its request;
@@ -447,6 +447,11 @@ def soft_hyphens(text: str) -> str:
     return re.sub(r"(?<=[A-Za-z])-\n(?=[a-z])", "\u00ad\n", hyphenated(text))
 
 
+def _every(text: str, step: int, char: str) -> str:
+    """``char`` inserted after every ``step`` characters (a converter's stray NULs)."""
+    return char.join(text[i : i + step] for i in range(0, len(text), step))
+
+
 def _cp1252_letter(name: str) -> bool:
     """A letter with characters outside ASCII that Windows-1252 can encode (else the file would
     be plain ASCII, read as UTF-8, and test nothing)."""
@@ -548,6 +553,7 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("nbsp", lambda name: nbsp(default_text(name))),
     Variant("tabs", lambda name: tabs(default_text(name))),
     Variant("ligatures", lambda name: ligatures(default_text(name))),
+    Variant("nul_chars", lambda name: _every(default_text(name), 500, "\x00")),
     Variant("indented", lambda name: _lines_map(default_text(name), lambda line: "    " + line)),
     Variant("utf16", lambda name: crlf(default_text(name)), encoding="utf-16"),
     Variant("cp1252", _cp1252_text, _cp1252_letter, encoding="cp1252"),

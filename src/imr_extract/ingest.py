@@ -258,7 +258,9 @@ _CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 12, 13))
 
 def _looks_binary(data: bytes) -> bool:
     sample = data[:4096]
-    if b"\x00" in sample:
+    # A stray NUL (some converters leave one for a glyph they could not map) is dropped by
+    # normalise; many are UTF-16 without a BOM, an image or an archive.
+    if sample.count(b"\x00") > len(sample) // 100:
         return True
     # Control characters other than tab, newline, CR and form feed are rare in any letter.
     controls = len(sample) - len(sample.translate(None, _CONTROL_BYTES))
