@@ -10,6 +10,7 @@ here line by line; nothing is taken from the rules.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from ..forms import (
     US_STATES,
 )
 from .census import tokens
+from .scan import near
 
 _STATE_TOKENS = {tuple(tokens(s)) for s in US_STATES}
 # A line that opens something else: a label ("Word(s):"), or an upper-case heading.
@@ -66,16 +68,23 @@ def _prose_slot(text: str, cue_end: int) -> Slot:
     return Slot(cue_end, m.start() if m else min(len(text), cue_end + 400))
 
 
+@functools.lru_cache(maxsize=16)  # the letter at hand, asked once per element of a list
 def slots(text: str, field: str) -> list[Slot]:
     """Where the letter gives ``field`` (``reviewer.licensure``, ``.specialty``,
     ``.subspecialty``)."""
-    label, cue = {
-        "reviewer.licensure": (LICENSURE_LABEL_RX, LICENSURE_CUE_RX),
-        "reviewer.specialty": (SPECIALTY_LABEL_RX, SPECIALTY_CUE_RX),
-        "reviewer.subspecialty": (SUBSPECIALTY_LABEL_RX, SUBSPECIALTY_CUE_RX),
+    (label, label_anchor), (cue, cue_anchor) = {
+        "reviewer.licensure": ((LICENSURE_LABEL_RX, "licensure"), (LICENSURE_CUE_RX, "licensed")),
+        "reviewer.specialty": (
+            (SPECIALTY_LABEL_RX, "certification"),
+            (SPECIALTY_CUE_RX, "certified"),
+        ),
+        "reviewer.subspecialty": (
+            (SUBSPECIALTY_LABEL_RX, "specialty"),
+            (SUBSPECIALTY_CUE_RX, "specialty"),
+        ),
     }[field]
-    out = [_labelled_slot(text, m.end()) for m in label.finditer(text)]
-    out += [_prose_slot(text, m.end()) for m in cue.finditer(text)]
+    out = [_labelled_slot(text, m.end()) for m in near(label, text, label_anchor, 40)]
+    out += [_prose_slot(text, m.end()) for m in near(cue, text, cue_anchor, 40)]
     return out
 
 
@@ -119,8 +128,9 @@ def judge_age(text: str, start: int, end: int) -> tuple[bool | None, str]:
     agrees with it (another person's age is not the patient's)."""
     if not _AGE_AFTER_RX.match(text, end):
         return False, "the number is not printed as an age ('N year old')"
-    ages = {m.group(1) for m in _AGE_PHRASE_RX.finditer(text)}
-    if len(ages) > 1 and _AGE_PHRASE_RX.search(text).start(1) != start:  # type: ignore[union-attr]
+    phrases = near(_AGE_PHRASE_RX, text, "old", 30)
+    ages = {m.group(1) for m in phrases}
+    if len(ages) > 1 and phrases[0].start(1) != start:
         return None, f"the letter states several ages ({', '.join(sorted(ages))})"
     return True, ""
 
