@@ -15,9 +15,10 @@ gold and prints:
   derive s       CPU seconds to derive the variant's texts (a PDF tool's conversion)
   rules s        CPU seconds to read the texts and extract
 
-With --details, every violation is listed under its variant.
+With --details, every violation is listed under its variant (and with --alarms, every right
+value left unverified, with its status).
 
-    python bench/text_variants_report.py [--variants NAME ...] [--details]
+    python bench/text_variants_report.py [--variants NAME ...] [--details [--alarms]]
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variants", nargs="*", help="only these variants (default: all)")
     parser.add_argument("--details", action="store_true", help="list every violation")
+    parser.add_argument(
+        "--alarms", action="store_true", help="with --details, list right values not verified"
+    )
     args = parser.parse_args()
     chosen = [v for v in V.VARIANTS if not args.variants or v.name in args.variants]
     names = V.letter_names()
@@ -79,6 +83,8 @@ def main() -> None:
                 details.extend(f"  {variant.name} {j.letter}: {v[:200]}" for v in j.violations)
             if j is not None and j.error:
                 details.append(f"  {variant.name} {j.letter}: refused: {j.error}")
+            if j is not None and args.alarms:
+                details.extend(f"  {variant.name} {j.letter}: right, {a}" for a in j.alarms)
     n, refused, fields, exact, verified, wrong, lost, alarms = totals
     print("-" * len(header))
     precision = f"{1 - wrong / verified:.4f}" if verified else "-"
@@ -89,6 +95,8 @@ def main() -> None:
     )
     if args.details and details:
         print("\nviolations (a verified value that is not gold's, an item lost silently):")
+        if args.alarms:
+            print("and false alarms (a value equal to gold, not verified):")
         print("\n".join(details))
 
 

@@ -619,6 +619,7 @@ class Judgement:
     exact: int = 0  # of those, equal to gold
     verified: int = 0  # fields the record marks verified
     right_unverified: int = 0  # fields equal to gold the record does not mark verified
+    alarms: list[str] = field(default_factory=list)  # those fields, with their status
     verified_wrong: list[str] = field(default_factory=list)  # verified but not gold's value
     lost_items: list[str] = field(default_factory=list)  # gold items the record lacks
     incomplete: bool = False  # the record says it is not complete
@@ -674,7 +675,9 @@ def judge(record: dict[str, Any], gold: dict[str, Any], variant: str = "default"
             return
         status = support(record, rpath).status
         j.verified += status == "verified"
-        j.right_unverified += right and status != "verified"
+        if right and status != "verified":
+            j.right_unverified += 1
+            j.alarms.append(f"{gpath}: {status or 'no status'}")
         if status == "verified" and not right:
             j.verified_wrong.append(f"{gpath}: {got!r} (gold {expected!r})")
         elif spec.kind is FieldKind.SET and not right:
@@ -720,7 +723,9 @@ def judge_variant(variant: str, name: str) -> Judgement | None:
         j = Judgement(letter=name, variant=variant, error=str(exc))
         j.lost_items = [f"items[{i}]" for i in range(len(gold["items"]))]
         return j
-    return judge(record, gold, variant)
+    judgement = judge(record, gold, variant)
+    judgement.letter = name  # a re-laid letter by its path (its gold names the source letter)
+    return judgement
 
 
 @functools.cache
