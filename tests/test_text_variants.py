@@ -354,6 +354,18 @@ def test_pages_are_found_by_their_numbers_when_the_form_feeds_are_gone():
         assert split_at_page_numbers(odd) == [odd]
 
 
+def test_a_letterhead_on_every_page_goes_from_all_but_the_first_top():
+    head = "MAXIMUS Federal Services    Independent Medical Review\n"
+    pages = [
+        head + "Case Number: CM16-0000001\nthe request\nConfidential\n",
+        head + "continues here: Upheld\nConfidential\n",
+    ]
+    assert strip_page_furniture(pages) == [
+        head + "Case Number: CM16-0000001\nthe request\n",
+        "continues here: Upheld\n",
+    ]
+
+
 def test_page_furniture_keeps_the_letters_own_text():
     pages = [
         "a sentence that ends the page with a number\n12\n",  # not this page's number

@@ -33,7 +33,9 @@ Transformations of the default text (pypdfium2 for PDFs, the file for text lette
 - ``running_headers``: at every page break a footer ``Page i of N``, and on the next page a
   running header with the case number and ``Page i+1 of N`` (a text letter without page breaks
   is given one every ``SYNTHETIC_PAGE_LINES`` lines); ``running_headers_pasted``: the same with
-  the form feeds gone (text copied out of a PDF viewer keeps headers and footers, not breaks).
+  the form feeds gone (text copied out of a PDF viewer keeps headers and footers, not breaks);
+  ``letterhead``: a running header without the case number on every page (the first too) and
+  a footer line with ``Page i of N`` at the bottom of every page.
 - ``hyphenated``: the last long word of every other full line broken with a hyphen across the
   line break (``treat-`` / ``ment ...``); ``soft_hyphens``: the same with U+00AD. Values are
   compared with such breaks folded (gold holds the unbroken word).
@@ -327,6 +329,25 @@ def with_running_headers(name: str, pages: list[str]) -> str:
     return _pages_text(out)
 
 
+def with_letterhead(pages: list[str]) -> str:
+    """A running header without the case number on every page, the first included, and a
+    footer line and ``Page i of N`` at the bottom of every page (a printer's letterhead)."""
+    if len(pages) == 1:
+        lines = pages[0].split("\n")
+        pages = [
+            "\n".join(lines[i : i + SYNTHETIC_PAGE_LINES])
+            for i in range(0, len(lines), SYNTHETIC_PAGE_LINES)
+        ]
+    n = len(pages)
+    out = []
+    for i, page in enumerate(pages, 1):
+        body = page if page.endswith("\n") else page + "\n"
+        head = "MAXIMUS Federal Services    Independent Medical Review    Final Determination\n"
+        foot = f"Confidential: protected health information\nPage {i} of {n}\n"
+        out.append(head + body + foot)
+    return _pages_text(out)
+
+
 _HYPHENATE_RX = re.compile(r"(?<![\w-])([A-Za-z]{4,})([a-z]{4,})([ \t]*)$")
 _DECISION_WORDS = ("Upheld", "Overturned")
 
@@ -547,6 +568,7 @@ VARIANTS: tuple[Variant, ...] = (
             PAGE_BREAK, "\n"
         ),
     ),
+    Variant("letterhead", lambda name: with_letterhead(list(default_pages(name)))),
     Variant("hyphenated", lambda name: hyphenated(default_text(name)), dehyphenate=True),
     Variant("soft_hyphens", lambda name: soft_hyphens(default_text(name)), dehyphenate=True),
     Variant("date_wrapped", lambda name: date_wrapped(default_text(name))),

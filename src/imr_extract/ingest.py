@@ -161,9 +161,28 @@ def _furniture_run(lines: list[str], order: list[int], page: int, repeated: set[
     return drop
 
 
-def _edge_lines(page: str) -> list[str]:
+def _edge_keys(page: str) -> tuple[set[str], set[str]]:
+    """The (digit-blind) keys of a page's first and last ``FURNITURE_LINES`` non-blank lines."""
     lines = [line for line in page.split("\n") if line.strip()]
-    return lines[:FURNITURE_LINES] + lines[-FURNITURE_LINES:]
+    top = {_edge_key(line) for line in lines[:FURNITURE_LINES]}
+    return top, {_edge_key(line) for line in lines[-FURNITURE_LINES:]}
+
+
+def _repeated_edge_lines(pages: list[str]) -> set[str]:
+    """Lines that a printer repeats at the page edges: at the same edge (top or bottom) of every
+    page, or, in a letter of three pages or more, at an edge of most pages."""
+    edges = [_edge_keys(page) for page in pages]
+    repeated = set.intersection(*(top for top, _ in edges)) | set.intersection(
+        *(bottom for _, bottom in edges)
+    )
+    if len(pages) >= 3:
+        counts: dict[str, int] = {}
+        for top, bottom in edges:
+            for key in top | bottom:
+                counts[key] = counts.get(key, 0) + 1
+        need = max(3, -(-2 * len(pages) // 3))
+        repeated |= {key for key, n in counts.items() if n >= need}
+    return {key for key in repeated if len(key) >= 4}
 
 
 def strip_page_furniture(pages: list[str]) -> list[str]:
@@ -173,19 +192,13 @@ def strip_page_furniture(pages: list[str]) -> list[str]:
     every page but the first, the last ones of every page), and only a run of them from the edge:
     a page number (``Page 2 of 5``, ``- 2 -``, the page's own number alone), a short line with the
     case number (a running header; the first page's own header is never touched), or a line
-    that stands at the edge of most pages (digits aside) in a letter of three pages or more.
+    that stands, digits aside, at the same edge of every page or at an edge of most pages of a
+    letter of three pages or more (``_repeated_edge_lines``).
     A letter's own text never stands there: its pages break mid-sentence, as printed.
     """
     if len(pages) < 2:
         return pages
-    repeated: set[str] = set()
-    if len(pages) >= 3:
-        counts: dict[str, int] = {}
-        for page in pages:
-            for key in {_edge_key(line) for line in _edge_lines(page)}:
-                counts[key] = counts.get(key, 0) + 1
-        need = max(3, -(-2 * len(pages) // 3))
-        repeated = {key for key, n in counts.items() if n >= need and len(key) >= 4}
+    repeated = _repeated_edge_lines(pages)
     out = []
     for i, page in enumerate(pages):
         lines = page.split("\n")
