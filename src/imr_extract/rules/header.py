@@ -159,7 +159,7 @@ _CELL_RX = re.compile(r"\S+(?: \S+)*")  # words parted by single spaces; 2+ spac
 _WRAP_COLUMN_SLACK = 6
 
 
-@dataclass
+@dataclass(eq=False)  # cells are compared by identity
 class _Cell:
     line: int
     col: int
@@ -167,13 +167,13 @@ class _Cell:
     end: int
     text: str
     kind: str = "other"  # "label", "prefix", "suffix", "value", "other"
-    field: str | None = None  # a label's (or label part's) field; a value's kind
+    field: str = ""  # a label's (or label part's) field; a value's kind
     taken: bool = False  # a value already paired (beside its label on its own line, or here)
     wrapped: bool = False  # a label printed over two lines (the label patterns do not read it)
 
 
-def _label_cell(words: str) -> tuple[str, str | None]:
-    """("label" | "prefix" | "suffix" | "other", field) for a cell's folded text."""
+def _label_cell(words: str) -> tuple[str, str]:
+    """("label" | "prefix" | "suffix" | "other", field) for a cell's text."""
     for name, (label, _kind) in TABLE_LABELS.items():
         if words == label:
             return "label", name
@@ -183,17 +183,18 @@ def _label_cell(words: str) -> tuple[str, str | None]:
                 return "prefix", name
             if words == " ".join(parts[k:]):
                 return "suffix", name
-    return "other", None
+    return "other", ""
 
 
-def _value_kind(words: str) -> str | None:
+def _value_kind(words: str) -> str:
     for kind, rx in _VALUE_KINDS.items():
         if rx.fullmatch(words):
             return kind
-    return None
+    return ""
 
 
 def _cells(text: str, end: int) -> list[list[_Cell]]:
+    """The lines of ``text[:end]``, each as its cells (classified)."""
     lines: list[list[_Cell]] = []
     pos = 0
     while pos < end:
@@ -236,9 +237,116 @@ def _merge_wrapped_labels(lines: list[list[_Cell]]) -> None:
                     break
 
 
-def _fits(label: _Cell, value: _Cell) -> bool:
-    assert label.field is not None
-    return not value.taken and TABLE_LABELS[label.field][1] == value.field
+def _run_end(seq: list[_Cell], i: int) -> int:
+    """The end of the run of cells of ``seq[i]``'s kind that starts at ``i``."""
+    j = i
+    while j < len(seq) and seq[j].kind == seq[i].kind:
+        j += 1
+    return j
+
+
+class _Table:
+    """The header's cells and the pairings made so far."""
+
+    def __init__(self, text: str, end: int) -> None:
+        self.lines = _cells(text, end)
+        _merge_wrapped_labels(self.lines)
+        self.out: dict[str, tuple[int, int]] = {}
+        #: Labels with no value beside them on their line (the last cell, or before a label).
+        self.open: list[_Cell] = []
+        for row in self.lines:
+            for a, b in itertools.pairwise(row):
+                if a.kind == "label" and b.kind == "value" and self.fits(a, b):
+                    b.taken = True  # printed beside its label: the label patterns read it ...
+                    if a.wrapped:  # ... unless the label is wrapped
+                        self.pair(a, b)
+            self.open += [a for a, b in itertools.pairwise(row) if a.kind == "label" == b.kind]
+            if row and row[-1].kind == "label":
+                self.open.append(row[-1])
+        # One cell a line, in text order (a tool that prints the table column by column); any
+        # other non-blank line stands between them as a barrier.
+        barrier = _Cell(-1, 0, 0, 0, "")
+        self.seq = [row[0] if len(row) == 1 else barrier for row in self.lines if row]
+
+    def fits(self, label: _Cell, value: _Cell) -> bool:
+        return not value.taken and TABLE_LABELS[label.field][1] == value.field
+
+    def pair(self, label: _Cell, value: _Cell) -> None:
+        value.taken = True
+        self.out.setdefault(label.field, (value.start, value.end))
+
+    def pair_column_runs(self) -> None:
+        """A column's labels then its values in the same order (values after the run's are the
+        next column's), or a column's values then its labels."""
+        seq, i = self.seq, 0
+        while i < len(seq):
+            j = _run_end(seq, i)
+            k = _run_end(seq, j) if j < len(seq) else j
+            run, nxt = seq[i:j], seq[j:k]
+            labels, values = [], []
+            if len(run) >= 2 and len(nxt) >= len(run) and run[0].kind == "label":
+                labels, values = run, nxt[: len(run)]
+            elif len(run) >= len(nxt) >= 2 and run[0].kind == "value":
+                labels, values = nxt, run[len(run) - len(nxt) :]
+            if labels and all(
+                lab.kind == "label" and self.fits(lab, val)
+                for lab, val in zip(labels, values, strict=True)
+            ):
+                for lab, val in zip(labels, values, strict=True):
+                    self.pair(lab, val)
+            i = j
+
+    def _partners(self, n: int) -> list[int]:
+        cell = self.seq[n]
+        found = []
+        for m in (n - 1, n + 1):
+            if not 0 <= m < len(self.seq):
+                continue
+            other = self.seq[m]
+            label, value = (cell, other) if cell.kind == "label" else (other, cell)
+            if (
+                label.kind == "label"
+                and value.kind == "value"
+                and label.field not in self.out
+                and label in self.open
+                and self.fits(label, value)
+            ):
+                found.append(m)
+        return found
+
+    def pair_neighbours(self) -> None:
+        """A label and a value of its kind next to each other (either first), where neither has
+        another such partner beside it; a pairing may settle a neighbour's choice, so go on
+        until nothing changes."""
+        changed = True
+        while changed:
+            changed = False
+            for n, cell in enumerate(self.seq):
+                if cell.kind != "label":
+                    continue
+                near = self._partners(n)
+                if len(near) == 1 and self._partners(near[0]) == [n]:
+                    self.pair(cell, self.seq[near[0]])
+                    changed = True
+
+    def pair_grid(self) -> None:
+        """A row's values on a line of their own above or below its labels: a label takes the
+        one unpaired value of its kind in its own column (up to the next label on its line)."""
+        for label in self.open:
+            row = self.lines[label.line]
+            if label.field in self.out or len(row) < 2:
+                continue
+            right = [c.col for c in row if c.col > label.col and c.kind == "label"]
+            limit = min(right, default=10**6)
+            near = [
+                c
+                for r in (label.line - 1, label.line + 1)
+                if 0 <= r < len(self.lines)
+                for c in self.lines[r]
+                if c.kind == "value" and label.col <= c.col < limit and self.fits(label, c)
+            ]
+            if len(near) == 1:
+                self.pair(label, near[0])
 
 
 def read_header_table(text: str, end: int) -> dict[str, tuple[int, int]]:
@@ -246,102 +354,11 @@ def read_header_table(text: str, end: int) -> dict[str, tuple[int, int]]:
     line, where the table's layout pairs label and value unambiguously (see the module doc)."""
     if not any(label in text[:end] for label, _ in TABLE_LABELS.values()):
         return {}
-    lines = _cells(text, end)
-    _merge_wrapped_labels(lines)
-    out: dict[str, tuple[int, int]] = {}
-    open_labels: list[_Cell] = []
-    for row in lines:
-        for a, b in itertools.pairwise(row):
-            if a.kind == "label" and b.kind == "value" and _fits(a, b):
-                b.taken = True  # printed beside its label: the label patterns read it ...
-                if a.wrapped and a.field not in out:  # ... unless the label is wrapped
-                    out[a.field] = (b.start, b.end)  # type: ignore[index]
-        if row and row[-1].kind == "label":
-            open_labels.append(row[-1])
-        open_labels += [a for a, b in itertools.pairwise(row) if a.kind == "label" == b.kind]
-
-    def pair(label: _Cell, value: _Cell) -> None:
-        assert label.field is not None
-        value.taken = True
-        if label.field not in out:
-            out[label.field] = (value.start, value.end)
-
-    # Text order, one cell a line (a tool that prints the table column by column).
-    # Every other non-blank line stands between them as a barrier (kind "other").
-    barrier = _Cell(-1, 0, 0, 0, "")
-    seq = [row[0] if len(row) == 1 else barrier for row in lines if row]
-    i = 0
-    while i < len(seq):
-        j = i
-        while j < len(seq) and seq[j].kind == seq[i].kind:
-            j += 1
-        k = j
-        while k < len(seq) and seq[k].kind == seq[j].kind if j < len(seq) else False:
-            k += 1
-        run, nxt = seq[i:j], seq[j:k]
-        if len(run) >= 2 and len(nxt) >= len(run) and run[0].kind == "label":
-            # A column's labels, then its values in the same order (later values are the
-            # next column's).
-            values = nxt[: len(run)]
-            if all(_fits(lab, val) for lab, val in zip(run, values, strict=True)):
-                for lab, val in zip(run, values, strict=True):
-                    pair(lab, val)
-        elif len(run) >= len(nxt) >= 2 and run[0].kind == "value":
-            values = run[len(run) - len(nxt) :]  # a column's values, then its labels
-            if all(_fits(lab, val) for lab, val in zip(nxt, values, strict=True)):
-                for lab, val in zip(nxt, values, strict=True):
-                    pair(lab, val)
-        i = j
-
-    # A label and a value of its kind next to each other (either before the other), where
-    # neither has another such partner beside it; each pairing may settle a neighbour's choice,
-    # so go on until nothing changes.
-    def partners(n: int) -> list[int]:
-        cell = seq[n]
-        out_ = []
-        for m in (n - 1, n + 1):
-            if not 0 <= m < len(seq):
-                continue
-            other = seq[m]
-            label, value = (cell, other) if cell.kind == "label" else (other, cell)
-            if (
-                label.kind == "label"
-                and value.kind == "value"
-                and label.field not in out
-                and label in open_labels
-                and _fits(label, value)
-            ):
-                out_.append(m)
-        return out_
-
-    changed = True
-    while changed:
-        changed = False
-        for n, cell in enumerate(seq):
-            if cell.kind != "label":
-                continue
-            near = partners(n)
-            if len(near) == 1 and partners(near[0]) == [n]:
-                pair(cell, seq[near[0]])
-                changed = True
-
-    # Column layout: a row's values on a line of their own above or below their labels.
-    for label in open_labels:
-        if label.field in out or len(lines[label.line]) < 2:
-            continue
-        row = lines[label.line]
-        right = [c.col for c in row if c.col > label.col and c.kind == "label"]
-        limit = min(right, default=10**6)
-        near = [
-            c
-            for r in (label.line - 1, label.line + 1)
-            if 0 <= r < len(lines)
-            for c in lines[r]
-            if c.kind == "value" and label.col <= c.col < limit and _fits(label, c)
-        ]
-        if len(near) == 1:
-            pair(label, near[0])
-    return out
+    table = _Table(text, end)
+    table.pair_column_runs()
+    table.pair_neighbours()
+    table.pair_grid()
+    return table.out
 
 
 INJURY_IN_PROSE_RX = re.compile(
