@@ -23,8 +23,8 @@ something the letter decides (``loss``); ``judge`` says whether the verifier cau
   content whole: a split word, running headers, a repeated block) the record equals the one
   read from the untouched text.
 
-Sites are every place a kind applies, except where that would multiply (spans moved: a seeded
-sample per letter). Everything is deterministic.
+Every kind is planted on every letter where it applies, at up to ``SITES_PER_LETTER`` of its
+sites there (a seeded sample): everything is deterministic.
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ from imr_extract.verify import verify
 
 LETTERS = Path(__file__).parent / "data" / "letters"
 SEED = 11
-#: Spans moved per letter (a seeded sample of the values printed more than once).
-MOVED_SPANS_PER_LETTER = 6
+#: Sites of one kind planted in one letter, at most (a seeded sample), to keep CI fast.
+SITES_PER_LETTER = 4
 #: How far after an item's start a model's value is looked for first (as llm/response.py does).
 ITEM_REGION = 4000
 PLANTED_RULE = "planted@test"
@@ -239,6 +239,14 @@ def locate_value(
             )
         if loc is not None:
             return loc
+    if isinstance(value, int) and not isinstance(value, bool):
+        # A page printed inside a range ("46-47"): where the number stands, though ``locate``
+        # will not start a value after a hyphen.
+        rx = re.compile(rf"(?<!\d){value}(?!\d)")
+        for start, end in [*regions, (0, len(text))]:
+            m = rx.search(text, max(0, start), end)
+            if m and (avoid is None or not (m.start() < avoid[1] and avoid[0] < m.end())):
+                return Location(m.start(), m.end(), MatchKind.EXACT)
     return None
 
 
@@ -406,21 +414,32 @@ def _plant_page(
 
 @record_kind
 def page_from_other_item(letter: Letter) -> Iterator[Planted]:
-    """An item's guideline gets a page printed in another item's line (not in its own)."""
+    """An item's guideline gets a page of another guideline line (another item's, or the
+    item's other line) that its own line does not print: a cited page where there is one (few
+    letters cite pages), else a number printed in that line."""
     rec = letter.record
+    lines = {
+        (i, g): line
+        for i in range(len(rec.items))
+        for g in _GUIDELINES
+        if (line := guideline_line(rec, i, g)) is not None
+    }
     for i, g in _citation_sites(rec):
-        own = _line_numbers(letter.text, guideline_line(rec, i, g))
-        others = [
+        own = _line_numbers(letter.text, lines.get((i, g)))
+        other = [k for k in lines if k != (i, g)]
+        pages = [
             p
-            for j, item in enumerate(rec.items)
-            if j != i
-            for gg in _GUIDELINES
-            for cit in getattr(item, gg).citations
+            for j, gg in other
+            for cit in getattr(rec.items[j], gg).citations
             for p in cit.pages
             if p not in own
         ]
-        if others:
-            yield from _plant_page(letter, i, g, others[0], "page_from_other_item", f"{i}.{g}")
+        numbers = sorted(
+            {n for k in other for n in _line_numbers(letter.text, lines[k]) if n >= 1} - own
+        )
+        if pages or numbers:
+            page = (pages or numbers)[0]
+            yield from _plant_page(letter, i, g, page, "page_from_other_item", f"{i}.{g} {page}")
 
 
 @record_kind
@@ -603,8 +622,7 @@ def move_span(letter: Letter) -> Iterator[Planted]:
         loc = locate_value(letter.text, value, [], avoid=spans[0])
         if loc is not None:
             movable.append((path, loc, spans))
-    rng = random.Random(f"{SEED}:move:{letter.name}")
-    for path, loc, spans in sorted(rng.sample(movable, min(MOVED_SPANS_PER_LETTER, len(movable)))):
+    for path, loc, spans in movable:
         for form in (LOCATED, RULES):
             m = Mutation(letter, form)
             old = rec.provenance[path]
@@ -815,6 +833,12 @@ def flagged(record: LetterRecord) -> bool:
     )
 
 
+def _back_in_place(spans: list[tuple[int, int]], true: list[tuple[int, int]]) -> bool:
+    """Every span overlaps one where the value was (a check may place a value on fewer
+    characters than the rules did: ``Non-MTUS`` for ``Non-MTUS Citation``)."""
+    return bool(spans) and all(any(s < te and ts < e for ts, te in true) for s, e in spans)
+
+
 def judge(planted: Planted) -> Verdict:
     letter = next(lt for lt in letters() if lt.name == planted.letter)
     if planted.record is not None:
@@ -824,7 +848,7 @@ def judge(planted: Planted) -> Verdict:
         if wrong and all(prov[p].status is not Status.VERIFIED for p in wrong):
             return Verdict(True, "flagged")
         if planted.true_spans and all(
-            [(s.start, s.end) for s in prov[p].spans] == spans
+            _back_in_place([(s.start, s.end) for s in prov[p].spans], spans)
             for p, spans in planted.true_spans.items()
         ):
             return Verdict(True, "corrected")
@@ -843,10 +867,31 @@ def judge(planted: Planted) -> Verdict:
     return Verdict(False, "missed")
 
 
-def plant_all() -> Iterator[Planted]:
+def defects(sites_per_letter: int | None = SITES_PER_LETTER) -> tuple[Planted, ...]:
+    """``plant_all``, kept (the tests look at the planted defects more than once)."""
+    return _defects(sites_per_letter)
+
+
+@functools.cache
+def _defects(sites_per_letter: int | None) -> tuple[Planted, ...]:
+    return tuple(plant_all(sites_per_letter))
+
+
+def plant_all(sites_per_letter: int | None = SITES_PER_LETTER) -> Iterator[Planted]:
+    """Every kind on every letter where it applies; at most ``sites_per_letter`` sites of a
+    kind in one letter (a seeded sample; every form of a site is kept)."""
     for letter in letters():
-        for mutator in (*RECORD_KINDS.values(), *TEXT_KINDS.values()):
-            yield from mutator(letter)
+        for kind, mutator in (*RECORD_KINDS.items(), *TEXT_KINDS.items()):
+            by_site: dict[str, list[Planted]] = defaultdict(list)
+            for planted in mutator(letter):
+                by_site[planted.site].append(planted)
+            sites = list(by_site)
+            if sites_per_letter is not None and len(sites) > sites_per_letter:
+                rng = random.Random(f"{SEED}:{kind}:{letter.name}")
+                keep = set(rng.sample(sites, sites_per_letter))
+                sites = [s for s in sites if s in keep]
+            for site in sites:
+                yield from by_site[site]
 
 
 @dataclass
@@ -861,11 +906,15 @@ class Tally:
         return self.caught / self.planted if self.planted else 0.0
 
 
-@functools.cache
-def catch_rates() -> dict[str, Tally]:
+def catch_rates(sites_per_letter: int | None = SITES_PER_LETTER) -> dict[str, Tally]:
     """Per defect kind (``kind/form``): planted, caught, how, and the sites missed."""
+    return _catch_rates(sites_per_letter)
+
+
+@functools.cache
+def _catch_rates(sites_per_letter: int | None) -> dict[str, Tally]:
     tallies: dict[str, Tally] = defaultdict(Tally)
-    for planted in plant_all():
+    for planted in defects(sites_per_letter):
         verdict = judge(planted)
         t = tallies[planted.name]
         t.planted += 1
