@@ -258,7 +258,11 @@ def occurrences(text: str, value: str) -> Iterator[Location]:
 
 
 class Mutation:
-    """A deep copy of a letter's rules record, changed value by value in one form."""
+    """A letter's rules record, changed value by value in one form.
+
+    Copy on write: the record, its provenance map and every model or list on a changed path
+    are copied; the rules' record itself is never changed.
+    """
 
     def __init__(self, letter: Letter, form: str) -> None:
         self.letter = letter
@@ -530,9 +534,9 @@ def _invent(
 ) -> Planted:
     """A copy of item ``source`` with another ``request``, inserted as item ``at``.
 
-    ``kept``/``rules``: the copy keeps (or claims as the rules') the source item's entries,
-    its request placed where it is printed; ``located``: every value placed as a model's is,
-    near the request.
+    ``kept``: the copy keeps the source item's entries (its request's too); ``located``: every
+    value is placed as a model's is, near where the request is printed; ``rules``: placed so,
+    with the source's entries' method and rule.
     """
     m = Mutation(letter, form)
     items = m.items()

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import planted
+from imr_extract.extract import extract_document
 from imr_extract.grounding import span_holds, value_at
 from imr_extract.schema import Method, Status
 from imr_extract.verify import verify
@@ -218,6 +219,12 @@ def test_located_values_are_placed_where_the_letter_prints_them():
             ), (p.name, p.site, path, raw)
             count += 1
     assert count > 1000
+
+
+def test_the_mutators_leave_the_rules_records_as_they_were():
+    planted.defects()
+    for lt in planted.letters():
+        assert lt.record == extract_document(lt.doc), lt.name
 
 
 def test_text_mutations_change_the_text():
