@@ -503,6 +503,80 @@ def extend_request(letter: Letter) -> Iterator[Planted]:
 
 
 @record_kind
+def truncate_request_head(letter: Letter) -> Iterator[Planted]:
+    """A request that lost its start: a wrapped request read from its last line only (as
+    ``11/11/2016`` was read for ``..., DOS: / 11/11/2016: Upheld``), else without its first
+    word."""
+
+    def cut(i: int, item: Item) -> str | None:
+        spans = _spans(letter.record, f"items[{i}].request")
+        if not spans:
+            return None
+        raw = letter.text[spans[0][0] : spans[-1][1]].rstrip()
+        if "\n" in raw:
+            return fold(raw[raw.rfind("\n") + 1 :]).rstrip(".:,; ") or None
+        words = item.request.split()
+        return " ".join(words[1:]) if len(words) > 1 else None
+
+    return _request_sites(letter, cut, "truncate_request_head")
+
+
+def _previous_word(text: str, start: int) -> str | None:
+    before = list(re.finditer(r"\S+", text[max(0, start - 200) : start]))
+    return before[-1].group() if before else None
+
+
+@record_kind
+def extend_citation(letter: Letter) -> Iterator[Planted]:
+    """A source or section that took in the word printed before it: its label or prefix
+    (``Section(s): NSAIDs``, ``Citation ODG ...``, ``MTUS Chronic Pain ...``)."""
+    rec = letter.record
+    for path in rec.provenance:
+        if not (path.endswith(".source") or re.search(r"\.sections\[\d+\]$", path)):
+            continue
+        spans = _spans(rec, path)
+        word = _previous_word(letter.text, spans[0][0]) if spans else None
+        if word is None:
+            continue
+        value = fold(f"{word} {letter.text[spans[0][0] : spans[-1][1]]}").rstrip(".:,; ")
+        i = int(re.match(r"items\[(\d+)\]", path).group(1))
+        for form in VALUE_FORMS:
+            m = Mutation(letter, form)
+            m.set(path, value, [item_region(rec, i)])
+            yield m.planted("extend_citation", f"{path} = {value[:40]!r}")
+
+
+@record_kind
+def split_section_at_comma(letter: Letter) -> Iterator[Planted]:
+    """A section title that holds a comma read as two sections (``NSAIDs, GI symptoms &
+    cardiovascular risk``: one MTUS section, cut in two)."""
+    rec = letter.record
+    for i, g in _citation_sites(rec):
+        for c, cit in enumerate(getattr(rec.items[i], g).citations):
+            cp = f"items[{i}].{g}.citations[{c}]"
+            for k, section in enumerate(cit.sections):
+                if ", " not in section:
+                    continue
+                parts = [p.strip() for p in section.split(", ", 1)]
+                for form in VALUE_FORMS:
+                    m = Mutation(letter, form)
+                    prov = m.record.provenance  # the mutation's own map
+                    old = [prov.pop(f"{cp}.sections[{n}]") for n in range(len(cit.sections))]
+                    m.record = _set_at(
+                        m.record,
+                        f"{cp}.sections",
+                        [*cit.sections[:k], *parts, *cit.sections[k + 1 :]],
+                    )
+                    kept = old[:k] + [old[k]] * len(parts) + old[k + 1 :]
+                    for n, e in enumerate(kept):
+                        prov[f"{cp}.sections[{n}]"] = e
+                    for n, part in enumerate(parts, start=k):
+                        # Each half replaces the entry of the whole (kept: its span, too).
+                        m.set(f"{cp}.sections[{n}]", part, [item_region(rec, i)])
+                    yield m.planted("split_section_at_comma", f"{cp}.sections[{k}]")
+
+
+@record_kind
 def merge_requests(letter: Letter) -> Iterator[Planted]:
     """Two neighbouring items read as one (``A, B``), the second item gone."""
     for i in range(len(letter.record.items) - 1):
