@@ -208,8 +208,10 @@ def test_an_invented_item_is_flagged_and_counted():
     record = model_record(HEADER, answer)
     assert status(record, "items[1].request") is not Status.VERIFIED
     assert status(record, "items[1].decision") is not Status.VERIFIED
-    count = next(c for c in record.verification.checks if c.name == "decision_lines_match_items")
-    assert count.result is CheckResult.FAILED and "items[1].decision" in count.paths
+    backed = [c for c in record.verification.checks if c.name == "item_backed_by_census"]
+    failed = [c for c in backed if c.result is CheckResult.FAILED]
+    assert [c.item for c in failed] == [1] and "items[1].decision" in failed[0].paths
+    assert record.verification.complete is False
     assert status(record, "items[0].request") is Status.VERIFIED
 
 

@@ -38,3 +38,30 @@ IMR_LABEL_RX = re.compile(
     re.IGNORECASE,
 )
 RATIONALE_LABEL_RX = re.compile(r"(?:Decision\s+)?rationale\s*:", re.IGNORECASE)
+
+# --- one per letter ------------------------------------------------------------------------------
+
+#: Headings a letter prints once: two of one in a text mean two letters pasted together.
+HOW_MADE_RX = re.compile(r"HOW\s+THE\s+IMR\s+FINAL\s+DETERMINATION\s+WAS\s+MADE")
+ONE_PER_LETTER_HEADINGS: tuple[re.Pattern[str], ...] = (
+    HOW_MADE_RX,
+    re.compile(r"Notice\s+of\s+Independent\s+Medical\s+Review\s+Determination", re.IGNORECASE),
+    re.compile(r"CLINICAL\s+CASE\s+SUMMARY"),
+    re.compile(r"MEDICAL\s+PROFESSIONAL\s+REVIEW"),
+)
+#: The 2013 notice names each item before its guideline lines: "1. Regarding the request for X:".
+REGARDING_RX = re.compile(
+    r"Regarding\s+the\s+request\s+for\s+(?P<subject>[^:]{1,600}?)\s*:", re.IGNORECASE
+)
+
+# --- what opens an item's request ----------------------------------------------------------------
+
+#: A line ending with one of these colons introduces the item that follows it: the decisions
+#: list's intro ("... set forth below:", "... are medically necessary:") or an item label.
+ITEM_INTRO_RX = re.compile(
+    r"(?:set\s+forth\s+below|medically\s+necessary|(?:Item|Issue|Request)\s*#?\s*\d{1,3})\s*:\Z",
+    re.IGNORECASE,
+)
+#: Words a partial authorisation prints right before the remaining request ("The remaining IMR
+#: eligible portion of the original request, Z is: Upheld"; "The original request, Z").
+PARTIAL_LEAD_RX = re.compile(r"original\s+request\s*,\Z", re.IGNORECASE)

@@ -531,7 +531,12 @@ def _attention(views: list[_View], multi: bool) -> str:
 
 def _checks(views: list[_View], multi: bool) -> str:
     blocks = []
-    order = {CheckResult.FAILED: 0, CheckResult.PASSED: 1, CheckResult.NOT_APPLICABLE: 2}
+    order = {
+        CheckResult.FAILED: 0,
+        CheckResult.INCONCLUSIVE: 0,  # shown with the failures: both keep a value unverified
+        CheckResult.PASSED: 1,
+        CheckResult.NOT_APPLICABLE: 2,
+    }
     for view in views:
         ver = view.record.verification
         if ver is None:

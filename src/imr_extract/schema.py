@@ -85,6 +85,9 @@ class CheckResult(StrEnum):
     PASSED = "passed"
     FAILED = "failed"
     NOT_APPLICABLE = "not_applicable"  # nothing to check (no such field) or no anchor in the text
+    #: The check could not decide (a layout it cannot pair, a boundary it does not know): the
+    #: fields it bears on stay unverified, with the check's detail as the reason.
+    INCONCLUSIVE = "inconclusive"
 
 
 PageNumber = Annotated[int, Field(ge=1)]
@@ -195,6 +198,16 @@ class Verification(_Strict):
     expected_fields: int = Field(ge=0)
     novel_layout: bool = Field(
         description="Coverage below the threshold or layout unknown: a form the rules do not know."
+    )
+    complete: bool = Field(
+        default=False,
+        description="Every decision the letter states (by an independent census) is held by an "
+        "item of the record, every item is backed by one, and the text holds one letter.",
+    )
+    unaccounted_decisions: int = Field(
+        default=0,
+        ge=0,
+        description="Decisions the letter states that no item of the record holds.",
     )
     checks: list[Check] = Field(default_factory=list)
 

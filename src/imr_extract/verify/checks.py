@@ -43,7 +43,13 @@ from pydantic import TypeAdapter
 
 from .. import layouts
 from ..assemble import PROVENANCE_MAP, assemble, match_kind
-from ..forms import CA_LABEL_RX, IMR_LABEL_RX, RATIONALE_LABEL_RX
+from ..forms import (
+    CA_LABEL_RX,
+    IMR_LABEL_RX,
+    ITEM_INTRO_RX,
+    PARTIAL_LEAD_RX,
+    RATIONALE_LABEL_RX,
+)
 from ..grounding import span_holds, value_at
 from ..ingest import Document
 from ..locate import locate
@@ -51,7 +57,6 @@ from ..rules import LetterFound
 from ..rules.guidelines import parse_guideline
 from ..rules.header import CASE_NUMBER_RX, DATE_RX, PRIORITY_RX
 from ..rules.items import (
-    DECISION_ANYCASE_RX,
     find_section,
     is_double_spaced,
     parse_request,
@@ -72,6 +77,8 @@ from ..schema import (
     Verification,
 )
 from ..text import fold
+from .census import Census, ItemAnchor, Statement, account, take_census
+from .conclusion import Conclusion, last_conclusion
 
 #: A string that is not at its span as printed is still accepted at or above this similarity
 #: (difflib ratio of the folded span text and the value): a case slip, not another value.
@@ -90,24 +97,14 @@ HEADER_SCAN_CHARS = 3000
 #: Dates that must not decrease, in the order a case moves through UR and IMR.
 DATE_ORDER = ("injury", "ur_denial", "application_received", "assigned", "decision")
 
-# What may stand between a request and its decision word: "X: Upheld", "X is: Upheld",
-# "X:\nUpheld", "X is Upheld", and a decision label on the next line ("X\nDetermination: Upheld").
-_DECISION_AFTER_RX = re.compile(
-    r"[ \t]*(?:\bis\b[ \t]*)?(?:\n[ \t\f]*)*(?:(?:Determination|Decision)[ \t]*(?=:))?:?"
-    r"[ \t]*(?:\n[ \t\f]*)*(?P<word>upheld|overturned)\b",
-    re.IGNORECASE,
+# What may stand between a request and the colon of its decision statement: "X: Upheld",
+# "X is: Upheld", "X:\nUpheld", and a decision label on the next line ("X\nDetermination: Upheld").
+_DECISION_GAP_RX = re.compile(
+    r"\s*(?:\bis\b\s*)?(?:(?:Determination|Decision)\s*)?(?=:)", re.IGNORECASE
 )
 # A request that carries a form's label ("Item 1: X", "X Determination") was cut in the wrong place.
 _LABEL_IN_REQUEST_RX = re.compile(
     r"^\s*(?:Item|Issue|Request)\s*#?\s*\d+\s*[:.)]|\b(?:Determination|Decision)\s*$",
-    re.IGNORECASE,
-)
-# The rationale's conclusion: "is not medically necessary", "is not considered medically
-# necessary", "cannot be deemed medically necessary", "the request is not necessary".
-_NECESSITY_RX = re.compile(
-    r"\b(?:(?:is|are|was|were|be|been)(?P<n1>\s+not)?|(?P<n2>cannot|can\s+not)\s+be"
-    r"|(?P<n3>isn't|aren't))\s+(?:(?:considered|deemed|found|established\s+as)\s+"
-    r"(?P<n4>not\s+)?)?(?:medically\s+)?necessary\b",
     re.IGNORECASE,
 )
 _NUMBER_RX = re.compile(r"(?<![\d.])(\d{1,4})(?:\s*[-–]\s*(\d{1,4}))?(?!\d)")
@@ -164,14 +161,14 @@ class ItemFrame:
     start: int  # the item's first span (its original request, or its request)
     end: int  # where the next item starts
     request_end: int | None = None
-    decision: re.Match[str] | None = None  # the decision word printed right after the request
+    decision: Statement | None = None  # the decision statement printed right after the request
     lines: dict[str, tuple[int, int]] = field(default_factory=dict)  # guideline lines by field
     rationale: tuple[int, int] | None = None
 
     @property
     def sentence(self) -> tuple[int, int]:
         """The item's own sentence(s): from its start to its decision word."""
-        end = self.decision.start("word") if self.decision else (self.request_end or self.end)
+        end = self.decision.word[0] if self.decision else (self.request_end or self.end)
         return self.start, end
 
 
@@ -182,8 +179,16 @@ def _first_start(prov: dict[str, dict[str, Any]], path: str) -> int | None:
     return None
 
 
-def _decision_after(text: str, end: int, limit: int) -> re.Match[str] | None:
-    return _DECISION_AFTER_RX.match(text, end, limit)
+def _statement_after(
+    text: str, by_anchor: dict[int, Statement], end: int, limit: int
+) -> Statement | None:
+    """The census's colon statement whose colon follows ``end`` with only "is" or a decision
+    label between (and whose word lies before ``limit``)."""
+    m = _DECISION_GAP_RX.match(text, end, limit)
+    if m is None:
+        return None
+    st = by_anchor.get(m.end())
+    return st if st is not None and st.word[1] <= limit else None
 
 
 # --- checks --------------------------------------------------------------------------------------
@@ -198,10 +203,18 @@ class _Checker:
     page_of: Callable[[int], int]
     #: path -> whether its spans hold its value (kept apart from the entries, which are output)
     grounded: dict[str, bool]
+    census: Census
     checks: list[dict[str, Any]] = field(default_factory=list)  # Check fields, validated once
     #: path -> the checks that tie it to its item and passed (needed for item values' status)
     passed: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     failed: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    #: path -> the inconclusive checks that keep it unverified
+    doubted: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    #: colon statements by the offset of their colon
+    by_anchor: dict[int, Statement] = field(default_factory=dict)
+    accounting_done: bool = False
+    unaccounted: int = 0
+    several_letters: bool = False
 
     def add(
         self,
@@ -220,6 +233,8 @@ class _Checker:
             target = self.passed
         elif result is CheckResult.FAILED:
             target = self.failed
+        elif result is CheckResult.INCONCLUSIVE:
+            target = self.doubted
         else:
             return
         for p in paths:
@@ -233,6 +248,7 @@ class _Checker:
         decision word follows it, so such a request moves to the first occurrence that is.
         """
         text, prov = self.text, self.prov
+        self.by_anchor = {s.anchor: s for s in self.census.statements if s.kind == "colon"}
         anchors: list[tuple[int, int, int]] = []  # (start, index, request end)
         claimed: set[int] = set()
         for i, item in enumerate(self.record.items):
@@ -241,13 +257,13 @@ class _Checker:
             if not req or not req["spans"] or not self.grounded.get(path):
                 continue
             req_end = max(s["end"] for s in req["spans"])
-            m = _decision_after(text, req_end, len(text))
-            if m is None or m.start("word") in claimed:
+            m = _statement_after(text, self.by_anchor, req_end, len(text))
+            if m is None or m.word[0] in claimed:
                 moved = self._relocate_request(path, item.request, claimed)
                 if moved is not None:
                     req_end, m = moved
             if m is not None:
-                claimed.add(m.start("word"))
+                claimed.add(m.word[0])
             starts = [
                 s
                 for p in ("request", "original_request", "authorized")
@@ -259,9 +275,9 @@ class _Checker:
         for k, (start, i, req_end) in enumerate(anchors):
             end = next((a[0] for a in anchors[k + 1 :] if a[0] > req_end), len(text))
             frame = ItemFrame(i, start, end, req_end)
-            m = _decision_after(text, req_end, end)
+            m = _statement_after(text, self.by_anchor, req_end, end)
             frame.decision = m
-            after = m.end() if m else req_end
+            after = m.word[1] if m else req_end
             ca = CA_LABEL_RX.search(text, after, end)
             imr = IMR_LABEL_RX.search(text, ca.end() if ca else after, end)
             labelled = imr or ca
@@ -278,11 +294,11 @@ class _Checker:
 
     def _relocate_request(
         self, path: str, request: str, claimed: set[int]
-    ) -> tuple[int, re.Match[str]] | None:
+    ) -> tuple[int, Statement] | None:
         pos = 0
         while (loc := locate(self.text, request, pos, fuzzy=False)) is not None:
-            m = _decision_after(self.text, loc.end, len(self.text))
-            if m is not None and m.start("word") not in claimed:
+            m = _statement_after(self.text, self.by_anchor, loc.end, len(self.text))
+            if m is not None and m.word[0] not in claimed:
                 self._reanchor(path, loc.start, loc.end)
                 return loc.end, m
             pos = loc.end
@@ -295,6 +311,7 @@ class _Checker:
         for frame in frames:
             item = self.record.items[frame.index]
             self.decision_beside_request(frame, item)
+            self.request_fills_block(frame, item)
             self.rationale_agrees(frame, item)
             self.partial_authorization(frame, item, lower)
             # The next item's request cannot start before this item's rationale label.
@@ -303,7 +320,7 @@ class _Checker:
                 self.guideline_line(frame, g, getattr(item, g))
             if item.rationale is not None:
                 self.rationale_in_item(frame)
-        self.decision_count(frames)
+        self.census_accounting(frames)
         self.header_values_beside_labels()
         self.dates_in_order()
 
@@ -322,7 +339,7 @@ class _Checker:
                 frame.index,
             )
             return
-        printed = frame.decision.group("word").lower()
+        printed = frame.decision.decision.value
         label = _LABEL_IN_REQUEST_RX.search(item.request)
         if label is not None:
             self.add(
@@ -335,9 +352,7 @@ class _Checker:
             return
         if printed == item.decision.value:
             self.add(name, CheckResult.PASSED, paths, item=frame.index)
-            self._reanchor(
-                f"{p}.decision", frame.decision.start("word"), frame.decision.end("word")
-            )
+            self._reanchor(f"{p}.decision", *frame.decision.word)
         else:
             self.add(
                 name,
@@ -347,32 +362,61 @@ class _Checker:
                 frame.index,
             )
 
+    def request_fills_block(self, frame: ItemFrame, item: Item) -> None:
+        """A request held by a colon statement is the whole of its block: it opens where the
+        item opens (after a sentence's end, the list's intro, an item label or a partial
+        authorisation's lead) and runs over no sentence's end."""
+        path = f"items[{frame.index}].request"
+        entry = self.prov.get(path)
+        if frame.decision is None or not entry or not entry["spans"] or not self.grounded[path]:
+            return
+        start = min(s["start"] for s in entry["spans"])
+        end = max(s["end"] for s in entry["spans"])
+        name = "request_fills_block"
+        inner = _inner_sentence_end(self.text, start, end)
+        if inner is not None:
+            self.add(
+                name,
+                CheckResult.FAILED,
+                [path],
+                f"the request runs over the end of a sentence at {inner}",
+                frame.index,
+            )
+            return
+        verdict, why = _opens_block(self.text, start)
+        result = {
+            True: CheckResult.PASSED,
+            False: CheckResult.FAILED,
+            None: CheckResult.INCONCLUSIVE,
+        }[verdict]
+        self.add(name, result, [path], why, frame.index)
+
     def rationale_agrees(self, frame: ItemFrame, item: Item) -> None:
         name = "rationale_agrees_with_decision"
         region = frame.rationale or (
-            frame.decision.end() if frame.decision else frame.start,
+            frame.decision.word[1] if frame.decision else frame.start,
             frame.end,
         )
-        last = _last_conclusion(self.text, *region)
-        if last is None:
+        last = last_conclusion(self.text, *region)
+        if not isinstance(last, Conclusion):
             self.add(
                 name,
                 CheckResult.NOT_APPLICABLE,
                 [],
-                "no 'medically necessary' conclusion",
+                "no 'medically necessary' conclusion"
+                if last is False
+                else "the rationale's conclusion is hedged; not read",
                 frame.index,
             )
             return
-        necessary = not any(last.group(g) for g in ("n1", "n2", "n3", "n4"))
-        agrees = necessary == (item.decision is Decision.OVERTURNED)
-        conclusion = fold(last.group())
+        agrees = last.necessary == (item.decision is Decision.OVERTURNED)
         self.add(
             name,
             CheckResult.PASSED if agrees else CheckResult.FAILED,
             [f"items[{frame.index}].decision"],
             ""
             if agrees
-            else f"rationale concludes {conclusion!r}, decision is {item.decision.value!r}",
+            else f"rationale concludes {last.words!r}, decision is {item.decision.value!r}",
             frame.index,
         )
 
@@ -388,7 +432,7 @@ class _Checker:
         start, end = frame.sentence
         printed: dict[str, Any] = {}
         if frame.decision is not None:
-            colon = frame.decision.start()
+            colon = frame.decision.anchor
             block = request_block_start(
                 self.text, min(lower, start), colon, is_double_spaced(self.text)
             )
@@ -561,31 +605,97 @@ class _Checker:
 
     # per letter
 
-    def decision_count(self, frames: list[ItemFrame]) -> None:
-        section = find_section(self.text)
-        printed = len(DECISION_ANYCASE_RX.findall(self.text, section[1] if section else 0))
-        items = len(self.record.items)
-        name = "decision_lines_match_items"
-        if printed == 0:
+    def census_accounting(self, frames: list[ItemFrame]) -> None:
+        """Every decision the census finds is held by an item, and every item is backed by one.
+
+        The census (``census.take_census``) reads the letter line by line, apart from any
+        extractor; a decision it finds that no item holds is a silent loss, an item that no
+        stated decision backs is an invention, and a text holding two letters is one record
+        too few.
+        """
+        census = self.census
+        if len(census.letters) > 1:
+            self.several_letters = True
             self.add(
-                name,
+                "one_letter_per_text",
+                CheckResult.FAILED,
+                [],
+                f"the text holds {len(census.letters)} letters (starting at offsets "
+                f"{', '.join(map(str, census.letters[:5]))}); split it into one file per letter",
+            )
+        if not census.statements:
+            self.add(
+                "decisions_accounted_for",
                 CheckResult.NOT_APPLICABLE,
                 [],
-                "no 'request: Upheld/Overturned' lines in the letter",
+                "the census found no decision statement in the letter",
             )
             return
-        if printed == items:
-            self.add(name, CheckResult.PASSED, [], f"{printed} decision lines")
-            return
-        anchored = {f.index for f in frames if f.decision is not None}
-        stray = [i for i in range(items) if i not in anchored] if items > printed else []
-        paths = [f"items[{i}].{k}" for i in stray for k in ("request", "decision")]
-        self.add(
-            name,
-            CheckResult.FAILED,
-            paths,
-            f"the letter has {printed} decision lines, the record {items} items",
-        )
+        frame_of = {f.index: f for f in frames}
+        anchors = [
+            ItemAnchor(
+                i,
+                item.request,
+                item.decision,
+                d.word[0] if (f := frame_of.get(i)) is not None and (d := f.decision) else None,
+            )
+            for i, item in enumerate(self.record.items)
+        ]
+        acc = account(census, anchors, self.text)
+        self.accounting_done = True
+        self.unaccounted = len(acc.unaccounted) + len(census.orphan_lines)
+        if census.orphan_lines:
+            where = ", ".join(f"{a}-{b}" for a, b in census.orphan_lines[:5])
+            self.add(
+                "guideline_lines_accounted_for",
+                CheckResult.FAILED,
+                [],
+                f"{len(census.orphan_lines)} guideline line(s) follow no stated decision (at "
+                f"{where}): an item whose decision the letter does not state where it should",
+            )
+        if acc.unaccounted:
+            shown = "; ".join(st.describe(self.text) for st in acc.unaccounted[:3])
+            more = f" and {len(acc.unaccounted) - 3} more" if len(acc.unaccounted) > 3 else ""
+            self.add(
+                "decisions_accounted_for",
+                CheckResult.FAILED,
+                [],
+                f"{len(acc.unaccounted)} decision(s) the letter states are held by no item: "
+                f"{shown}{more}",
+            )
+        else:
+            self.add(
+                "decisions_accounted_for",
+                CheckResult.PASSED,
+                [],
+                f"{len(census.statements)} decision statement(s), all held by an item",
+            )
+        for i in acc.unbacked:
+            self.add(
+                "item_backed_by_census",
+                CheckResult.FAILED,
+                [f"items[{i}].request", f"items[{i}].decision"],
+                "the letter states no decision for this request",
+                i,
+            )
+        for i, held in acc.by_item.items():
+            if held:
+                self.add(
+                    "item_backed_by_census",
+                    CheckResult.PASSED,
+                    [f"items[{i}].request", f"items[{i}].decision"],
+                    item=i,
+                )
+        for st, i in acc.disagreeing:
+            if st.kind == "colon":
+                continue  # the word right after the request: decision_beside_request says so
+            self.add(
+                "census_decision_agrees",
+                CheckResult.FAILED,
+                [f"items[{i}].decision"],
+                f"the letter states {st.decision.value!r} at {st.word[0]}-{st.word[1]}",
+                i,
+            )
 
     def header_values_beside_labels(self) -> None:
         """A labelled header value must be the one printed after its own label.
@@ -690,6 +800,62 @@ class _Checker:
                 return
 
 
+def _ends_sentence(text: str, dot: int) -> bool:
+    """Whether the "." at ``dot`` ends a sentence: it closes a word of two or more characters
+    with no dot of its own ("necessary.", "(ODG)."), not an abbreviation ("p.o.", "b.i.d.")."""
+    start = dot
+    while start > 0 and not text[start - 1].isspace():
+        start -= 1
+    word = text[start:dot].lstrip("(\"'")
+    return len(word) >= 2 and "." not in word and (word[-1].isalnum() or word[-1] in ")%\"'")
+
+
+def _inner_sentence_end(text: str, start: int, end: int) -> int | None:
+    """The first sentence end inside ``text[start:end]`` that a line break follows, if any."""
+    pos = text.find(".", start, end)
+    while pos >= 0:
+        after = pos + 1
+        while after < end and text[after] in " \t\r\f":
+            after += 1
+        if after < end and text[after] == "\n" and _ends_sentence(text, pos):
+            return pos
+        pos = text.find(".", pos + 1, end)
+    return None
+
+
+def _opens_block(text: str, start: int) -> tuple[bool | None, str]:
+    """Whether an item's request may open at ``start``: (True, ""), (False, why), or (None,
+    why) when what stands before it is a boundary this check does not know."""
+    p = start
+    while p > 0 and text[p - 1].isspace():
+        p -= 1
+    if p == 0:
+        return True, ""
+    line = text[text.rfind("\n", 0, p) + 1 : p].strip()
+    c = text[p - 1]
+    if c == ".":
+        if _ends_sentence(text, p - 1):
+            return True, ""
+        return False, f"the request opens after an abbreviation ({line[-20:]!r}), mid-sentence"
+    if c == ":":
+        if ITEM_INTRO_RX.search(text[max(0, p - 60) : p]):
+            return True, ""
+        if p < start and "\n" in text[p:start] and _is_heading(line):
+            return True, ""
+        return None, f"the request opens after {line[-40:]!r}, which may belong to it"
+    if PARTIAL_LEAD_RX.search(text, max(0, p - 40), p):
+        return True, ""
+    if "\n" in text[p:start] and _is_heading(line):
+        return True, ""
+    return False, f"the request opens mid-sentence, after {line[-40:]!r}"
+
+
+def _is_heading(line: str) -> bool:
+    """An upper-case line of two or more words (a section heading)."""
+    letters = [c for c in line if c.isalpha()]
+    return len(line.split()) >= 2 and bool(letters) and all(c.isupper() for c in letters)
+
+
 def _grouped(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Failed checks first, one by one (each with its detail); passed checks of one name and
     item as one entry listing all their fields."""
@@ -704,26 +870,6 @@ def _grouped(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             rest[key] = c
     return failed + list(rest.values())
-
-
-def _last_conclusion(text: str, start: int, end: int) -> re.Match[str] | None:
-    """The last "is (not) ... necessary" in ``text[start:end]``.
-
-    Found from the end, word by word: the conclusion closes the rationale, and scanning the
-    whole rationale with the pattern costs more than the rest of the checks together.
-    """
-    low = start
-    pos = end
-    while True:
-        at = text.rfind("necessary", low, pos)
-        if at < 0:
-            return None
-        last = None
-        for last in _NECESSITY_RX.finditer(text, max(low, at - 80), at + 9):  # noqa: B007
-            pass
-        if last is not None and last.end() == at + 9:
-            return last
-        pos = at
 
 
 def _numbers(text: str, start: int, end: int) -> set[int]:
@@ -806,7 +952,7 @@ def _verify(
         entry["score"] = None
         grounded[path] = _ground(path, values[path], entry, text)
 
-    checker = _Checker(record, prov, text, values, page_of, grounded)
+    checker = _Checker(record, prov, text, values, page_of, grounded, take_census(text))
     checker.run()
 
     statuses: dict[str, Status] = {}
@@ -818,7 +964,11 @@ def _verify(
             status = Status.CONTRADICTED
             entry["failed_checks"] = sorted(failed)
         # An item's value counts only where its item is: a passing tie-in check is required.
-        elif grounded[path] and (not path.startswith("items[") or passed_by_path.get(path)):
+        elif (
+            grounded[path]
+            and not checker.doubted.get(path)
+            and (not path.startswith("items[") or passed_by_path.get(path))
+        ):
             status = Status.VERIFIED
         else:
             status = Status.UNVERIFIED
@@ -828,15 +978,29 @@ def _verify(
 
     expected = expected_paths(record)
     covered = sum(_covered(p, statuses) for p in expected)
-    coverage = round(covered / len(expected), 3) if expected else 0.0
+    # A decision the letter states that no item holds is an item's worth of fields missing.
+    missing = checker.unaccounted * len(ITEM_EXPECTED_FIELDS)
+    denominator = len(expected) + missing
+    coverage = round(covered / denominator, 3) if denominator else 0.0
+    complete = (
+        checker.accounting_done
+        and checker.unaccounted == 0
+        and not checker.several_letters
+        and not any(
+            c["result"] is CheckResult.FAILED and c["name"] == "item_backed_by_census"
+            for c in checker.checks
+        )
+    )
     checks = _CHECKS.validate_python(_grouped(checker.checks))
     verification = Verification(
         verified=counts[Status.VERIFIED],
         unverified=counts[Status.UNVERIFIED],
         contradicted=counts[Status.CONTRADICTED],
         coverage=coverage,
-        expected_fields=len(expected),
+        expected_fields=denominator,
         novel_layout=record.layout == "unknown" or coverage < NOVEL_LAYOUT_THRESHOLD,
+        complete=complete,
+        unaccounted_decisions=checker.unaccounted,
         checks=checks,
     )
     # One pydantic-core pass over the whole map: much faster than a model per entry.

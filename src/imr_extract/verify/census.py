@@ -1,0 +1,316 @@
+"""The census: an independent count of every place a letter states a decision.
+
+Invariant: this module reads the letter with other eyes than the rules. It imports no pattern or
+parser from ``imr_extract.rules``; it works line by line and token by token, ignores case and
+whitespace, skips blank lines, page breaks, page numbers and running headers, and folds words
+hyphenated across a line break. What it finds is compared with a record's items
+(``account``): a decision the letter states that no item holds, or an item that no stated
+decision backs, is reported, so a record can never look complete when the letter decides more
+than it holds.
+
+The statements it counts:
+
+- ``colon``: the decision word closing a line after a colon, on the same line (``X: Upheld``,
+  ``X is: Overturned``, ``Determination: Upheld``) or alone on one of the next lines
+  (``X:`` / blank / ``Upheld``), whatever lies between is blank or page furniture;
+- ``sentence``: a numbered decision sentence (``1) MAXIMUS Federal Services, Inc. has
+  determined the request for X is not medically necessary and appropriate``; ``notmedically``
+  and other glued negations included);
+- ``restatement``: ``The Utilization Review decision is upheld``, which restates the decision
+  of the item before it.
+
+A letter holding several letters (two "HOW THE IMR FINAL DETERMINATION WAS MADE" headings, or
+two case numbers printed after their label) is reported by ``letters``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from ..forms import CA_LABEL_RX, IMR_LABEL_RX, ONE_PER_LETTER_HEADINGS, REGARDING_RX
+from ..schema import Decision
+
+#: Lines between a request's colon and its decision word that may be page furniture or blank.
+MAX_GAP_LINES = 6
+#: How far back a restatement looks for the item it restates.
+RESTATEMENT_REACH = 6000
+
+_WORDS = {"upheld": Decision.UPHELD, "overturned": Decision.OVERTURNED}
+# The decision word at the end of a line (trailing dots and spaces allowed).
+_LINE_END_WORD_RX = re.compile(r"(?<![A-Za-z])(upheld|overturned)[\s.]*$", re.IGNORECASE)
+_PAGE_NUMBER_RX = re.compile(r"^(?:page\s*)?\d{1,3}(?:\s*(?:of|/)\s*\d{1,3})?$", re.IGNORECASE)
+_SENTENCE_RX = re.compile(
+    r"has\s+determined\s+(?:that\s+)?the\s+request\s+for\s+(?P<subject>.{1,800}?)"
+    r"\s+(?:is|are|was|were)\s*(?P<neg>not\s*)?medically\s+necessary",
+    re.IGNORECASE | re.DOTALL,
+)
+_RESTATEMENT_RX = re.compile(
+    r"\bdecision\s+(?:is|was)\s+(?:hereby\s+)?(upheld|overturned)\b", re.IGNORECASE
+)
+# The case number after its label: two different ones mean two letters.
+_CASE_NUMBER_RX = re.compile(r"Case\s+(?:Number|No\.?)\s*:?\s*(?P<number>CM\d{2}-\d{5,8})\b")
+_TOKEN_RX = re.compile(r"[^\W_]+")
+_HYPHEN_BREAK_RX = re.compile(r"(?<=\w)[-\u00ad]\s*\n\s*(?=\w)")
+
+
+def tokens(s: str) -> list[str]:
+    """Case-, whitespace- and hyphenation-blind words of ``s`` ("Non-\\nMTUS" -> ["nonmtus"])."""
+    s = _HYPHEN_BREAK_RX.sub("", s).replace("-", "").replace("\u00ad", "")
+    return _TOKEN_RX.findall(s.casefold())
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One place where the letter states a decision."""
+
+    kind: str  # "colon", "sentence" or "restatement"
+    decision: Decision
+    word: tuple[int, int]  # the decision word (or the "is (not) medically necessary" phrase)
+    #: Where the decided subject ends ("colon": the colon; "sentence": the end of the subject).
+    anchor: int
+    #: The subject as printed, where the statement names it ("sentence" only).
+    subject: tuple[int, int] | None = None
+
+    def describe(self, text: str) -> str:
+        start = max(0, self.anchor - 60)
+        lead = " ".join(text[start : self.anchor].split())
+        return f"'…{lead[-50:]}: {self.decision.value}' at {self.word[0]}-{self.word[1]}"
+
+
+@dataclass
+class Census:
+    statements: list[Statement] = field(default_factory=list)
+    #: Start offsets of the letters the text holds, when it holds more than one.
+    letters: list[int] = field(default_factory=list)
+    #: Subjects the letter names without deciding them ("Regarding the request for X:").
+    mentions: list[tuple[int, int]] = field(default_factory=list)
+    #: Guideline lines that open after no item: (label span) of each line printed with no
+    #: decision statement (or named subject) since the previous line of its kind, a sign of
+    #: an item whose decision the letter does not state where a reader would find it.
+    orphan_lines: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Line:
+    start: int
+    end: int
+    content: str  # stripped
+
+
+def _lines(text: str) -> list[_Line]:
+    out = []
+    pos = 0
+    for raw in text.split("\n"):
+        end = pos + len(raw)
+        out.append(_Line(pos, end, raw.strip(" \t\r\f\v\u00a0")))
+        pos = end + 1
+    return out
+
+
+def _furniture(lines: list[_Line]) -> set[str]:
+    """Lines a page break brings: page numbers, and short lines repeated down the letter
+    (running headers and footers) that end no sentence and open no item."""
+    counts = Counter(ln.content for ln in lines if ln.content)
+    return {
+        c
+        for c, n in counts.items()
+        if n >= 2
+        and len(c) <= 80
+        and not c.endswith((":", "."))
+        and not _LINE_END_WORD_RX.search(c)
+    }
+
+
+def _is_gap(content: str, furniture: set[str]) -> bool:
+    return not content or content in furniture or bool(_PAGE_NUMBER_RX.match(content))
+
+
+def _colon_statements(text: str, lines: list[_Line], furniture: set[str]) -> list[Statement]:
+    out: list[Statement] = []
+    for k, ln in enumerate(lines):
+        m = _LINE_END_WORD_RX.search(ln.content)
+        if m is None:
+            continue
+        offset = ln.start + text[ln.start : ln.end].find(ln.content)
+        word = (offset + m.start(1), offset + m.end(1))
+        before = ln.content[: m.start()].rstrip()
+        decision = _WORDS[m.group(1).lower()]
+        if before:
+            if before.endswith(":"):
+                out.append(Statement("colon", decision, word, offset + len(before) - 1))
+            continue
+        # The word alone on its line: the colon ends an earlier line, past blanks and furniture.
+        j = k - 1
+        while j >= 0 and k - j <= MAX_GAP_LINES and _is_gap(lines[j].content, furniture):
+            j -= 1
+        if j >= 0 and k - j <= MAX_GAP_LINES and lines[j].content.endswith(":"):
+            prev = lines[j]
+            colon = text.rfind(":", prev.start, prev.end + 1)
+            out.append(Statement("colon", decision, word, colon))
+    return out
+
+
+def _sentence_statements(text: str) -> list[Statement]:
+    out = []
+    for m in _SENTENCE_RX.finditer(text):
+        subject = m.group("subject")
+        if re.search(r"has\s+determined", subject, re.IGNORECASE):
+            continue
+        decision = Decision.UPHELD if m.group("neg") else Decision.OVERTURNED
+        out.append(
+            Statement(
+                "sentence",
+                decision,
+                (m.end("subject"), m.end()),
+                m.end("subject"),
+                (m.start("subject"), m.end("subject")),
+            )
+        )
+    return out
+
+
+def _restatements(text: str) -> list[Statement]:
+    return [
+        Statement("restatement", _WORDS[m.group(1).lower()], m.span(1), m.start())
+        for m in _RESTATEMENT_RX.finditer(text)
+    ]
+
+
+def _letter_starts(text: str) -> list[int]:
+    """Where each letter starts, by the once-per-letter signal printed most often (a heading,
+    or a distinct case number after its label); empty when every signal appears once."""
+    signals = [[m.start() for m in rx.finditer(text)] for rx in ONE_PER_LETTER_HEADINGS]
+    numbers: dict[str, int] = {}
+    for m in _CASE_NUMBER_RX.finditer(text):
+        numbers.setdefault(m.group("number"), m.start())
+    signals.append(sorted(numbers.values()))
+    best = max(signals, key=len)
+    return best if len(best) > 1 else []
+
+
+def take_census(text: str) -> Census:
+    """Every decision statement of ``text``, in text order, and where its letters start."""
+    lines = _lines(text)
+    furniture = _furniture(lines)
+    statements = _colon_statements(text, lines, furniture)
+    covered = [s.word for s in statements]
+    for s in _sentence_statements(text) + _restatements(text):
+        if not any(a < s.word[1] and s.word[0] < b for a, b in covered):
+            statements.append(s)
+    statements.sort(key=lambda s: s.word[0])
+    mentions = [m.span("subject") for m in REGARDING_RX.finditer(text)]
+    census = Census(statements, _letter_starts(text), mentions)
+    census.orphan_lines = _orphan_lines(text, census)
+    return census
+
+
+def _orphan_lines(text: str, census: Census) -> list[tuple[int, int]]:
+    """Guideline lines of one kind with no item opened since the last line of that kind."""
+    openers = sorted(
+        [s.word[0] for s in census.statements if s.kind == "colon"]
+        + [m[0] for m in census.mentions]
+    )
+    if not openers:
+        return []
+    orphans = []
+    for rx in (CA_LABEL_RX, IMR_LABEL_RX):
+        previous = -1
+        for m in rx.finditer(text):
+            if not any(previous < o < m.start() for o in openers):
+                orphans.append(m.span())
+            previous = m.start()
+    return sorted(set(orphans))
+
+
+# --- accounting ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ItemAnchor:
+    """What the checker knows of one record item: its request and where its decision stands."""
+
+    index: int
+    request: str
+    decision: Decision
+    #: The start of the decision word printed right after its request, where one was found.
+    decision_word: int | None
+
+
+@dataclass
+class Accounting:
+    #: statement index -> the item that accounts for it
+    by_statement: dict[int, int] = field(default_factory=dict)
+    #: item index -> the statements it accounts for
+    by_item: dict[int, list[int]] = field(default_factory=dict)
+    unaccounted: list[Statement] = field(default_factory=list)
+    #: items that no statement backs (only judged when the census found statements)
+    unbacked: list[int] = field(default_factory=list)
+    #: statements held by an item whose decision differs: (statement, item)
+    disagreeing: list[tuple[Statement, int]] = field(default_factory=list)
+
+
+def _same_subject(request: str, text: str, span: tuple[int, int]) -> bool:
+    return tokens(request) == tokens(text[span[0] : span[1]])
+
+
+def _restated(
+    census: Census,
+    items: list[ItemAnchor],
+    text: str,
+    st: Statement,
+    last_item: int | None,
+    last_at: int,
+) -> ItemAnchor | None:
+    """The item a restatement restates: the one named last before it ("Regarding the request
+    for X:"), else the item of the statement before it."""
+    named = [m for m in census.mentions if last_at <= m[1] <= st.word[0]]
+    if named:
+        span = named[-1]
+        return next((a for a in items if _same_subject(a.request, text, span)), None)
+    if last_item is not None and st.word[0] - last_at <= RESTATEMENT_REACH:
+        return next(a for a in items if a.index == last_item)
+    return None
+
+
+def account(census: Census, items: list[ItemAnchor], text: str) -> Accounting:
+    """Pair the census's statements with the record's items.
+
+    A ``colon`` statement is held by the item whose decision word is that statement's word; a
+    ``sentence`` by the item whose request is its subject, word for word; a ``restatement`` by
+    the item of the nearest statement before it. An item may hold several statements (a form
+    that prints its decisions twice); a statement is held by one item at most.
+    """
+    acc = Accounting(by_item={a.index: [] for a in items})
+    by_word = {a.decision_word: a for a in items if a.decision_word is not None}
+    last_item: int | None = None
+    last_at = -(10**9)
+    for k, st in enumerate(census.statements):
+        holder: ItemAnchor | None = None
+        if st.kind == "colon":
+            holder = by_word.get(st.word[0])
+        elif st.kind == "sentence" and st.subject is not None:
+            subject = st.subject
+            holder = next(
+                (
+                    a
+                    for a in items
+                    if k not in acc.by_statement and _same_subject(a.request, text, subject)
+                ),
+                None,
+            )
+        else:
+            holder = _restated(census, items, text, st, last_item, last_at)
+        if holder is None:
+            acc.unaccounted.append(st)
+            continue
+        acc.by_statement[k] = holder.index
+        acc.by_item[holder.index].append(k)
+        if holder.decision is not st.decision:
+            acc.disagreeing.append((st, holder.index))
+        if st.kind != "restatement":
+            last_item, last_at = holder.index, st.word[1]
+    if census.statements:
+        acc.unbacked = [a.index for a in items if not acc.by_item[a.index]]
+    return acc
