@@ -66,7 +66,7 @@ from imr_extract.verify import verify
 LETTERS = Path(__file__).parent / "data" / "letters"
 SEED = 11
 #: Sites of one kind planted in one letter, at most (a seeded sample), to keep CI fast.
-SITES_PER_LETTER = 4
+SITES_PER_LETTER = 3
 #: How far after an item's start a model's value is looked for first (as llm/response.py does).
 ITEM_REGION = 4000
 PLANTED_RULE = "planted@test"
@@ -379,11 +379,11 @@ def _citation_sites(record: LetterRecord) -> Iterator[tuple[int, str]]:
 
 @record_kind
 def swap_decisions(letter: Letter) -> Iterator[Planted]:
-    """Two items' decisions swapped (each item paired with the next that differs)."""
+    """Two items' decisions swapped (every pair of items whose decisions differ)."""
     items = letter.record.items
-    for i, a in enumerate(items):
-        j = next((j for j in range(i + 1, len(items)) if items[j].decision != a.decision), None)
-        if j is None:
+    for i, j in itertools.combinations(range(len(items)), 2):
+        a = items[i]
+        if items[j].decision == a.decision:
             continue
         for form in VALUE_FORMS:
             m = Mutation(letter, form)
@@ -900,8 +900,15 @@ def _data(record: LetterRecord) -> dict[str, Any]:
 
 
 def incomplete(record: LetterRecord) -> bool:
+    """The record does not look complete: coverage below 1.0, a failed check, or the
+    verifier's census says the letter decides what the record does not hold."""
     v = record.verification
-    return v is None or v.coverage < 1.0 or any(c.result is CheckResult.FAILED for c in v.checks)
+    return (
+        v is None
+        or v.coverage < 1.0
+        or not v.complete
+        or any(c.result is CheckResult.FAILED for c in v.checks)
+    )
 
 
 def flagged(record: LetterRecord) -> bool:
@@ -1032,6 +1039,6 @@ def false_alarms(route: str) -> FalseAlarms:
         not_verified += bad
         fails = sum(c.result is CheckResult.FAILED for c in record.verification.checks)
         failed += fails
-        if bad or fails or record.verification.coverage < 1.0:
+        if bad or fails or incomplete(record):
             names.append(letter.name)
     return FalseAlarms(values, not_verified, failed, names)
