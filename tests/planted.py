@@ -16,12 +16,13 @@ Invariant: a ``Planted`` says which values it made wrong (``paths``) and whether
 something the letter decides (``loss``); ``judge`` says whether the verifier caught it:
 
 - record side: every planted value's status is not ``verified``; for a lost item, the record
-  does not look complete (coverage below 1.0 or a failed check); a value left right but with a
+  does not look complete (``incomplete``: coverage below 1.0, a failed check, or the verifier's
+  census says the letter decides more than the record holds); a value left right but with a
   span moved counts as caught when verification puts the span back where it was;
-- text side: extraction refuses with an ``ImrExtractError``, or the record is flagged (coverage
-  below 1.0, a failed check, or a value not verified), or (where the defect leaves the letter's
-  content whole: a split word, running headers, a repeated block) the record equals the one
-  read from the untouched text.
+- text side: extraction refuses with an ``ImrExtractError``, or the record is flagged
+  (incomplete, or a value not verified), or (where the defect leaves the letter's content
+  whole: a split word, running headers, a repeated block) the record equals the one read from
+  the untouched text.
 
 Every kind is planted on every letter where it applies, at up to ``SITES_PER_LETTER`` of its
 sites there (a seeded sample): everything is deterministic.
