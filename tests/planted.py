@@ -865,8 +865,9 @@ HEADER_EVERY = 20
 
 @text_kind
 def running_headers(letter: Letter) -> Iterator[Planted]:
-    """A running header line every ``HEADER_EVERY`` lines (``page``: ``Page 2 of 5``;
-    ``case``: the case number and page, as a header repeats them)."""
+    """Page furniture: a line every ``HEADER_EVERY`` lines (``page``: ``Page 2 of 5``; ``case``:
+    the case number and page, as a header repeats them), or at the page breaks the PDF text
+    has (``pagebreak``: a ``Page k of n`` footer before each break, the case number after it)."""
     lines = letter.text.split("\n")
     pages = -(-len(lines) // HEADER_EVERY)
     case = letter.record.case_number or "CM00-0000000"
@@ -880,6 +881,17 @@ def running_headers(letter: Letter) -> Iterator[Planted]:
                 out.append(header if form == "page" else f"Case Number: {case}    {header}")
         text = "\n".join(out)
         yield _text_planted(letter, "running_headers", form, form, text, same_is_right=True)
+    breaks = letter.text.split("\f")
+    if len(breaks) > 1:
+        n = len(breaks)
+        parts = [breaks[0]]
+        for k, page in enumerate(breaks[1:], start=1):
+            parts[-1] = parts[-1].rstrip("\n") + f"\nPage {k} of {n}\n"
+            parts.append(f"IMR Case Number: {case}\n{page}")
+        text = "\f".join(parts)
+        yield _text_planted(
+            letter, "running_headers", "pagebreak", "pagebreak", text, same_is_right=True
+        )
 
 
 @text_kind

@@ -59,6 +59,7 @@ FLOORS: dict[str, float] = {
     "reviewer_phrase/rules": 0.0,
     "running_headers/case": 0.19,
     "running_headers/page": 0.16,
+    "running_headers/pagebreak": 0.37,
     "section_from_other_item/kept": 1.0,
     "section_from_other_item/located": 1.0,
     "section_from_other_item/rules": 1.0,
@@ -101,6 +102,8 @@ NOT_YET_CAUGHT_IN_FULL: dict[str, str] = {
     "reviewer_phrase/rules": "reviewer values need only stand somewhere in the letter",
     "running_headers/case": "a header line inside a request or rationale is read into it",
     "running_headers/page": "a header line inside a request or rationale is read into it",
+    "running_headers/pagebreak": "a footer and header at a page break inside a value are read "
+    "into it",
     "split_section_at_comma/kept": "the longer half still matches the whole's span fuzzily",
     "split_section_at_comma/located": "each half stands in the line; no vocabulary of titles",
     "split_section_at_comma/rules": "each half stands in the line; no vocabulary of titles",
