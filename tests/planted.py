@@ -58,6 +58,7 @@ from imr_extract.schema import (
     MatchKind,
     Method,
     Provenance,
+    Sex,
     Span,
     Status,
 )
@@ -782,6 +783,54 @@ def reviewer_phrase(letter: Letter) -> Iterator[Planted]:
             m = Mutation(letter, form)
             m.set(path, phrase)
             yield m.planted("reviewer_phrase", f"{path} = {phrase[:40]!r}")
+
+
+@record_kind
+def extend_letter_value(letter: Letter) -> Iterator[Planted]:
+    """A letter-level value run into the word printed after it (``Standard Application``: a
+    priority run into the next label)."""
+    rec = letter.record
+    for path in ("case_number", "priority", "reviewer.specialty", "reviewer.subspecialty"):
+        spans = _spans(rec, path)
+        value = value_at(rec, path) if path in rec.provenance else None
+        if not spans or not isinstance(value, str):
+            continue
+        after = re.search(r"\S+", letter.text[spans[-1][1] : spans[-1][1] + 200])
+        if after is None:
+            continue
+        longer = fold(f"{letter.text[spans[0][0] : spans[-1][1]]} {after.group()}").rstrip(".:,; ")
+        if longer == value:
+            continue
+        for form in VALUE_FORMS:
+            m = Mutation(letter, form)
+            m.set(path, longer)
+            yield m.planted("extend_letter_value", f"{path} = {longer[:40]!r}")
+
+
+@record_kind
+def patient_other_value(letter: Letter) -> Iterator[Planted]:
+    """The patient's age given as another age-like number the letter prints, or the sex as the
+    other sex word it prints."""
+    rec = letter.record
+    if rec.patient.age is not None:
+        others = [
+            int(n)
+            for n in re.findall(r"(?<![\d/.-])(\d{2})(?![\d/.-])", letter.text)
+            if 18 <= int(n) <= 99 and int(n) != rec.patient.age
+        ]
+        if others:
+            for form in VALUE_FORMS:
+                m = Mutation(letter, form)
+                m.set("patient.age", others[0])
+                yield m.planted("patient_other_value", f"age {others[0]}")
+    sex = rec.patient.sex
+    if sex is not None:
+        other = Sex.MALE if sex is Sex.FEMALE else Sex.FEMALE
+        if locate(letter.text, other.value) is not None:
+            for form in VALUE_FORMS:
+                m = Mutation(letter, form)
+                m.set("patient.sex", other)
+                yield m.planted("patient_other_value", f"sex {other.value}")
 
 
 # --- text side -----------------------------------------------------------------------------------

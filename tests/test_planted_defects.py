@@ -33,6 +33,9 @@ FLOORS: dict[str, float] = {
     "extend_citation/kept": 0.37,
     "extend_citation/located": 0.0,
     "extend_citation/rules": 0.0,
+    "extend_letter_value/kept": 0.85,
+    "extend_letter_value/located": 0.66,
+    "extend_letter_value/rules": 0.0,
     "extend_request/kept": 0.49,
     "extend_request/located": 1.0,
     "extend_request/rules": 1.0,
@@ -54,6 +57,9 @@ FLOORS: dict[str, float] = {
     "page_from_other_item/rules": 1.0,
     "paste_letters/lines": 1.0,
     "paste_letters/pages": 1.0,
+    "patient_other_value/kept": 1.0,
+    "patient_other_value/located": 0.0,
+    "patient_other_value/rules": 0.0,
     "reviewer_phrase/kept": 1.0,
     "reviewer_phrase/located": 0.0,
     "reviewer_phrase/rules": 0.0,
@@ -93,11 +99,17 @@ NOT_YET_CAUGHT_IN_FULL: dict[str, str] = {
     "label or prefix included",
     "extend_citation/rules": "a source or section passes wherever its text stands in the line, "
     "label or prefix included",
+    "extend_letter_value/kept": "a value one word longer still matches its span fuzzily",
+    "extend_letter_value/located": "reviewer values need only stand somewhere in the letter",
+    "extend_letter_value/rules": "a header value the rules claim to have read at its label is "
+    "trusted, not re-read",
     "extend_request/kept": "a request one word longer still matches its span fuzzily (>= 0.9)",
     "flip_flag/kept": "flags the rules read from the line are trusted without re-reading it",
     "move_span/located": "a partial authorisation's frame starts at its own (moved) span; "
     "patient values have no place check",
     "move_span/rules": "a header date the rules claim to have read is not checked at its label",
+    "patient_other_value/located": "patient values need only stand somewhere in the letter",
+    "patient_other_value/rules": "patient values need only stand somewhere in the letter",
     "reviewer_phrase/located": "reviewer values need only stand somewhere in the letter",
     "reviewer_phrase/rules": "reviewer values need only stand somewhere in the letter",
     "running_headers/case": "a header line inside a request or rationale is read into it",
@@ -170,6 +182,8 @@ def test_no_false_alarms_on_the_untouched_letters(route):
 
 _VALUE_CHANGED = (
     "swap_decisions",
+    "extend_letter_value",
+    "patient_other_value",
     "truncate_request_head",
     "extend_citation",
     "split_section_at_comma",
@@ -225,6 +239,8 @@ def test_located_values_are_placed_where_the_letter_prints_them():
         "truncate_request_head",
         "extend_citation",
         "split_section_at_comma",
+        "extend_letter_value",
+        "patient_other_value",
     )
     count = 0
     for p in planted.defects():
