@@ -46,7 +46,6 @@ from imr_extract.assemble import match_kind
 from imr_extract.errors import ImrExtractError
 from imr_extract.extract import extract_document
 from imr_extract.forms import SECTION_RX
-from imr_extract.grounding import value_at
 from imr_extract.ingest import Document, read_path, read_text_bytes
 from imr_extract.locate import Location, locate, locate_near
 from imr_extract.schema import (
@@ -64,6 +63,7 @@ from imr_extract.schema import (
 )
 from imr_extract.text import fold
 from imr_extract.verify import verify
+from imr_extract.verify.grounding import value_at
 
 LETTERS = Path(__file__).parent / "data" / "letters"
 SEED = 11

@@ -49,3 +49,16 @@ def test_bench_rules_prints_every_phase(tmp_path):
     stdout = run("bench_rules.py", "--rounds", "1", "--letters", str(small), cwd=tmp_path)
     phases = [line.split()[0] for line in stdout.splitlines()[1:] if line and line[0] != "("]
     assert phases == ["rules", "text", "pdf-ingest:pypdfium2", "pdf-ingest:pypdf", "pdf"]
+
+
+def test_form_readers_prints_every_form_and_variant(tmp_path):
+    stdout = run("form_readers.py", cwd=tmp_path)
+    rows = [line.split() for line in stdout.splitlines()[1:]]
+    assert {r[0] for r in rows} == {
+        "notice_2013",
+        "maximus_imr_decisions",
+        "final_determination_prose",
+    }
+    assert sum(r[1] == "bundled" for r in rows) == 3 and len(rows) > 3
+    # letters, items found/in gold, gold fields exact/in gold, verified/values, wrong, warnings
+    assert all(len(r) == 8 and all(re.fullmatch(r"\d+/\d+", c) for c in r[3:6]) for r in rows)

@@ -21,10 +21,10 @@ from imr_extract.cli import app
 from imr_extract.compare import Comparison, cohen_kappa, compare, fuzzy_equal
 from imr_extract.evaluate import evaluate
 from imr_extract.fields import ITEM_FIELDS, LETTER_FIELDS, FieldKind
-from imr_extract.grounding import span_holds, value_at
 from imr_extract.llm import LLMExtractor
 from imr_extract.schema import LetterRecord, MatchKind
 from imr_extract.text import fold
+from imr_extract.verify.grounding import span_holds, value_at
 from llm_cassettes import RECORD_BASE_URL, RECORD_MODEL, recorded
 from test_llm_replay import cassette_name, meta_for, replay_config
 

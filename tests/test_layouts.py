@@ -1,4 +1,4 @@
-"""Layout detection: the two forms with readers, the three known forms without, and unknown."""
+"""Layout detection: every known form with its reader, a notice printed the 2016 way, and unknown."""
 
 from __future__ import annotations
 
@@ -41,11 +41,11 @@ def test_shared_letters_are_read_by_their_dedicated_readers():
     ("text", "name", "dedicated"),
     [
         (relaid("MAXIMUS FEDERAL SERVICES, INC.\nIndependent Medical Review\nDOCUMENTS REVIEWED",
-                "IMR DECISION(S) AND RATIONALE(S)"), "maximus_imr_decisions", False),
+                "IMR DECISION(S) AND RATIONALE(S)"), "maximus_imr_decisions", True),
         (relaid("MEDICAL PROFESSIONAL REVIEW\nISSUE AT DISPUTE", "DECISION",
                 "MEDICAL REVIEWER QUALIFICATIONS"), "medical_professional_review", True),
         (relaid("Notice of Independent Medical Review Determination", "DETERMINATION"),
-         "notice_2013", False),
+         "notice_2013", True),
     ],
 )  # fmt: skip
 def test_other_known_forms_are_recognised_and_reported(text, name, dedicated):
@@ -55,7 +55,11 @@ def test_other_known_forms_are_recognised_and_reported(text, name, dedicated):
     record = extract_text(text, "relaid.txt")
     assert record.layout == name
     assert any("no dedicated reader" in w for w in record.warnings) is not dedicated
-    # The generic rules still find the decision and the partial authorisation.
+    # A notice whose items are printed the 2016 way ("X: Upheld", no numbered sentences) is read
+    # by the item rules, and says so.
+    fallback = any("no numbered decisions" in w for w in record.warnings)
+    assert fallback is (name == "notice_2013")
+    # The decision and the partial authorisation are still found.
     (item,) = record.items
     assert item.request == rules_record(REAL).items[0].request
     assert item.decision == rules_record(REAL).items[0].decision

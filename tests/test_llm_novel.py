@@ -28,10 +28,10 @@ import pytest
 from conftest import DATA, letter_path, load_gold
 from imr_extract.errors import ImrExtractError, LLMTruncatedError, LLMValidationError
 from imr_extract.extract import extract_document
-from imr_extract.grounding import ungrounded
 from imr_extract.ingest import read_path
 from imr_extract.llm import LLMExtractor
 from imr_extract.schema import Backend, LetterRecord, MatchKind, Method
+from imr_extract.verify.grounding import ungrounded
 from llm_cassettes import RECORD_MODEL, recorded
 from test_gold import diff
 from test_llm_replay import meta_for, recorded_usage, replay_config

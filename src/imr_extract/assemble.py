@@ -6,10 +6,7 @@ Provenance paths follow the gold README: ``items[0].imr_guideline.citations[1].s
 from __future__ import annotations
 
 import datetime as dt
-from enum import Enum
 from typing import Any
-
-from pydantic import TypeAdapter
 
 from .ingest import Document
 from .rules import LetterFound
@@ -22,40 +19,15 @@ from .schema import (
     Guideline,
     Item,
     LetterRecord,
-    MatchKind,
     Method,
     Patient,
-    Provenance,
     Reviewer,
     SourceInfo,
     schema_hash,
 )
-from .text import Found, fold
-
-
-def match_kind(text: str, start: int, end: int, value: Any) -> MatchKind:
-    """How ``value`` relates to ``text[start:end]`` (see ``MatchKind``)."""
-    if end <= start:
-        return MatchKind.ABSENT
-    raw = text[start:end]
-    if isinstance(value, Enum):
-        value = value.value
-    if isinstance(value, str):
-        if raw == value:
-            return MatchKind.EXACT
-        folded = fold(raw)
-        if folded == value:
-            return MatchKind.NORMALISED
-        if folded.casefold() == value.casefold():
-            return MatchKind.FUZZY  # located case-insensitively (model output)
-        return MatchKind.DERIVED
-    if isinstance(value, int) and not isinstance(value, bool) and raw == str(value):
-        return MatchKind.EXACT
-    return MatchKind.DERIVED
-
-
-#: Validates a whole provenance map in one pydantic-core pass (much faster than model by model).
-PROVENANCE_MAP = TypeAdapter(dict[str, Provenance])
+from .text import Found
+from .verify.checks import verify_entries
+from .verify.grounding import PROVENANCE_MAP, match_kind
 
 
 class ProvenanceMap:
@@ -204,3 +176,15 @@ def assemble(
         extractor=extractor,
         warnings=warnings,
     ), prov
+
+
+def verified_record(
+    doc: Document,
+    layout: str,
+    found: LetterFound,
+    method: Method = Method.RULES,
+    extractor: ExtractorInfo | None = None,
+) -> LetterRecord:
+    """``build_record`` then ``verify``, validating the provenance once instead of twice."""
+    record, prov = assemble(doc, layout, found, method, extractor)
+    return verify_entries(record, prov.entries, prov.values, doc.text, doc.page_of)

@@ -14,6 +14,7 @@ import sys
 import time
 from collections import Counter
 from contextlib import ExitStack
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
@@ -39,6 +40,7 @@ from .llm.config import LLMMode
 from .output import JsonlWriter, OutputFormat, make_writer
 from .schema import Backend, Decision, Usage, json_schema_text, schema_hash
 from .store import DEFAULT_STORE, RecordRow
+from .verify.external import FITS_SCHEMA, ExternalOutcome
 
 if TYPE_CHECKING:
     from .runner import BatchOutcome
@@ -390,6 +392,8 @@ def extract(
     if log_file is not None:
         _log_to(log_file, log_level)
     extractor: Extractor = extract_document
+    if backend is Backend.EXTERNAL:
+        raise _usage_error("--backend external is for records made elsewhere: see `verify`")
     if backend is None:
         backend = Backend.HYBRID if model_configured(model, base_url) else Backend.RULES
     key = ResultKey(backend.value, schema_hash=schema_hash(), version=code_version())
@@ -608,6 +612,145 @@ def eval_command(
         raise _usage_error(str(exc)) from None
     with ExitStack() as stack:
         write_report(report, report_format, _open_out(stack, out), limit=limit)
+
+
+class VerifyFormat(StrEnum):
+    JSONL = "jsonl"
+    CSV = "csv"
+
+
+class VerifySummary:
+    """Counts for the end of ``imr-extract verify``."""
+
+    def __init__(self) -> None:
+        self.records = 0
+        self.errors = 0
+        self.status: Counter[str] = Counter()
+        self.invalid = 0
+        self.novel = 0
+        self.complete = 0
+        self.coverage = 0.0
+
+    def add(self, outcome: ExternalOutcome) -> None:
+        self.records += 1
+        record = outcome.record
+        if record is None or record.verification is None:
+            self.errors += 1
+            return
+        v = record.verification
+        self.status.update(verified=v.verified, unverified=v.unverified)
+        self.status.update(contradicted=v.contradicted)
+        self.invalid += sum(c.name == FITS_SCHEMA for c in v.checks)
+        self.novel += v.novel_layout
+        self.complete += v.complete
+        self.coverage += v.coverage
+
+    def table(self) -> Table:
+        t = Table(title="imr-extract verify", show_header=False, title_justify="left")
+        t.add_column("what")
+        t.add_column("count", justify="right")
+        done = self.records - self.errors
+        t.add_row("records", str(self.records))
+        t.add_row("verified against their letter", str(done))
+        t.add_row("failed (error rows)", str(self.errors))
+        for status in ("verified", "unverified", "contradicted"):
+            t.add_row(f"values {status}", str(self.status[status]))
+        t.add_row("values invalid (left out)", str(self.invalid))
+        t.add_row("mean coverage", f"{self.coverage / done:.3f}" if done else "-")
+        t.add_row("complete (every decision held by an item)", str(self.complete))
+        t.add_row("novel layouts", str(self.novel))
+        return t
+
+
+@app.command(name="verify")
+def verify_command(
+    records: Annotated[
+        Path,
+        typer.Argument(
+            help="Records from any tool in the output shape (JSON Lines, a JSON array or one "
+            "object), with or without provenance; or a .csv of item rows as `extract --format "
+            "csv` writes them; '-' reads JSON from standard input."
+        ),
+    ],
+    letters: Annotated[
+        Path,
+        typer.Option(
+            "--letters",
+            help="Directory of the letters (read recursively); a record is matched to the letter "
+            "named by its 'letter' field (file name, or its stem).",
+        ),
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the results here (default: stdout).")
+    ] = None,
+    fmt: Annotated[
+        VerifyFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            help="jsonl: each record back with statuses, checks and coverage (an error row for a "
+            "record that failed); csv: a row per value, invalid value or failed record.",
+        ),
+    ] = VerifyFormat.JSONL,
+    pdf_engine: PdfEngineOption = None,
+    summary: Annotated[
+        bool, typer.Option("--summary/--no-summary", help="Summary at the end.")
+    ] = True,
+) -> None:
+    """Verify records made by another tool against their letters.
+
+    Each value is located in its letter and run through every check; a value that does not fit
+    the schema (a US-format date, an empty source) is reported as invalid on its own and left out.
+
+    Exit code 1: some records failed (no such letter, not a record): each is an error row in the
+    output and named on stderr; the rest are still verified. 2: usage error.
+    """
+    import csv
+
+    from .errors import ImrExtractError
+    from .verify.external import (
+        VALUE_COLUMNS,
+        LetterIndex,
+        iter_record_file,
+        value_rows,
+        verify_records,
+    )
+
+    _check_pdf_engine(pdf_engine)
+    if not letters.is_dir():
+        raise _usage_error(f"--letters {letters}: not a directory")
+    if str(records) != "-" and not records.is_file():
+        raise _usage_error(f"{records}: no such file")
+    stats = VerifySummary()
+    try:
+        with ExitStack() as stack:
+            stream = _open_out(stack, out)
+            rows = csv.DictWriter(stream, fieldnames=VALUE_COLUMNS, extrasaction="raise")
+            if fmt is VerifyFormat.CSV:
+                rows.writeheader()
+            for outcome in verify_records(
+                iter_record_file(records), LetterIndex(letters), pdf_engine=pdf_engine
+            ):
+                stats.add(outcome)
+                if outcome.error is not None:
+                    typer.echo(f"error: {outcome.error}", err=True)
+                if fmt is VerifyFormat.CSV:
+                    rows.writerows(value_rows(outcome))
+                elif outcome.record is not None:
+                    stream.write(outcome.record.model_dump_json() + "\n")
+                elif outcome.error is not None:
+                    row = {
+                        "letter": outcome.source,
+                        "error": outcome.error.code,
+                        "cause": outcome.error.cause,
+                    }
+                    stream.write(json.dumps(row) + "\n")
+                stream.flush()
+    except ImrExtractError as exc:  # the records file itself cannot be read
+        raise _usage_error(str(exc)) from None
+    if summary:
+        err.print(stats.table())
+    raise typer.Exit(EXIT_FAILURES if stats.errors else EXIT_OK)
 
 
 @app.command(name="compare")

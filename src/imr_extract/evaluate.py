@@ -14,6 +14,12 @@ on either side). Item fields of an item only gold has count as FN, of an item on
 has (invented) as FP. Values compare exactly, as gold holds them: one different character is a
 miss. Every FP or FN is listed once in ``EvalReport.misses``.
 
+Beside them, what the record's own verification is worth (``fields.support``: a field's status is
+the worst of the provenance entries at and beneath its path; a record without provenance has
+none): **verified precision** = verified values equal to gold / verified values; **verified
+recall** = verified values equal to gold / values gold states; **false-alarm rate** = values equal
+to gold flagged ``contradicted`` / values equal to gold.
+
 Letters without a result are listed in ``missing_results`` and, unless ``score_missing`` is set,
 not scored (so a run over a subset of the letters can be scored); results without a gold file
 are listed in ``without_gold``.
@@ -41,6 +47,8 @@ from .fields import (
     is_null,
     item_path,
     letter_name,
+    record_data,
+    support,
 )
 from .reporting import listing, ratio
 from .text import fold
@@ -58,14 +66,24 @@ class FieldScore:
     tp: int = 0
     fp: int = 0
     fn: int = 0
+    #: Stated values the record marks verified, those of them equal to gold, and values equal
+    #: to gold that it marks contradicted (false alarms).
+    verified: int = 0
+    verified_tp: int = 0
+    contradicted_tp: int = 0
 
-    def add(self, expected: Any, got: Any) -> bool:
-        """Count one comparison; True when it is a miss (an FP, an FN or both)."""
+    def add(self, expected: Any, got: Any, status: str | None = None) -> bool:
+        """Count one comparison (``status``: the record's for ``got``); True when it is a miss
+        (an FP, an FN or both)."""
         stated, truth = not is_null(got), not is_null(expected)
         right = stated and truth and got == expected
         self.tp += right
         self.fp += stated and not right
         self.fn += truth and not right
+        if stated and status == "verified":
+            self.verified += 1
+            self.verified_tp += right
+        self.contradicted_tp += right and status == "contradicted"
         return (stated or truth) and not right
 
     @property
@@ -83,6 +101,21 @@ class FieldScore:
             return None
         return 2 * p * r / (p + r) if p + r else 0.0
 
+    @property
+    def verified_precision(self) -> float | None:
+        """Share of the values marked verified that equal gold."""
+        return _rate(self.verified_tp, self.verified)
+
+    @property
+    def verified_recall(self) -> float | None:
+        """Share of gold's values that the record states equal and marked verified."""
+        return _rate(self.verified_tp, self.tp + self.fn)
+
+    @property
+    def false_alarm_rate(self) -> float | None:
+        """Share of the values equal to gold that the record marks contradicted."""
+        return _rate(self.contradicted_tp, self.tp)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "field": self.field,
@@ -92,6 +125,12 @@ class FieldScore:
             "precision": self.precision,
             "recall": self.recall,
             "f1": self.f1,
+            "verified": self.verified,
+            "verified_tp": self.verified_tp,
+            "contradicted_tp": self.contradicted_tp,
+            "verified_precision": self.verified_precision,
+            "verified_recall": self.verified_recall,
+            "false_alarm_rate": self.false_alarm_rate,
         }
 
 
@@ -145,6 +184,9 @@ class EvalReport:
     missing_results: list[str] = field(default_factory=list)
     without_gold: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
+    #: Error rows among the results (``{"letter", "error", "cause"}``, as ``verify`` writes a
+    #: record it could not verify): not results, so never scored.
+    error_rows: list[str] = field(default_factory=list)
     misses: list[Miss] = field(default_factory=list)
 
     @property
@@ -152,28 +194,45 @@ class EvalReport:
         """Share of aligned items whose decision equals gold's (``None``: nothing aligned)."""
         return _rate(self.decisions_equal, self.aligned_items)
 
+    @property
+    def overall(self) -> FieldScore:
+        """Every scored field's counts summed (the verified rates over all of them)."""
+        total = FieldScore("all fields")
+        for s in self.fields.values():
+            for name in ("tp", "fp", "fn", "verified", "verified_tp", "contradicted_tp"):
+                setattr(total, name, getattr(total, name) + getattr(s, name))
+        return total
+
     def to_dict(self) -> dict[str, Any]:
+        overall = self.overall
         return {
             "letters_scored": len(self.letters),
             "fields": [s.to_dict() for s in self.fields.values()],
             "items": self.items.to_dict(),
             "aligned_items": self.aligned_items,
             "decision_accuracy": self.decision_accuracy,
+            "verified_precision": overall.verified_precision,
+            "verified_recall": overall.verified_recall,
+            "false_alarm_rate": overall.false_alarm_rate,
+            "verified_values": overall.verified,
+            "false_alarms": overall.contradicted_tp,
             "letters": self.letters,
             "missing_results": self.missing_results,
             "without_gold": self.without_gold,
             "duplicates": self.duplicates,
+            "error_rows": self.error_rows,
             "misses": [m.to_dict() for m in self.misses],
         }
 
     def csv_rows(self) -> tuple[list[str], list[dict[str, Any]]]:
         columns = ["field", "tp", "fp", "fn", "precision", "recall", "f1"]
-        rows = [s.to_dict() for s in [*self.fields.values(), self.items]]
+        rows = [{k: s.to_dict()[k] for k in columns} for s in [*self.fields.values(), self.items]]
         return columns, rows
 
     def renderable(self, limit: int = 50) -> RenderableType:
         scores = Table(title=f"imr-extract eval: {len(self.letters)} letters", title_justify="left")
-        for name in ("field", "TP", "FP", "FN", "precision", "recall", "F1"):
+        columns = ("field", "TP", "FP", "FN", "precision", "recall", "F1")
+        for name in (*columns, "verified P", "verified R", "false alarms"):
             scores.add_column(name, justify="left" if name == "field" else "right")
         for s in self.fields.values():
             scores.add_row(
@@ -184,6 +243,9 @@ class EvalReport:
                 ratio(s.precision),
                 ratio(s.recall),
                 ratio(s.f1),
+                ratio(s.verified_precision),
+                ratio(s.verified_recall),
+                ratio(s.false_alarm_rate),
             )
         scores.add_section()
         i = self.items
@@ -192,16 +254,30 @@ class EvalReport:
             *(str(n) for n in (i.tp, i.fp, i.fn)),
             *(ratio(x) for x in (i.precision, i.recall, i.f1)),
         )
+        overall = self.overall
         summary = Table(show_header=False, title="summary", title_justify="left")
         summary.add_column("what")
         summary.add_column("value", overflow="fold")
         summary.add_row("letters scored", str(len(self.letters)))
         summary.add_row("aligned items", str(self.aligned_items))
         summary.add_row("decision accuracy", ratio(self.decision_accuracy))
+        summary.add_row(
+            "verified precision",
+            f"{ratio(overall.verified_precision)} ({overall.verified_tp} of {overall.verified} "
+            "verified values equal gold)",
+        )
+        summary.add_row("verified recall", ratio(overall.verified_recall))
+        summary.add_row(
+            "false-alarm rate",
+            f"{ratio(overall.false_alarm_rate)} ({overall.contradicted_tp} values equal to gold "
+            "contradicted)",
+        )
         summary.add_row("letters missing from results", listing(self.missing_results))
         summary.add_row("results without gold", listing(self.without_gold))
         if self.duplicates:
             summary.add_row("duplicate results (ignored)", listing(self.duplicates))
+        if self.error_rows:
+            summary.add_row("error rows (not results)", listing(self.error_rows))
         summary.add_row("misses", str(len(self.misses)))
         parts: list[RenderableType] = [scores, summary]
         if self.misses and limit > 0:
@@ -259,8 +335,11 @@ def load_gold(gold_dir: str | Path) -> dict[str, dict[str, Any]]:
 
 def _score_letter(report: EvalReport, name: str, gold: dict[str, Any], got: RecordLike) -> None:
     g, r = data_fields(gold), data_fields(got)
+    data = record_data(got)
+    statuses = _Statuses(data)
     for spec in LETTER_FIELDS:
-        _count(report, name, spec, spec.read(g), spec.read(r), spec.path, spec.path)
+        status = statuses.at(spec.path)
+        _count(report, name, spec, spec.read(g), spec.read(r), spec.path, spec.path, status)
     g_items, r_items = g["items"], r["items"]
     ok = 0
     for pair in align_items(g_items, r_items):
@@ -269,7 +348,8 @@ def _score_letter(report: EvalReport, name: str, gold: dict[str, Any], got: Reco
         for spec in ITEM_FIELDS:
             gold_path = item_path(pair.left, spec.path) if pair.left is not None else None
             result_path = item_path(pair.right, spec.path) if pair.right is not None else None
-            _count(report, name, spec, spec.read(gi), spec.read(ri), gold_path, result_path)
+            status = statuses.at(result_path) if result_path is not None else None
+            _count(report, name, spec, spec.read(gi), spec.read(ri), gold_path, result_path, status)
         if gi is not None and ri is not None:
             report.aligned_items += 1
             same_decision = gi.get("decision") == ri.get("decision")
@@ -278,6 +358,23 @@ def _score_letter(report: EvalReport, name: str, gold: dict[str, Any], got: Reco
     report.items.tp += ok
     report.items.fp += len(r_items) - ok
     report.items.fn += len(g_items) - ok
+
+
+def _is_error_row(record: RecordLike) -> bool:
+    data = record_data(record)
+    return "error" in data and "cause" in data and "items" not in data
+
+
+class _Statuses:
+    """A record's verification status by field path (``None``: no provenance there)."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data if isinstance(data.get("provenance"), dict) else None
+
+    def at(self, path: str) -> str | None:
+        if self.data is None:
+            return None
+        return support(self.data, path).status
 
 
 def _folded(request: Any) -> Any:
@@ -292,8 +389,9 @@ def _count(
     got: Any,
     gold_path: str | None,
     result_path: str | None,
+    status: str | None = None,
 ) -> None:
-    if report.fields[spec.name].add(expected, got):
+    if report.fields[spec.name].add(expected, got, status):
         report.misses.append(Miss(letter, gold_path, result_path, expected, got))
 
 
@@ -320,6 +418,9 @@ def evaluate(
     seen: dict[str, RecordLike] = {}
     for record in results:
         name = letter_name(record)
+        if _is_error_row(record):
+            report.error_rows.append(name)
+            continue
         stem = Path(name).stem
         if stem in seen:
             report.duplicates.append(name)

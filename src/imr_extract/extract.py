@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from . import layouts
+from .assemble import verified_record
 from .errors import ImrExtractError, NoDecisionsError
 from .ingest import Document, iter_paths, read_bytes, read_path
 from .schema import LetterRecord, Method
-from .verify import verified_record
 
 
 @dataclass(frozen=True)

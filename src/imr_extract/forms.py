@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from .schema import Sex
+
 # --- section headings ----------------------------------------------------------------------------
 
 #: The heading of the decisions section, in the forms' wordings.
@@ -27,17 +29,24 @@ SECTION_INTRO_RX = re.compile(r"set\s+forth\s+below\s*:")
 # the Claims Administrator:", "... by the Medical Reviewer:", "Rationale:"). A form's reader
 # adds its labels here, so that verification ties items to them too.
 
+# The 2013 notice prints "Medical Treatment Guideline(s) Relied Upon by the Claims
+# Administrator:" / "... by the Expert Reviewer:" / "Rationale for the Decision:".
+
 CA_LABEL_RX = re.compile(
     r"Claims\s+Administrator\s+guidelines?\s*:"
-    r"|Guidelines?\s+relied\s+upon\s+by\s+the\s+Claims\s+Administrator\s*:",
+    r"|(?:Medical\s+Treatment\s+)?Guidelines?(?:\(s\))?\s+relied\s+upon\s+by\s+the\s+"
+    r"Claims\s+Administrator\s*:",
     re.IGNORECASE,
 )
 IMR_LABEL_RX = re.compile(
     r"(?:MAXIMUS|IMR|Expert\s+Reviewer(?:'s)?|Reviewer(?:'s)?)\s+guidelines?\s*:"
-    r"|Guidelines?\s+relied\s+upon\s+by\s+the\s+(?:Medical|Expert)\s+Reviewer\s*:",
+    r"|(?:Medical\s+Treatment\s+)?Guidelines?(?:\(s\))?\s+relied\s+upon\s+by\s+the\s+"
+    r"(?:Medical|Expert)\s+Reviewer\s*:",
     re.IGNORECASE,
 )
-RATIONALE_LABEL_RX = re.compile(r"(?:Decision\s+)?rationale\s*:", re.IGNORECASE)
+RATIONALE_LABEL_RX = re.compile(
+    r"(?:Decision\s+)?rationale\s*:|Rationale\s+for\s+the\s+Decision\s*:", re.IGNORECASE
+)
 
 # --- one per letter ------------------------------------------------------------------------------
 
@@ -65,3 +74,120 @@ ITEM_INTRO_RX = re.compile(
 #: Words a partial authorisation prints right before the remaining request ("The remaining IMR
 #: eligible portion of the original request, Z is: Upheld"; "The original request, Z").
 PARTIAL_LEAD_RX = re.compile(r"original\s+request\s*,\Z", re.IGNORECASE)
+
+# --- header labels -------------------------------------------------------------------------------
+
+#: Record field -> the labels the forms print before it (2016-17 form, the MAXIMUS decisions form,
+#: the MEDICAL PROFESSIONAL REVIEW form, the 2013 notice). Words may be split by any whitespace.
+HEADER_LABELS: dict[str, tuple[str, ...]] = {
+    "case_number": ("IMR Case Number:", "IMR Case No.:", "Case Number:", "Case No.:"),
+    "priority": ("Review Priority:", "Priority:"),
+    "dates.assigned": ("Date Assigned:", "Assignment Date:"),
+    "dates.injury": ("Date of Injury:",),
+    "dates.decision": ("Decision Date:", "Date of Review:", "Dated:"),
+    "dates.ur_denial": ("UR Denial Date:", "Utilization Review Date:", "Date of UR Decision:"),
+    "dates.application_received": (
+        "IMR Application Received:",
+        "IMR Application Date:",
+        "Application Received:",
+    ),
+}
+#: Record field -> phrases after which a letter states the date in prose (the 2013 notice, the
+#: older letters' case summaries): "filed on 9/6/2013", "Utilization Review Denial dated ...".
+PROSE_DATE_CUES: dict[str, tuple[str, ...]] = {
+    "dates.application_received": ("Independent Medical Review was filed on",),
+    "dates.ur_denial": ("Utilization Review Denial dated", "Utilization Review decision dated"),
+    "dates.assigned": ("was provided to the above parties on",),
+    "dates.injury": (
+        "industrial injury on",
+        "work injury on",
+        "work injury dated",
+        "injury dated",
+        "injury on",
+        "date of injury of",
+        "date of injury on",
+    ),
+}
+
+# --- partial authorisations ----------------------------------------------------------------------
+# The two wordings the forms print for a partly authorised request:
+#   "X was the original request. Y was authorized by the Claims Administrator. The remaining IMR
+#    eligible portion of the original request, Z is: Upheld"
+#   "X was the original request. The Claims Administrator authorized Y, leaving the original
+#    request IMR eligible. The original request, Z"
+#: The words right after the original request (X).
+ORIGINAL_FOLLOWED_BY = "was the original request"
+#: (words right before, words right after) the authorised part (Y), per wording.
+AUTHORIZED_BETWEEN: tuple[tuple[str, str], ...] = (
+    ("was the original request", "was authorized by the Claims Administrator"),
+    ("The Claims Administrator authorized", "leaving the original request"),
+)
+#: What stands right before the remaining request (Z) in both wordings.
+REMAINING_LEAD_RX = re.compile(r"original\s+request\s*,", re.IGNORECASE)
+
+# --- wording -------------------------------------------------------------------------------------
+
+#: The words a case summary uses for the patient's sex ("a 48 year old male").
+SEX_WORDS = {
+    "male": Sex.MALE,
+    "man": Sex.MALE,
+    "gentleman": Sex.MALE,
+    "boy": Sex.MALE,
+    "female": Sex.FEMALE,
+    "woman": Sex.FEMALE,
+    "lady": Sex.FEMALE,
+    "girl": Sex.FEMALE,
+}
+
+# --- the 2013 "Notice of Independent Medical Review Determination" -------------------------------
+# Its header prints labelled values; its decisions section opens with a sentence giving three
+# dates, then numbered decision sentences ("1. MAXIMUS Federal Services, Inc. has determined the
+# request for <request> is not medically necessary and appropriate."), which a letter may print
+# twice; each item is then set out under "1. Regarding the request for <request>:" and closes
+# with "The reviewer has determined that the request for <request> is ... . The Utilization Review
+# decision is upheld." Numbering is "1." or "1)".
+
+NOTICE_TITLE_RX = re.compile(r"Notice\s+of\s+Independent\s+Medical\s+Review\s+Determination")
+NOTICE_DECISIONS_HEADING_RX = re.compile(
+    r"INDEPENDENT\s+MEDICAL\s+REVIEW\s+DECISION\s+AND\s+RATIONALE"
+)
+NOTICE_QUALIFICATIONS_RX = re.compile(
+    r"Medical\s+Qualifications\s+of\s+the\s+Expert\s+Reviewer\s*:", re.IGNORECASE
+)
+#: "Expert Reviewer Case Summary:" or "Case Summary:".
+NOTICE_SUMMARY_RX = re.compile(r"Case\s+Summary\s*:", re.IGNORECASE)
+#: Record field -> the header label printed before it.
+NOTICE_DATE_LABELS: dict[str, str] = {
+    "decision": "Dated:",
+    "ur_denial": "Date of UR Decision:",
+    "injury": "Date of Injury:",
+    "application_received": "IMR Application Received:",
+}
+#: Record field -> the words the decisions section's opening sentence prints before that date
+#: ("An application for Independent Medical Review was filed on <date> disputing the Utilization
+#: Review Denial dated <date>. A Notice of Assignment ... was provided to the above parties on
+#: <date>.").
+NOTICE_PROSE_DATE_PHRASES: dict[str, str] = {
+    "application_received": "Independent Medical Review was filed on",
+    "ur_denial": "Utilization Review Denial dated",
+    "assigned": "provided to the above parties on",
+}
+#: An item number at a line's start: "1." or "1)".
+NOTICE_NUMBER = r"^[ \t\f]*(?P<number>\d{1,2})[ \t]*[.)][ \t]+"
+#: The words that open a numbered decision sentence, up to its request.
+NOTICE_DECISION_OPENING = (
+    r"MAXIMUS\s+Federal\s+Services,?\s+Inc\.?,?\s+has\s+determined\s+(?:that\s+)?"
+    r"the\s+request\s+for\s+"
+)
+#: The heading of one item's detailed section, up to its request.
+NOTICE_ITEM_HEADING_RX = re.compile(
+    NOTICE_NUMBER + r"Regarding\s+the\s+request\s+for\s+", re.MULTILINE | re.IGNORECASE
+)
+#: The sentence that closes an item's detailed section, up to its request.
+NOTICE_CLOSING_OPENING_RX = re.compile(
+    r"The\s+(?:expert\s+|physician\s+)?reviewer\s+has\s+determined\s+(?:that\s+)?"
+    r"the\s+request\s+for\s+",
+    re.IGNORECASE,
+)
+#: "The Utilization Review decision is upheld." (after it, the decision word).
+NOTICE_UR_DECISION_RX = re.compile(r"The\s+Utilization\s+Review\s+decision\s+is\s+", re.IGNORECASE)

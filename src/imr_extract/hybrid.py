@@ -25,12 +25,13 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from . import layouts
+from .assemble import verified_record
 from .errors import ImrExtractError, LLMError, NoDecisionsError
 from .ingest import Document
 from .layouts._regions import find_regions
 from .merge import merge
 from .schema import Backend, ExtractorInfo, LetterRecord, Method, Status, Usage, schema_hash
-from .verify import expected_paths, verified_record, verify
+from .verify import expected_paths, verify
 
 if TYPE_CHECKING:
     from .llm.extract import LLMExtractor

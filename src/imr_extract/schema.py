@@ -49,6 +49,7 @@ class Method(StrEnum):
 
     RULES = "rules"
     LLM = "llm"
+    EXTERNAL = "external"  # another tool's value, located in the letter by ``verify_external``
 
 
 class MatchKind(StrEnum):
@@ -238,6 +239,7 @@ class Backend(StrEnum):
     RULES = "rules"
     LLM = "llm"
     HYBRID = "hybrid"  # rules first; the model only for what the rules could not verify
+    EXTERNAL = "external"  # made by another tool, verified here (``imr-extract verify``)
 
 
 class Usage(_Strict):

@@ -12,9 +12,11 @@ import pkgutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ..ingest import Document
-from ..rules import LetterFound
+if TYPE_CHECKING:
+    from ..ingest import Document
+    from ..rules import LetterFound
 
 #: Below this detection score a letter is reported as of unknown layout.
 MIN_DETECT_SCORE = 0.5

@@ -14,6 +14,7 @@ from ..rules import (
     find_patient,
     find_priority,
 )
+from ..rules.numbered import find_numbered_items
 from ._regions import find_regions
 
 
@@ -72,5 +73,17 @@ def read_generic(doc: Document) -> LetterFound:
     )
     if found.reviewer.empty():
         found.reviewer = find_credential_prose(text, 0, len(text))
+    numbered_fallback(found, text)
     _injury_from_summary(found, text, r.summary)
     return found
+
+
+def numbered_fallback(found: LetterFound, text: str) -> None:
+    """Where a form's item rules found nothing, decisions stated as numbered sentences (the 2013
+    notice's way, under another title or none) are read, with a warning."""
+    if found.items:
+        return
+    found.items, warnings = find_numbered_items(text)
+    found.warnings.extend(warnings)
+    if found.items:
+        found.warnings.append("items read as the 2013 notice numbers them")

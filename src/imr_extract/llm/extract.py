@@ -11,11 +11,11 @@ from typing import Any
 import openai
 
 from .. import layouts
+from ..assemble import verified_record
 from ..errors import NoDecisionsError
 from ..ingest import Document
 from ..rules import LetterFound
 from ..schema import Backend, ExtractorInfo, LetterRecord, Method, Usage, schema_hash
-from ..verify import verified_record
 from . import prompts
 from .cache import AnswerCache, cache_key
 from .chunking import plan_regions

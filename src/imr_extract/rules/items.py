@@ -1,7 +1,8 @@
 """The decisions section -> one ``ItemFound`` per disputed item.
 
 Each item is printed as: the request (wrapped over lines, possibly across a page break), a colon
-and the decision word ("...: Upheld", "... is: Overturned", or the word alone on the next line),
+and the decision word ("...: Upheld", "... is: Overturned", or the word alone on a line below,
+after any blank lines: text extracted double-spaced puts one between),
 then the two guideline lines and "Decision rationale:" running up to the next item's request.
 
 The hard part is where a request starts, since it follows the previous rationale with no label.
@@ -29,9 +30,11 @@ from ..schema import Decision
 from ..text import Found, found_text, trim_span
 from .guidelines import GuidelineFound, parse_guideline
 
-DECISION_RX = re.compile(r":(?:[ \t]*\n)?[ \t\f]*(?P<word>Upheld|Overturned)\b[ \t]*(?=\n|$)")
+# The word may stand on the colon's line or alone on a line below, after blank lines (text
+# extracted double-spaced puts one between, or three where the letter itself had one).
+DECISION_RX = re.compile(r":(?:[ \t\f]*\n)*[ \t\f]*(?P<word>Upheld|Overturned)\b[ \t]*(?=\n|$)")
 DECISION_ANYCASE_RX = re.compile(
-    r":(?:[ \t]*\n)?[ \t\f]*(?P<word>Upheld|Overturned)\b[ \t.]*(?=\n|$)", re.IGNORECASE
+    r":(?:[ \t\f]*\n)*[ \t\f]*(?P<word>Upheld|Overturned)\b[ \t.]*(?=\n|$)", re.IGNORECASE
 )
 # A form's labels around a request: "Item 1: X" before it, "Determination" on the line after it
 # (its colon is the decision's: "X\nDetermination: Upheld").

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..forms import SEX_WORDS
 from ..schema import Sex
 from ..text import Found
 
@@ -13,16 +14,6 @@ AGE_SEX_RX = re.compile(
     r"(?:[\s,]+(?P<sex>male|female|man|woman|gentleman|lady|boy|girl)\b)?",
     re.IGNORECASE,
 )
-SEX_WORDS = {
-    "male": Sex.MALE,
-    "man": Sex.MALE,
-    "gentleman": Sex.MALE,
-    "boy": Sex.MALE,
-    "female": Sex.FEMALE,
-    "woman": Sex.FEMALE,
-    "lady": Sex.FEMALE,
-    "girl": Sex.FEMALE,
-}
 
 
 @dataclass

@@ -42,32 +42,23 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from .. import layouts
-from ..assemble import PROVENANCE_MAP, assemble, match_kind
 from ..forms import (
+    AUTHORIZED_BETWEEN,
     CA_LABEL_RX,
     IMR_LABEL_RX,
     ITEM_INTRO_RX,
+    ORIGINAL_FOLLOWED_BY,
     PARTIAL_LEAD_RX,
     RATIONALE_LABEL_RX,
+    REMAINING_LEAD_RX,
 )
-from ..grounding import span_holds, value_at
-from ..ingest import Document
 from ..locate import locate
-from ..rules import LetterFound
 from ..rules.guidelines import parse_guideline
-from ..rules.header import CASE_NUMBER_RX, DATE_RX, PRIORITY_RX
-from ..rules.items import (
-    find_section,
-    is_double_spaced,
-    parse_request,
-    request_block_start,
-)
 from ..schema import (
     Check,
     CheckResult,
     CitationKind,
     Decision,
-    ExtractorInfo,
     Guideline,
     Item,
     LetterRecord,
@@ -77,8 +68,11 @@ from ..schema import (
     Verification,
 )
 from ..text import fold
-from .census import Census, ItemAnchor, Statement, account, take_census
+from .census import Census, ItemAnchor, Statement, account, take_census, tokens
 from .conclusion import Conclusion, last_conclusion
+from .grounding import PROVENANCE_MAP, match_kind, span_holds, value_at
+from .labels import Pairing, label_hits, pair, prose_date
+from .labels import parse_date as parse_printed_date
 
 #: A string that is not at its span as printed is still accepted at or above this similarity
 #: (difflib ratio of the folded span text and the value): a case slip, not another value.
@@ -92,8 +86,6 @@ ITEM_EXPECTED_FIELDS = (
     "claims_administrator_guideline.cited",
     "imr_guideline.cited",
 )
-#: Header labels are looked for in the letter's first characters only.
-HEADER_SCAN_CHARS = 3000
 #: Dates that must not decrease, in the order a case moves through UR and IMR.
 DATE_ORDER = ("injury", "ur_denial", "application_received", "assigned", "decision")
 
@@ -110,12 +102,9 @@ _LABEL_IN_REQUEST_RX = re.compile(
 _NUMBER_RX = re.compile(r"(?<![\d.])(\d{1,4})(?:\s*[-–]\s*(\d{1,4}))?(?!\d)")
 _CHECKS = TypeAdapter(list[Check])
 _GUIDELINES = ("claims_administrator_guideline", "imr_guideline")
-#: Header paths -> the rule that reads them after their label (rules/header.py).
-_LABEL_RULES = {
-    "case_number": "header.case_number",
-    "priority": "header.priority",
-    **{f"dates.{name}": f"header.date.{name}" for name in DATE_RX},
-}
+#: Letter-level values printed beside a label (or, for dates, in a sentence).
+_HEADER_PATHS = ("case_number", "priority", *(f"dates.{n}" for n in DATE_ORDER))
+_CASE_NUMBER_RX = re.compile(r"\bCM\d{2}-\d{5,8}\b")
 
 
 # --- grounding -----------------------------------------------------------------------------------
@@ -306,16 +295,12 @@ class _Checker:
 
     def run(self) -> None:
         frames = self.item_frames()
-        section = find_section(self.text)
-        lower = section[1] if section else 0
         for frame in frames:
             item = self.record.items[frame.index]
             self.decision_beside_request(frame, item)
             self.request_fills_block(frame, item)
             self.rationale_agrees(frame, item)
-            self.partial_authorization(frame, item, lower)
-            # The next item's request cannot start before this item's rationale label.
-            lower = frame.rationale[0] if frame.rationale else frame.start
+            self.partial_authorization(frame, item)
             for g in _GUIDELINES:
                 self.guideline_line(frame, g, getattr(item, g))
             if item.rationale is not None:
@@ -420,50 +405,76 @@ class _Checker:
             frame.index,
         )
 
-    def partial_authorization(self, frame: ItemFrame, item: Item, lower: int) -> None:
-        """The original and authorised parts stand in the item's own sentence; where it is in
-        a known wording ("X was the original request. Y was authorized ..."), they are its X
-        and Y, not a piece of them."""
+    def partial_authorization(self, frame: ItemFrame, item: Item) -> None:
+        """The original and authorised parts are the letter's own X and Y of its partial
+        authorisation sentence ("X was the original request. Y was authorized by ..."): the
+        value must be the whole of its slot (the wording's words right before and after it,
+        the slot opening where a block opens), in the sentence that leads to this item's
+        request. In a wording the check does not know, the parts stay unverified."""
         p = f"items[{frame.index}]"
         name = "partial_authorization_in_sentence"
-        parts = [("original_request", item.original_request), ("authorized", item.authorized)]
-        if all(v is None for _, v in parts):
-            return
-        start, end = frame.sentence
-        printed: dict[str, Any] = {}
-        if frame.decision is not None:
-            colon = frame.decision.anchor
-            block = request_block_start(
-                self.text, min(lower, start), colon, is_double_spaced(self.text)
-            )
-            _req, orig, auth = parse_request(self.text, block, colon)
-            if orig is not None and auth is not None:
-                printed = {"original_request": orig, "authorized": auth}
-                start = min(start, block)
-        for key, value in parts:
+        for key, value in (
+            ("original_request", item.original_request),
+            ("authorized", item.authorized),
+        ):
             if value is None:
                 continue
-            loc = locate(self.text, value, start, end, fuzzy=False)
-            want = printed.get(key)
-            if want is not None and value != want.value:
-                self.add(
-                    name,
-                    CheckResult.FAILED,
-                    [f"{p}.{key}"],
-                    f"the letter's {key} is {want.value[:60]!r}",
-                    frame.index,
-                )
-            elif loc is None:
-                self.add(
-                    name,
-                    CheckResult.FAILED,
-                    [f"{p}.{key}"],
-                    f"{key} {value[:60]!r} is not in the item's sentence",
-                    frame.index,
-                )
-            else:
-                self.add(name, CheckResult.PASSED, [f"{p}.{key}"], item=frame.index)
-                self._reanchor(f"{p}.{key}", loc.start, loc.end)
+            path = f"{p}.{key}"
+            verdict, why, span = self._partial_slot(key, value, item.request)
+            self.add(name, verdict, [path], why, frame.index)
+            if verdict is CheckResult.PASSED and span is not None:
+                self._reanchor(path, *span)
+
+    def _partial_slot(
+        self, key: str, value: str, request: str
+    ) -> tuple[CheckResult, str, tuple[int, int] | None]:
+        text = self.text
+        if key == "original_request":
+            slots: tuple[tuple[str | None, str], ...] = ((None, ORIGINAL_FOLLOWED_BY),)
+        else:
+            slots = AUTHORIZED_BETWEEN
+        wordings = [m for _b, after in slots if (m := _find_phrase(text, after)) is not None]
+        if not wordings:
+            return (
+                CheckResult.INCONCLUSIVE,
+                "the letter prints no partial authorisation wording",
+                None,
+            )
+        pos = 0
+        seen = False
+        while (loc := locate(text, value, pos, fuzzy=False)) is not None:
+            pos = loc.end
+            seen = True
+            for before, after in slots:
+                if tokens(text[loc.end : loc.end + 4 * len(after)])[: len(tokens(after))] != tokens(
+                    after
+                ):
+                    continue
+                if before is None:
+                    opens, _why = _opens_block(text, loc.start)
+                    if opens is not True:
+                        continue
+                elif tokens(text[max(0, loc.start - 4 * len(before)) : loc.start])[
+                    -len(tokens(before)) :
+                ] != tokens(before):
+                    continue
+                if self._leads_to(loc.end, request):
+                    return CheckResult.PASSED, "", (loc.start, loc.end)
+        detail = (
+            f"{key} {value[:60]!r} is not the whole of its slot in the letter's wording"
+            if seen
+            else f"{key} {value[:60]!r} is not in the letter"
+        )
+        return CheckResult.FAILED, detail, None
+
+    def _leads_to(self, pos: int, request: str) -> bool:
+        """Whether the partial authorisation sentence at ``pos`` names ``request`` as the
+        remaining (or original) request it leads to."""
+        m = REMAINING_LEAD_RX.search(self.text, pos, pos + 1500)
+        if m is None:
+            return False
+        want = tokens(request)
+        return tokens(self.text[m.end() : m.end() + 3 * len(request) + 40])[: len(want)] == want
 
     def guideline_line(self, frame: ItemFrame, g: str, guideline: Guideline) -> None:
         p = f"items[{frame.index}].{g}"
@@ -698,61 +709,92 @@ class _Checker:
             )
 
     def header_values_beside_labels(self) -> None:
-        """A labelled header value must be the one printed after its own label.
+        """A labelled header value must be the one its own label is paired with.
 
-        Catches a model that swaps two dates or runs a value into the next label ("Standard
-        Application"). Where the letter does not print the label (a date stated in prose), there
-        is nothing to check.
+        Pairing is read from the layout (``labels.pair``): where the layout pairs the label
+        with no value unambiguously (a row of labels over a row of values), the value is left
+        unverified with the reason, never matched to "a date somewhere after the label". A date
+        the letter states only in prose is checked right after its cue phrase.
         """
-        wanted: list[tuple[str, Any, re.Pattern[str]]] = [
-            ("case_number", self.record.case_number, CASE_NUMBER_RX),
-            ("priority", self.record.priority, PRIORITY_RX),
-        ]
-        wanted += [(f"dates.{n}", getattr(self.record.dates, n), rx) for n, rx in DATE_RX.items()]
-        for path, value, rx in wanted:
+        hits = label_hits(self.text)
+        for path in _HEADER_PATHS:
+            value = self.values.get(path)
             if value is None or path not in self.prov:
                 continue
-            if self._own_label_reading(path):
-                # The rules read this value with this very pattern, from its first match:
-                # scanning the header again would find the same span.
-                self.add("header_value_beside_label", CheckResult.PASSED, [path])
-                continue
-            printed = [m.span(1) for m in rx.finditer(self.text, 0, HEADER_SCAN_CHARS)]
-            if not printed:
-                continue
-            spans = [(s["start"], s["end"]) for s in self.prov[path]["spans"]]
-            ok = bool(spans) and all(
-                sp in printed and span_holds(path, value, self.text[sp[0] : sp[1]]) for sp in spans
-            )
-            if not ok and isinstance(value, str):
-                # The value may be placed elsewhere (a model's): accept it when the labelled
-                # value is the same text, and move it there.
-                same = [sp for sp in printed if fold(self.text[sp[0] : sp[1]]) == value]
-                if same:
-                    self._reanchor(path, *same[0])
-                    ok = True
-            elif not ok:
-                same = [sp for sp in printed if span_holds(path, value, self.text[sp[0] : sp[1]])]
-                if same:
-                    self._reanchor(path, *same[0])
-                    ok = True
+            mine = [k for k, h in enumerate(hits) if h.path == path]
+            if mine:
+                self._check_labelled(path, value, [pair(self.text, hits, k) for k in mine])
+            elif path.startswith("dates."):
+                self._check_prose_date(path, value)
+            elif path == "case_number":
+                numbers = set(_CASE_NUMBER_RX.findall(self.text))
+                ok = numbers == {value}
+                self.add(
+                    "header_value_beside_label",
+                    CheckResult.PASSED if ok else CheckResult.INCONCLUSIVE,
+                    [path],
+                    "" if ok else "no case number label, and the letter prints other numbers",
+                )
+            else:
+                self.add(
+                    "header_value_beside_label",
+                    CheckResult.INCONCLUSIVE,
+                    [path],
+                    "the letter prints no label for this field",
+                )
+
+    def _check_labelled(self, path: str, value: Any, pairings: list[Pairing]) -> None:
+        name = "header_value_beside_label"
+        paired = [p for p in pairings if p.value is not None]
+        if not paired:
             self.add(
-                "header_value_beside_label",
-                CheckResult.PASSED if ok else CheckResult.FAILED,
+                name,
+                CheckResult.INCONCLUSIVE,
                 [path],
-                "" if ok else f"{value!s:.40} is not the value printed after its label",
+                f"its label is not paired with a value in this layout: {pairings[0].why}",
+            )
+            return
+        start, end = paired[0].value  # type: ignore[misc]
+        printed = self.text[start:end]
+        if isinstance(value, dt.date):
+            ok = parse_printed_date(printed) == value
+        else:
+            ok = fold(printed).rstrip(".,;").casefold() == str(value).casefold()
+        if ok:
+            self.add(name, CheckResult.PASSED, [path])
+            self._reanchor(path, start, end)
+        else:
+            self.add(
+                name,
+                CheckResult.FAILED,
+                [path],
+                f"the value printed after its label is {fold(printed)[:40]!r}, not {value!s:.40}",
             )
 
-    def _own_label_reading(self, path: str) -> bool:
-        entry = self.prov[path]
-        spans = entry["spans"]
-        return (
-            entry["method"] is Method.RULES
-            and entry["rule"] == _LABEL_RULES.get(path)
-            and self.grounded[path]
-            and len(spans) == 1
-            and spans[0]["end"] <= HEADER_SCAN_CHARS
-        )
+    def _check_prose_date(self, path: str, value: dt.date) -> None:
+        name = "header_value_beside_label"
+        got = prose_date(self.text, path)
+        if got is False or got is None:
+            self.add(
+                name,
+                CheckResult.INCONCLUSIVE,
+                [path],
+                "no label for this date and no sentence that states it"
+                if got is False
+                else "its sentence prints no date where expected",
+            )
+            return
+        printed, span = got  # type: ignore[misc]
+        if printed == value:
+            self.add(name, CheckResult.PASSED, [path])
+            self._reanchor(path, *span)
+        else:
+            self.add(
+                name,
+                CheckResult.FAILED,
+                [path],
+                f"the letter states {printed.isoformat()} for this date, not {value.isoformat()}",
+            )
 
     def dates_in_order(self) -> None:
         dates = self.record.dates
@@ -763,10 +805,17 @@ class _Checker:
             return
         for (a, da), (b, db) in itertools.pairwise(present):
             ok = da <= db
+            paths = [f"dates.{a}", f"dates.{b}"]
+            if not ok:
+                # A date confirmed at its own label is not the wrong one of the pair.
+                unconfirmed = [
+                    p for p in paths if "header_value_beside_label" not in self.passed.get(p, ())
+                ]
+                paths = unconfirmed or paths
             self.add(
                 "dates_in_order",
                 CheckResult.PASSED if ok else CheckResult.FAILED,
-                [f"dates.{a}", f"dates.{b}"],
+                paths,
                 "" if ok else f"{a} {da} is after {b} {db}",
             )
 
@@ -821,6 +870,10 @@ def _inner_sentence_end(text: str, start: int, end: int) -> int | None:
             return pos
         pos = text.find(".", pos + 1, end)
     return None
+
+
+def _find_phrase(text: str, phrase: str) -> re.Match[str] | None:
+    return re.search(r"\s+".join(map(re.escape, phrase.split())), text, re.IGNORECASE)
 
 
 def _opens_block(text: str, start: int) -> tuple[bool | None, str]:
@@ -920,26 +973,14 @@ def verify(record: LetterRecord, text: str, page_of: Any = None) -> LetterRecord
         for path, p in record.provenance.items()
     }
     values = {path: value_at(record, path) for path in entries}
-    return _verify(record, entries, values, text, page_of)
-
-
-def verified_record(
-    doc: Document,
-    layout: str,
-    found: LetterFound,
-    method: Method = Method.RULES,
-    extractor: ExtractorInfo | None = None,
-) -> LetterRecord:
-    """``build_record`` then ``verify``, validating the provenance once instead of twice."""
-    record, prov = assemble(doc, layout, found, method, extractor)
-    return _verify(record, prov.entries, prov.values, doc.text, doc.page_of)
+    return verify_entries(record, entries, values, text, page_of)
 
 
 def _first_page(_offset: int) -> int:
     return 1
 
 
-def _verify(
+def verify_entries(
     record: LetterRecord,
     prov: dict[str, dict[str, Any]],
     values: dict[str, Any],

@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# Clause boundaries: a sentence's end, a semicolon or colon, a comma.
-_CLAUSE_END_RX = re.compile(r"[.;:,!?](?=\s)|\n\s*\n")
+# Clause boundaries: a sentence's end, a semicolon or colon, a comma (never a blank line: double-
+# spaced text has one after every printed line).
+_CLAUSE_END_RX = re.compile(r"[.;:,!?](?=\s)")
 _NEGATORS = frozenset(
     {"not", "cannot", "cant", "isnt", "arent", "wasnt", "werent", "wont", "never", "no"}
 )

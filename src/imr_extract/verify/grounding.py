@@ -11,12 +11,15 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+from enum import Enum
 from typing import Any
 
-from .rules.header import parse_date
-from .rules.patient import SEX_WORDS
-from .schema import CitationKind, Decision, LetterRecord, MatchKind, Sex
-from .text import clean, fold
+from pydantic import TypeAdapter
+
+from ..forms import SEX_WORDS
+from ..schema import CitationKind, Decision, LetterRecord, MatchKind, Provenance, Sex
+from ..text import clean, fold
+from .labels import parse_date
 
 _RANGE_RX = re.compile(r"^(\d+)(?:\s*[-–]\s*(\d+))?$")
 
@@ -91,3 +94,28 @@ def ungrounded(record: LetterRecord, text: str) -> list[str]:
                 raw = text[span.start : span.end]
                 problems.append(f"{path}: {value!r} not at span {raw[:60]!r}")
     return problems
+
+
+def match_kind(text: str, start: int, end: int, value: Any) -> MatchKind:
+    """How ``value`` relates to ``text[start:end]`` (see ``MatchKind``)."""
+    if end <= start:
+        return MatchKind.ABSENT
+    raw = text[start:end]
+    if isinstance(value, Enum):
+        value = value.value
+    if isinstance(value, str):
+        if raw == value:
+            return MatchKind.EXACT
+        folded = fold(raw)
+        if folded == value:
+            return MatchKind.NORMALISED
+        if folded.casefold() == value.casefold():
+            return MatchKind.FUZZY  # located case-insensitively (model output)
+        return MatchKind.DERIVED
+    if isinstance(value, int) and not isinstance(value, bool) and raw == str(value):
+        return MatchKind.EXACT
+    return MatchKind.DERIVED
+
+
+#: Validates a whole provenance map in one pydantic-core pass (much faster than model by model).
+PROVENANCE_MAP = TypeAdapter(dict[str, Provenance])
