@@ -7,15 +7,17 @@ were caught (flagged / incomplete / corrected / refused / handled). Then, on the
 letters, the false-alarm rate (values not verified among all values) and the failed checks.
 The goal (issue 11): 100% caught on every kind, false alarms 0.
 
-    python bench/planted_defects.py [--all-sites] [--missed N]
+    python bench/planted_defects.py [--all-sites] [--missed N] [--floors]
 
 ``--all-sites`` plants every site (the tests sample up to ``SITES_PER_LETTER`` per letter and
-kind); ``--missed N`` lists up to N missed sites per kind.
+kind); ``--missed N`` lists up to N missed sites per kind; ``--floors`` prints the measured rates
+as the ``FLOORS`` entries of ``tests/test_planted_defects.py`` (rounded down to whole percent).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections import defaultdict
@@ -56,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--all-sites", action="store_true", help="plant every site")
     parser.add_argument("--missed", type=int, default=0, help="list up to N missed sites a kind")
+    parser.add_argument("--floors", action="store_true", help="print the rates as FLOORS entries")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     letters = planted.letters()
@@ -64,6 +67,10 @@ def main(argv: list[str] | None = None) -> None:
     seconds = time.perf_counter() - t0
     count = sum(t.planted for t in tallies.values())
     print(report(tallies, args.missed))
+    if args.floors:
+        print("\nFLOORS entries:")
+        for name, t in tallies.items():
+            print(f'    "{name}": {math.floor(t.rate * 100) / 100},')
     print(f"\n{len(letters)} letters, {count} defects planted and judged in {seconds:.1f} s")
 
 

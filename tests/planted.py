@@ -68,7 +68,7 @@ from imr_extract.verify.grounding import value_at
 LETTERS = Path(__file__).parent / "data" / "letters"
 SEED = 11
 #: Sites of one kind planted in one letter, at most (a seeded sample), to keep CI fast.
-SITES_PER_LETTER = 3
+SITES_PER_LETTER = 2
 #: How far after an item's start a model's value is looked for first (as llm/response.py does).
 ITEM_REGION = 4000
 PLANTED_RULE = "planted@test"
@@ -929,7 +929,8 @@ def running_headers(letter: Letter) -> Iterator[Planted]:
                 header = f"Page {page} of {pages}"
                 out.append(header if form == "page" else f"Case Number: {case}    {header}")
         text = "\n".join(out)
-        yield _text_planted(letter, "running_headers", form, form, text, same_is_right=True)
+        site = f"every {HEADER_EVERY} lines"
+        yield _text_planted(letter, "running_headers", form, site, text, same_is_right=True)
     breaks = letter.text.split("\f")
     if len(breaks) > 1:
         n = len(breaks)
@@ -939,7 +940,7 @@ def running_headers(letter: Letter) -> Iterator[Planted]:
             parts.append(f"IMR Case Number: {case}\n{page}")
         text = "\f".join(parts)
         yield _text_planted(
-            letter, "running_headers", "pagebreak", "pagebreak", text, same_is_right=True
+            letter, "running_headers", "pagebreak", "page breaks", text, same_is_right=True
         )
 
 

@@ -6,7 +6,8 @@ The mutators and the judge are in ``tests/planted.py`` (what "caught" means is s
 floor in ``FLOORS`` (a regression fails); the kinds not caught in full today are listed in
 ``NOT_YET_CAUGHT_IN_FULL`` and asserted at 100% under a strict xfail, so the day verification
 catches one of them in full, its xfail passes, the test fails, and its entry must be removed
-(and its floor raised to 1.0).
+(and its floor raised to 1.0). ``python bench/planted_defects.py --floors`` prints the measured
+rates as ``FLOORS`` entries.
 """
 
 from __future__ import annotations
@@ -29,14 +30,14 @@ BENCH = Path(__file__).parents[1] / "bench" / "planted_defects.py"
 FLOORS: dict[str, float] = {
     "delete_decision_word/-": 1.0,
     "drop_item/-": 1.0,
-    "duplicate_item/-": 0.25,
-    "extend_citation/kept": 0.37,
+    "duplicate_item/-": 0.26,
+    "extend_citation/kept": 0.33,
     "extend_citation/located": 0.0,
     "extend_citation/rules": 0.0,
-    "extend_letter_value/kept": 0.85,
+    "extend_letter_value/kept": 0.83,
     "extend_letter_value/located": 0.66,
     "extend_letter_value/rules": 0.66,
-    "extend_request/kept": 0.49,
+    "extend_request/kept": 0.43,
     "extend_request/located": 1.0,
     "extend_request/rules": 1.0,
     "flip_flag/kept": 0.0,
@@ -50,8 +51,8 @@ FLOORS: dict[str, float] = {
     "merge_requests/kept": 1.0,
     "merge_requests/located": 1.0,
     "merge_requests/rules": 1.0,
-    "move_span/located": 0.98,
-    "move_span/rules": 0.98,
+    "move_span/located": 0.99,
+    "move_span/rules": 0.99,
     "page_from_other_item/kept": 1.0,
     "page_from_other_item/located": 1.0,
     "page_from_other_item/rules": 1.0,
@@ -69,10 +70,10 @@ FLOORS: dict[str, float] = {
     "section_from_other_item/kept": 1.0,
     "section_from_other_item/located": 1.0,
     "section_from_other_item/rules": 1.0,
-    "split_section_at_comma/kept": 0.73,
+    "split_section_at_comma/kept": 0.69,
     "split_section_at_comma/located": 0.0,
     "split_section_at_comma/rules": 0.0,
-    "split_word/hyphen": 0.1,
+    "split_word/hyphen": 0.11,
     "split_word/plain": 0.0,
     "swap_dates/kept": 1.0,
     "swap_dates/located": 1.0,
@@ -80,10 +81,10 @@ FLOORS: dict[str, float] = {
     "swap_decisions/kept": 1.0,
     "swap_decisions/located": 1.0,
     "swap_decisions/rules": 1.0,
-    "truncate_request/kept": 0.49,
+    "truncate_request/kept": 0.48,
     "truncate_request/located": 1.0,
     "truncate_request/rules": 1.0,
-    "truncate_request_head/kept": 0.56,
+    "truncate_request_head/kept": 0.52,
     "truncate_request_head/located": 1.0,
     "truncate_request_head/rules": 1.0,
     "year_as_page/kept": 1.0,
