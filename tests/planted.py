@@ -147,6 +147,8 @@ class Planted:
 class Verdict:
     caught: bool
     how: str  # flagged / incomplete / corrected / refused / handled / missed
+    #: For a miss: the planted values left verified, or the fields the text's record got wrong.
+    detail: str = ""
 
 
 def _parts(path: str) -> list[str | int]:
@@ -1002,7 +1004,8 @@ def judge(planted: Planted) -> Verdict:
             return Verdict(True, "corrected")
         if planted.loss and incomplete(checked):
             return Verdict(True, "incomplete")
-        return Verdict(False, "missed")
+        left = [p for p in wrong if prov[p].status is Status.VERIFIED]
+        return Verdict(False, "missed", "verified: " + ", ".join(left[:3]))
     assert planted.text is not None
     try:
         record = extract_document(text_document(planted.text, planted.letter))
@@ -1010,9 +1013,24 @@ def judge(planted: Planted) -> Verdict:
         return Verdict(True, "refused")
     if flagged(record):
         return Verdict(True, "flagged")
-    if planted.same_is_right and _data(record) == _data(text_baseline(planted.letter)):
+    got, right = _data(record), _data(text_baseline(planted.letter))
+    if planted.same_is_right and got == right:
         return Verdict(True, "handled")
-    return Verdict(False, "missed")
+    return Verdict(False, "missed", "all verified, but " + _differences(got, right))
+
+
+def _differences(got: dict[str, Any], right: dict[str, Any]) -> str:
+    """What a text's record got wrong, in a few words (for the report)."""
+    if len(got["items"]) != len(right["items"]):
+        return f"{len(got['items'])} items, not {len(right['items'])}"
+    diff = [k for k in got if k != "items" and got[k] != right[k]]
+    diff += [
+        f"items[{i}].{k}"
+        for i, (a, b) in enumerate(zip(got["items"], right["items"], strict=True))
+        for k in a
+        if a[k] != b[k]
+    ]
+    return "differs in " + ", ".join(diff[:3]) if diff else "the same"
 
 
 def defects(sites_per_letter: int | None = SITES_PER_LETTER) -> tuple[Planted, ...]:
@@ -1069,7 +1087,7 @@ def _catch_rates(sites_per_letter: int | None) -> dict[str, Tally]:
         t.caught += verdict.caught
         t.how[verdict.how] += 1
         if not verdict.caught:
-            t.missed.append(f"{planted.letter}: {planted.site}")
+            t.missed.append(f"{planted.letter}: {planted.site} ({verdict.detail})")
     return dict(sorted(tallies.items()))
 
 
