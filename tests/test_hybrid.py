@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -185,7 +186,7 @@ def test_precedence_is_verified_rules_then_verified_model_then_unverified():
     )
     text = document(HEADER).text
     rules = rules_record(document(HEADER)).model_copy(deep=True)
-    rules.reviewer.specialty = "Orthopaedic Surgery"  # not what the letter says: unverified
+    rules.reviewer.specialty = "Orthopaedic Surgery"  # not what the letter says
     rules = verify(rules, text)
     answer_ = gold_answer(GOLD[HEADER])
     answer_.case_number = "CM16-0231707"  # not in the letter: unverified
@@ -196,7 +197,7 @@ def test_precedence_is_verified_rules_then_verified_model_then_unverified():
     assert merged.provenance["reviewer.specialty"].method is Method.LLM
     alt = merged.alternatives["reviewer.specialty"]
     assert alt.method is Method.RULES and alt.value == "Orthopaedic Surgery"
-    assert alt.status is Status.UNVERIFIED
+    assert alt.status is Status.CONTRADICTED  # not the whole of the letter's specialty slot
     # a verified rule value beats an unverified model value
     assert merged.case_number == "CM16-0231706"
     assert merged.alternatives["case_number"].value == "CM16-0231707"
@@ -253,3 +254,56 @@ def test_a_letter_with_template_syntax_reaches_the_model_unchanged(tmp_path):
         )
     sent = fake.requests[0]["messages"][-1]["content"]
     assert odd.strip() in sent
+
+
+# --- two extractors, one field ------------------------------------------------------------------
+
+
+def test_a_model_sent_one_item_supplies_nothing_else():
+    """A model sent one item's text that answers with a subspecialty (which the letter does not
+    print) must not bring it into the merged record; the item it was asked about still merges."""
+    text = document(HEADER).text
+    rules = rules_record(document(HEADER))
+    assert rules.reviewer.subspecialty is None
+    answer_ = gold_answer(GOLD[HEADER])
+    answer_.reviewer_subspecialty = "Sports Medicine"
+    model = model_record(HEADER, answer_)
+    asked = ("items[0].request",)
+    merged = verify(merge(rules, model, _info(), only=asked), text)
+    assert merged.reviewer.subspecialty is None
+    assert "reviewer.subspecialty" not in merged.alternatives
+    assert any("reviewer.subspecialty was not asked" in w for w in merged.warnings)
+    assert merged.items[0].request == GOLD[HEADER]["items"][0]["request"]
+    # Asked about everything (a whole letter), the same answer's value is weighed as usual.
+    whole = verify(merge(rules, model, _info()), text)
+    assert whole.reviewer.subspecialty == "Sports Medicine"
+    assert whole.provenance["reviewer.subspecialty"].status is not Status.VERIFIED
+
+
+def _with_alternative(record, path, alt):
+    data = record.model_dump(mode="json")
+    data["alternatives"] = {path: alt}
+    return type(record).model_validate_json(json.dumps(data))
+
+
+def test_two_verified_answers_that_differ_are_never_both_verified():
+    text = document(HEADER).text
+    rules = rules_record(document(HEADER))
+    path = "items[0].request"
+    assert rules.provenance[path].status is Status.VERIFIED
+    other = rules.provenance[path].model_dump()
+    alt = {
+        "method": "llm",
+        "value": rules.items[0].request + " and re-examination",
+        "status": "verified",
+        "spans": other["spans"],
+    }
+    contested = _with_alternative(rules, path, alt)
+    checked = verify(contested, text)
+    assert checked.provenance[path].status is Status.UNVERIFIED
+    agree = [c for c in checked.verification.checks if c.name == "extractors_agree"]
+    assert agree and path in agree[0].paths
+    # The same value in other case and spacing is no disagreement.
+    same = dict(alt, value="  " + rules.items[0].request.upper())
+    calm = _with_alternative(rules, path, same)
+    assert verify(calm, text).provenance[path].status is Status.VERIFIED

@@ -274,9 +274,11 @@ def test_dates_out_of_order_are_contradicted_even_without_labels():
     )
 
 
-def test_a_span_that_does_not_hold_its_value_is_unverified():
+def test_a_span_that_does_not_hold_its_value_is_not_verified():
     record = rules_record(HEADER).model_copy(deep=True)
     record.reviewer.specialty = "Orthopaedic Surgery"
     checked = verify(record, document(HEADER).text)
-    assert status(checked, "reviewer.specialty") is Status.UNVERIFIED
+    # Not grounded at its span, and not what the letter's specialty slot holds.
+    assert status(checked, "reviewer.specialty") is Status.CONTRADICTED
+    assert checked.provenance["reviewer.specialty"].failed_checks == ["credential_fills_its_slot"]
     assert checked.verification.coverage < 1.0

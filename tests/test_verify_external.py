@@ -252,25 +252,21 @@ WRONG_VALUES: list[Any] = [
         _source_as_section,
         None,
         id="source-given-as-a-section",
-        marks=pytest.mark.xfail(strict=True, reason=f"a section is in its line: {TOO_LOOSE}"),
     ),
     pytest.param(
         _section_as_source,
         None,
         id="section-given-as-the-source",
-        marks=pytest.mark.xfail(strict=True, reason=f"a source is in its line: {TOO_LOOSE}"),
     ),
     pytest.param(
         _edition_year_as_page,
         None,
         id="edition-year-as-a-page",
-        marks=pytest.mark.xfail(strict=True, reason=f"any number of the line: {TOO_LOOSE}"),
     ),
     pytest.param(
         _licensure_sentence,
         None,
         id="licensure-from-a-sentence",
-        marks=pytest.mark.xfail(strict=True, reason=f"reviewer values: anywhere: {TOO_LOOSE}"),
     ),
 ]
 

@@ -191,3 +191,36 @@ NOTICE_CLOSING_OPENING_RX = re.compile(
 )
 #: "The Utilization Review decision is upheld." (after it, the decision word).
 NOTICE_UR_DECISION_RX = re.compile(r"The\s+Utilization\s+Review\s+decision\s+is\s+", re.IGNORECASE)
+
+# --- the reviewer's credentials ------------------------------------------------------------------
+
+#: Labels before the reviewer's states of licensure, specialty and subspecialty.
+LICENSURE_LABEL_RX = re.compile(r"State\(s\)\s+of\s+Licensure\s*:|(?<![\w)])Licensure\s*:")
+SPECIALTY_LABEL_RX = re.compile(
+    r"Certification\(s\)\s*/\s*Specialty\s*:|Board\s+Certifications?(?:\(s\))?\s*:"
+)
+SUBSPECIALTY_LABEL_RX = re.compile(r"Sub-?specialty\s*:", re.IGNORECASE)
+#: The prose form: "is Board Certified in X, has a subspecialty in Y and is licensed to practice
+#: in Z." (the words right before each value).
+SPECIALTY_CUE_RX = re.compile(r"Board\s+Certified\s+in\s+", re.IGNORECASE)
+SUBSPECIALTY_CUE_RX = re.compile(r"sub-?specialty\s+in\s+", re.IGNORECASE)
+LICENSURE_CUE_RX = re.compile(r"licensed\s+to\s+practice\s+in\s+", re.IGNORECASE)
+#: Where a prose credential value ends: the next clause of the sentence, or its end.
+CREDENTIAL_CLAUSE_END_RX = re.compile(
+    r",?\s+(?:has|with)\s+a\s+sub-?specialty\b|,?\s+and\s+(?:is\s+)?licensed\b|\.(?=\s)|\.\Z",
+    re.IGNORECASE,
+)
+#: The states, districts and territories a reviewer may be licensed in.
+US_STATES: frozenset[str] = frozenset(
+    {
+        "Alabama", "Alaska", "Arizona", "Arkansas", "California", "Colorado", "Connecticut",
+        "Delaware", "Florida", "Georgia", "Hawaii", "Idaho", "Illinois", "Indiana", "Iowa",
+        "Kansas", "Kentucky", "Louisiana", "Maine", "Maryland", "Massachusetts", "Michigan",
+        "Minnesota", "Mississippi", "Missouri", "Montana", "Nebraska", "Nevada",
+        "New Hampshire", "New Jersey", "New Mexico", "New York", "North Carolina",
+        "North Dakota", "Ohio", "Oklahoma", "Oregon", "Pennsylvania", "Rhode Island",
+        "South Carolina", "South Dakota", "Tennessee", "Texas", "Utah", "Vermont", "Virginia",
+        "Washington", "West Virginia", "Wisconsin", "Wyoming", "District of Columbia",
+        "Puerto Rico", "Guam", "Virgin Islands",
+    }
+)  # fmt: skip

@@ -57,6 +57,9 @@ class Routing:
     route: Route
     regions: tuple[tuple[int, int], ...] = ()
     reasons: tuple[str, ...] = ()
+    #: The fields the sections were sent for: the model's answer supplies only these (a model
+    #: sent one item's text knows nothing of the reviewer, and must not say anything of it).
+    paths: tuple[str, ...] = ()
 
 
 def _item_blocks(record: LetterRecord, n: int) -> list[tuple[int, int] | None]:
@@ -134,7 +137,7 @@ def plan_routing(record: LetterRecord, text: str) -> Routing:
     joined = _join(regions)
     if sum(e - s for s, e in joined) >= WHOLE_LETTER_SHARE * len(text):
         return Routing(Route.LETTER, ((0, len(text)),), tuple(reasons))
-    return Routing(Route.SECTIONS, tuple(joined), tuple(reasons))
+    return Routing(Route.SECTIONS, tuple(joined), tuple(reasons), tuple(needed))
 
 
 def rules_record(doc: Document) -> LetterRecord:
@@ -209,7 +212,10 @@ class HybridExtractor:
         llm_info = self.llm.info(run)
         model_record = verified_record(doc, rules.layout, found, Method.LLM, llm_info)
         merged = merge(
-            rules, model_record, self.llm.info(run, Backend.HYBRID, routed=routing.route)
+            rules,
+            model_record,
+            self.llm.info(run, Backend.HYBRID, routed=routing.route),
+            only=routing.paths if routing.route is Route.SECTIONS else None,
         )
         merged = verify(merged, doc.text, doc.page_of)
         if not merged.items:

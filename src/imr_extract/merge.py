@@ -198,21 +198,39 @@ def _item_position(
     return span[0] if span else 1 << 62
 
 
+def _unit_of(path: str) -> str:
+    """The merge unit a field path belongs to ("reviewer.licensure[0]" -> "reviewer.licensure",
+    "items[2].imr_guideline.cited" -> "items[2]")."""
+    if path.startswith("items["):
+        return path.split("]")[0] + "]"
+    return path.split("[")[0]
+
+
 def merge(
     rules: LetterRecord,
     llm: LetterRecord,
     extractor: ExtractorInfo,
+    only: tuple[str, ...] | None = None,
 ) -> LetterRecord:
-    """The merged record (not yet re-verified: pass it to ``verify``)."""
+    """The merged record (not yet re-verified: pass it to ``verify``).
+
+    ``only``: the field paths the model was asked about (it was sent the sections that hold
+    them); its values for any other field, and items it found that the rules did not, are
+    left out: a model that did not see the reviewer's credentials cannot supply them.
+    """
     r_data = rules.model_dump(mode="json")
     m_data = llm.model_dump(mode="json")
     out = _Builder(data={}, provenance={}, alternatives={})
     notes = list(rules.warnings) + [f"model: {w}" for w in llm.warnings]
+    asked = None if only is None else {_unit_of(p) for p in only}
 
     for unit in LETTER_UNITS:
-        win, other = _pick(
-            _candidate(rules, r_data, unit, unit), _candidate(llm, m_data, unit, unit)
-        )
+        model = _candidate(llm, m_data, unit, unit)
+        if asked is not None and unit not in asked:
+            if not _empty(model.value):
+                notes.append(f"model: {unit} was not asked of it; left out")
+            model = Candidate(model.method, None, {})
+        win, other = _pick(_candidate(rules, r_data, unit, unit), model)
         _set(out.data, unit, win.value)
         if not _empty(win.value):
             out.put(unit, win, other)
@@ -220,6 +238,15 @@ def merge(
     pairs = pair_items(rules, llm)
     kept: list[tuple[int | None, int | None]] = []
     for r, m in pairs:
+        if asked is not None and m is not None and (r is None or f"items[{r}]" not in asked):
+            if r is None and rules.items:
+                notes.append(
+                    f"model item {llm.items[m].request[:80]!r} is outside what it was sent; "
+                    "left out"
+                )
+                continue
+            if r is not None:
+                m = None  # the model's reading of an item it was not asked about
         if r is None and m is not None:
             prov = llm.provenance
             grounded = all(

@@ -6,9 +6,11 @@ The three forms of a line:
     on Non-MTUS Citation <source>."
   * "Decision based on MTUS <part>[, Section(s): <sections>][, and <part>...]. Decision based on
     Non-MTUS Citation <source>."
-MTUS parts are either dated ("Chronic Pain Medical Treatment 2016") or, in older letters, named
-"... Guidelines" with sections and pages after the name ("Chronic Pain Treatment Guidelines
-Epidural steroid injections ESIs Page(s): 46").
+MTUS parts are either dated ("Chronic Pain Medical Treatment 2016", "... Guidelines (2009)") or,
+in older letters, named "... Guidelines" with sections and pages after the name ("Chronic Pain
+Treatment Guidelines Epidural steroid injections ESIs Page(s): 46"). Labels inside a list are
+labels ("Page(s): 67, Section(s): NSAIDs"); a Non-MTUS source's closing page list ("..., pg. 607")
+is its pages; a section title the guideline vocabulary knows is kept whole, commas included.
 """
 
 from __future__ import annotations
@@ -18,19 +20,23 @@ from dataclasses import dataclass, field
 
 from ..schema import CitationKind
 from ..text import Found, found_text, split_top_level, trim_span
+from ..vocabulary import is_known_section, vocabulary
 
 NOT_CITED_RX = re.compile(r"did\s+not\s+cite\s+any\s+(?:medical\s+)?evidence", re.IGNORECASE)
 OUTSIDE_MTUS_RX = re.compile(r"outside\s+(?:of\s+)?the\s+MTUS", re.IGNORECASE)
 DECISION_BASED_RX = re.compile(r"Decision\s+based\s+on\s+", re.IGNORECASE)
-NON_MTUS_RX = re.compile(r"Non-\s*MTUS\s+Citations?:?\s*", re.IGNORECASE)
+# "Non-MTUS Citation <source>", and the shorter "Non-MTUS <source>" some letters print.
+NON_MTUS_RX = re.compile(r"Non-\s*MTUS(?:\s+Citations?)?:?\s*", re.IGNORECASE)
 MTUS_RX = re.compile(r"(?:CA\s+)?MTUS:?\s+")
 
+_PAGE_LABEL = r"(?:Page\(s\)|Pages?|pgs?\.?|pp?\.?)"
+_PAGE_LIST = r"\d+(?:\s*[-–]\s*\d+)?(?:\s*(?:,|and|&)\s*\d+(?:\s*[-–]\s*\d+)?)*"
 _YEAR = r"\b(?:19|20)\d{2}\b"
 # A dated MTUS part, its optional sections, up to the ", and <next dated part>" or the end.
 _NEXT_PART = r",\s+and\s+[A-Z][^:]*?" + _YEAR + r"(?:,|\s*$)"
 DATED_PART_RX = re.compile(
-    r"(?:,\s+and\s+)?(?P<source>[A-Z0-9][^:]*?" + _YEAR + r")"
-    r"(?:,?\s*Sections?\(?s?\)?:\s*(?P<sections>.*?))?"
+    r"(?:,\s+and\s+)?(?P<source>[A-Z0-9][^:]*?" + _YEAR + r"\)?)"
+    r"(?:,?\s*(?P<sections>(?=(?i:Sections?\(?s?\)?\s*:|" + _PAGE_LABEL + r"\s*:?\s*\d)).*?))?"
     r"(?=" + _NEXT_PART + r"|\s*$)",
     re.DOTALL,
 )
@@ -38,13 +44,19 @@ DATED_PART_RX = re.compile(
 NAMED_PART_RX = re.compile(
     r"(?P<source>.*?\bGuidelines\b(?:\s*\([^)]*\))?)(?P<rest>.*)$", re.DOTALL | re.IGNORECASE
 )
+#: A page list closing a text ("..., pg. 607", "Page(s): 46-47", "p 301").
 PAGES_RX = re.compile(
-    r"(?:^|,\s*|\s+)(?:Page\(s\)|Pages?|pgs?\.?|pp?\.)\s*:?\s*"
-    r"(?P<pages>\d+(?:\s*[-–]\s*\d+)?(?:\s*(?:,|and|&)\s*\d+(?:\s*[-–]\s*\d+)?)*)\s*$",
+    r"(?:^|[,;]\s*|\s+)" + _PAGE_LABEL + r"\s*:?\s*(?P<pages>" + _PAGE_LIST + r")\s*$",
     re.IGNORECASE,
 )
+#: A label inside a citation's list: "Section(s):", or a page label followed by its numbers.
+_LIST_LABEL_RX = re.compile(
+    r"(?<![^\s,;(])(?:(?P<section>Sections?\(?s?\)?\s*:)"
+    r"|" + _PAGE_LABEL + r"\s*:?\s*(?P<pages>" + _PAGE_LIST + r")(?![\d/.]\d))",
+    re.IGNORECASE,
+)
+_NUMBERED_SECTION_RX = re.compile(r"\d+(?:\.\d+)*\.?\s")
 _PAGE_TOKEN_RX = re.compile(r"(\d+)(?:\s*[-–]\s*(\d+))?")
-_SECTIONS_LABEL_RX = re.compile(r"^\s*,?\s*Sections?\(?s?\)?:\s*", re.IGNORECASE)
 
 #: A page range wider than this is taken as a misprint, not expanded.
 MAX_PAGE_RANGE = 50
@@ -97,24 +109,46 @@ def _is_single_word(text: str, start: int, end: int) -> bool:
     return not any(c.isspace() for c in text[start:end])
 
 
+def _known_run(text: str, pieces: list[tuple[int, int]], i: int) -> int | None:
+    """The last piece of the longest run from ``pieces[i]`` that is one known section title
+    (commas included), or None if no run from there is."""
+    most = vocabulary().max_section_commas
+    for j in range(min(len(pieces) - 1, i + most), i - 1, -1):
+        if is_known_section(text[pieces[i][0] : pieces[j][1]]):
+            return j
+    return None
+
+
 def find_sections(text: str, start: int, end: int) -> list[Found[str]]:
     """Split a sections list at top-level commas, keeping names that contain commas whole.
 
-    "Muscle relaxants (for pain), Cyclobenzaprine (Flexeril)" is two sections; "TENS, chronic
-    pain (...)" and "Ultrasound, therapeutic" are one (the piece after the comma is lower case);
-    "NSAIDs, GI symptoms & cardiovascular risk" is one (a one-word topic, then an acronym-led
-    subtopic, the MTUS naming pattern); "Forearm, Wrist, & Hand" is one (a serial list closed by
-    "&"/"and").
+    A run of pieces the guideline vocabulary knows as one section is one section ("NSAIDs, GI
+    symptoms & cardiovascular risk"). Otherwise: "Muscle relaxants (for pain), Cyclobenzaprine
+    (Flexeril)" is two sections; "TENS, chronic pain (...)" and "Ultrasound, therapeutic" are
+    one (the piece after the comma is lower case); a one-word topic followed by an acronym-led
+    subtopic is one (the MTUS naming pattern); "Forearm, Wrist, & Hand" is one (a serial list
+    closed by "&"/"and"); in a numbered list ("3.3.9 Opioids ...: ..."), a piece without its
+    own number continues the previous section.
     """
     pieces = [trim_span(text, s, e) for s, e in split_top_level(text, start, end)]
     pieces = [(s, e) for s, e in pieces if s < e]
+    numbered = bool(pieces) and _NUMBERED_SECTION_RX.match(text, *pieces[0]) is not None
     merged: list[tuple[int, int]] = []
-    for s, e in pieces:
+    i = 0
+    while i < len(pieces):
+        j = _known_run(text, pieces, i)
+        if j is not None:
+            merged.append((pieces[i][0], pieces[j][1]))
+            i = j + 1
+            continue
+        s, e = pieces[i]
+        i += 1
         head = text[s:e]
         if merged and (
             head[0].islower()
             or head.startswith(("&", "and "))
             or (_is_single_word(text, *merged[-1]) and _ACRONYM_HEAD_RX.match(head))
+            or (numbered and _NUMBERED_SECTION_RX.match(head) is None)
         ):
             if head.startswith(("&", "and ")):
                 # A serial list: fold back every single-word piece before this one.
@@ -135,15 +169,22 @@ def find_sections(text: str, start: int, end: int) -> list[Found[str]]:
 def _sections_and_pages(
     text: str, start: int, end: int
 ) -> tuple[list[Found[str]], list[Found[int]]]:
+    """The sections and pages of one citation's list, ``text[start:end]``.
+
+    Every label in the list is read as a label, wherever it stands: "Section(s):" opens
+    sections, a page label ("Page(s):", "pages", "pg.", "p") with its numbers gives pages, and
+    text before any label (the older forms' "Guidelines <section> Page(s): 46") is a section.
+    """
+    sections: list[Found[str]] = []
     pages: list[Found[int]] = []
-    m = PAGES_RX.search(text, start, end)
-    if m:
-        pages = find_pages(text, m.start("pages"), m.end("pages"))
-        end = m.start()
-    label = _SECTIONS_LABEL_RX.match(text, start, end)
-    if label:
-        start = label.end()
-    return find_sections(text, start, end), pages
+    pos = start
+    for m in _LIST_LABEL_RX.finditer(text, start, end):
+        sections.extend(find_sections(text, pos, m.start()))
+        if m.group("pages") is not None:
+            pages.extend(find_pages(text, m.start("pages"), m.end("pages")))
+        pos = m.end()
+    sections.extend(find_sections(text, pos, end))
+    return sections, pages
 
 
 def _mtus_parts(text: str, start: int, end: int, kind_at: int) -> list[CitationFound] | None:
@@ -212,15 +253,24 @@ def parse_guideline(text: str, start: int, end: int) -> GuidelineFound:
         body_start = m.end()
         non = NON_MTUS_RX.match(text, body_start, s_end)
         if non:
-            source = found_text(text, non.end(), s_end, "guideline.non_mtus")
+            src_start, src_end = trim_span(text, non.end(), s_end)
+            pages: list[Found[int]] = []
+            pm = PAGES_RX.search(text, src_start, src_end)
+            if pm and pm.start() > src_start:
+                # "..., Low Back Disorders, pg. 607": the pages are the citation's, not its name.
+                pages = find_pages(text, pm.start("pages"), pm.end("pages"))
+                src_end = pm.start()
+            source = found_text(text, src_start, src_end, "guideline.non_mtus")
             if source:
                 span = trim_span(text, non.start(), non.end())
                 kind = Found(CitationKind.NON_MTUS, *span, "guideline.non_mtus")
-                citations.append(CitationFound(kind, source))
+                citations.append(CitationFound(kind, source, [], pages))
             continue
         mt = MTUS_RX.match(text, body_start, s_end)
         if mt:
-            citations.extend(_mtus_citations(text, mt.end(), s_end, mt.start()))
+            # The kind is read from the word "MTUS" (not from a "CA " before it).
+            kind_at = text.index("MTUS", mt.start(), mt.end())
+            citations.extend(_mtus_citations(text, mt.end(), s_end, kind_at))
             continue
         # "Decision based on <something else>": keep it, as a non-MTUS source.
         source = found_text(text, body_start, s_end, "guideline.other_source")

@@ -9,6 +9,9 @@ printed forms (``imr_extract.forms``: headings and labels) but no pattern or par
 - ``census``: an independent count of the decisions a letter states, and their accounting.
 - ``conclusion``: the rationale's conclusion about medical necessity, negations included.
 - ``labels``: header values paired with their labels by the layout, prose dates by their cues.
+- ``citations``: a guideline line read into citation slots; each citation value judged at its own
+  slot (kind by its marker, source as a whole slot, sections as units the guideline vocabulary
+  knows, pages only after a page label).
 - ``checks``: the cross-checks, statuses, coverage and completeness (``verify``).
 - ``external``: records from any other tool, located in their letters and verified
   (``verify_external``, ``verify_records``).

@@ -25,12 +25,14 @@ two case numbers printed after their label) is reported by ``letters``.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 
 from ..forms import CA_LABEL_RX, IMR_LABEL_RX, ONE_PER_LETTER_HEADINGS, REGARDING_RX
 from ..schema import Decision
+from .scan import labels_at_colons, lowered, near
 
 #: Lines between a request's colon and its decision word that may be page furniture or blank.
 MAX_GAP_LINES = 6
@@ -51,6 +53,8 @@ _RESTATEMENT_RX = re.compile(
 )
 # The case number after its label: two different ones mean two letters.
 _CASE_NUMBER_RX = re.compile(r"Case\s+(?:Number|No\.?)\s*:?\s*(?P<number>CM\d{2}-\d{5,8})\b")
+#: The last word of every guideline label (each ends with a colon).
+_GUIDELINE_LABEL_ENDS = frozenset({"guideline", "guidelines", "administrator", "reviewer"})
 _TOKEN_RX = re.compile(r"[^\W_]+")
 _HYPHEN_BREAK_RX = re.compile(r"(?<=\w)[-\u00ad]\s*\n\s*(?=\w)")
 
@@ -129,7 +133,16 @@ def _is_gap(content: str, furniture: set[str]) -> bool:
 
 def _colon_statements(text: str, lines: list[_Line], furniture: set[str]) -> list[Statement]:
     out: list[Statement] = []
-    for k, ln in enumerate(lines):
+    low = lowered(text)
+    starts = [ln.start for ln in lines]
+    candidates: set[int] = set()
+    for word in _WORDS:
+        pos = low.find(word)
+        while pos >= 0:
+            candidates.add(bisect.bisect_right(starts, pos) - 1)
+            pos = low.find(word, pos + 1)
+    for k in sorted(candidates):
+        ln = lines[k]
         m = _LINE_END_WORD_RX.search(ln.content)
         if m is None:
             continue
@@ -154,7 +167,7 @@ def _colon_statements(text: str, lines: list[_Line], furniture: set[str]) -> lis
 
 def _sentence_statements(text: str) -> list[Statement]:
     out = []
-    for m in _SENTENCE_RX.finditer(text):
+    for m in near(_SENTENCE_RX, text, "determined", 900):
         subject = m.group("subject")
         if re.search(r"has\s+determined", subject, re.IGNORECASE):
             continue
@@ -174,14 +187,21 @@ def _sentence_statements(text: str) -> list[Statement]:
 def _restatements(text: str) -> list[Statement]:
     return [
         Statement("restatement", _WORDS[m.group(1).lower()], m.span(1), m.start())
-        for m in _RESTATEMENT_RX.finditer(text)
+        for rx in (_RESTATEMENT_RX,)
+        for word in ("upheld", "overturned")
+        for m in near(rx, text, word, 40)
     ]
 
 
 def _letter_starts(text: str) -> list[int]:
     """Where each letter starts, by the once-per-letter signal printed most often (a heading,
     or a distinct case number after its label); empty when every signal appears once."""
-    signals = [[m.start() for m in rx.finditer(text)] for rx in ONE_PER_LETTER_HEADINGS]
+    signals = [
+        [m.start() for m in near(rx, text, "notice", 80)]
+        if rx.flags & re.IGNORECASE
+        else [m.start() for m in rx.finditer(text)]
+        for rx in ONE_PER_LETTER_HEADINGS
+    ]
     numbers: dict[str, int] = {}
     for m in _CASE_NUMBER_RX.finditer(text):
         numbers.setdefault(m.group("number"), m.start())
@@ -200,7 +220,7 @@ def take_census(text: str) -> Census:
         if not any(a < s.word[1] and s.word[0] < b for a, b in covered):
             statements.append(s)
     statements.sort(key=lambda s: s.word[0])
-    mentions = [m.span("subject") for m in REGARDING_RX.finditer(text)]
+    mentions = [m.span("subject") for m in near(REGARDING_RX, text, "regarding", 700)]
     census = Census(statements, _letter_starts(text), mentions)
     census.orphan_lines = _orphan_lines(text, census)
     return census
@@ -217,10 +237,10 @@ def _orphan_lines(text: str, census: Census) -> list[tuple[int, int]]:
     orphans = []
     for rx in (CA_LABEL_RX, IMR_LABEL_RX):
         previous = -1
-        for m in rx.finditer(text):
-            if not any(previous < o < m.start() for o in openers):
-                orphans.append(m.span())
-            previous = m.start()
+        for span in labels_at_colons(rx, text, _GUIDELINE_LABEL_ENDS):
+            if not any(previous < o < span[0] for o in openers):
+                orphans.append(span)
+            previous = span[0]
     return sorted(set(orphans))
 
 

@@ -53,23 +53,22 @@ from ..forms import (
     REMAINING_LEAD_RX,
 )
 from ..locate import locate
-from ..rules.guidelines import parse_guideline
 from ..schema import (
     Check,
     CheckResult,
-    CitationKind,
     Decision,
     Guideline,
     Item,
     LetterRecord,
     MatchKind,
-    Method,
     Status,
     Verification,
 )
 from ..text import fold
 from .census import Census, ItemAnchor, Statement, account, take_census, tokens
+from .citations import Verdict, read_line
 from .conclusion import Conclusion, last_conclusion
+from .credentials import judge_age, judge_sex, judge_state, judge_whole_slot
 from .grounding import PROVENANCE_MAP, match_kind, span_holds, value_at
 from .labels import Pairing, label_hits, pair, prose_date
 from .labels import parse_date as parse_printed_date
@@ -99,7 +98,6 @@ _LABEL_IN_REQUEST_RX = re.compile(
     r"^\s*(?:Item|Issue|Request)\s*#?\s*\d+\s*[:.)]|\b(?:Determination|Decision)\s*$",
     re.IGNORECASE,
 )
-_NUMBER_RX = re.compile(r"(?<![\d.])(\d{1,4})(?:\s*[-–]\s*(\d{1,4}))?(?!\d)")
 _CHECKS = TypeAdapter(list[Check])
 _GUIDELINES = ("claims_administrator_guideline", "imr_guideline")
 #: Letter-level values printed beside a label (or, for dates, in a sentence).
@@ -308,6 +306,8 @@ class _Checker:
         self.census_accounting(frames)
         self.header_values_beside_labels()
         self.dates_in_order()
+        self.credentials_and_patient()
+        self.extractors_agree()
 
     # per item
 
@@ -477,6 +477,12 @@ class _Checker:
         return tokens(self.text[m.end() : m.end() + 3 * len(request) + 40])[: len(want)] == want
 
     def guideline_line(self, frame: ItemFrame, g: str, guideline: Guideline) -> None:
+        """Flags, kinds, sources, sections and pages, each at its own place in the item's line.
+
+        The line is read by verification's own reader (``verify.citations``); a citation of the
+        record is tied to the line's citation whose source slot it names, and its kind,
+        sections and pages are checked in that citation only.
+        """
         p = f"items[{frame.index}].{g}"
         line = frame.lines.get(g)
         if line is None:
@@ -488,120 +494,51 @@ class _Checker:
                 frame.index,
             )
             return
-        start, end = line
-        flag_paths = [f"{p}.cited", f"{p}.outside_mtus"]
-        if all(self._own_rule_reading(fp, line) for fp in flag_paths):
-            # The rules read these flags from this very line (same labels, same parser): the
-            # check would re-run their parse to the same answer.
-            for fp in flag_paths:
-                self.add("guideline_flags_match_line", CheckResult.PASSED, [fp], item=frame.index)
-            flags_done = True
-        else:
-            flags_done = False
-        parsed = None if flags_done else parse_guideline(self.text, start, end)
-        for flag in () if parsed is None else ("cited", "outside_mtus"):
-            printed_flag = getattr(parsed, flag)
-            printed = printed_flag.value
-            ok = printed == getattr(guideline, flag)
-            if ok and not self._spans_within(f"{p}.{flag}", line):
-                self._reanchor(f"{p}.{flag}", printed_flag.start, printed_flag.end)
-            self.add(
-                "guideline_flags_match_line",
-                CheckResult.PASSED if ok else CheckResult.FAILED,
-                [f"{p}.{flag}"],
-                "" if ok else f"the line says {flag}={printed}",
-                frame.index,
-            )
-        numbers: set[int] | None = None
+        reading = read_line(self.text, *line)
+        for flag in ("cited", "outside_mtus"):
+            verdict = reading.flag_verdict(flag, getattr(guideline, flag))
+            self._judge("guideline_flags_match_line", f"{p}.{flag}", verdict, frame)
+        taken: set[int] = set()
         for c, cit in enumerate(guideline.citations):
             cp = f"{p}.citations[{c}]"
-            self._in_line("sources_in_guideline_line", f"{cp}.source", cit.source, line, frame)
+            own = reading.own_citation(cit.source, taken)
+            if own is not None:
+                taken.add(own)
+            self._judge(
+                "sources_in_guideline_line",
+                f"{cp}.source",
+                reading.source_verdict(own, cit.source),
+                frame,
+            )
             for s, section in enumerate(cit.sections):
-                self._in_line(
-                    "sections_in_guideline_line", f"{cp}.sections[{s}]", section, line, frame
+                self._judge(
+                    "sections_in_guideline_line",
+                    f"{cp}.sections[{s}]",
+                    reading.section_verdict(own, section),
+                    frame,
                 )
             for n, page in enumerate(cit.pages):
-                path = f"{cp}.pages[{n}]"
-                if numbers is None:
-                    numbers = _numbers(self.text, start, end)
-                ok = page in numbers
-                self.add(
+                self._judge(
                     "pages_in_guideline_line",
-                    CheckResult.PASSED if ok else CheckResult.FAILED,
-                    [path],
-                    "" if ok else f"page {page} is not in the item's {g} line",
-                    frame.index,
+                    f"{cp}.pages[{n}]",
+                    reading.page_verdict(own, page),
+                    frame,
+                    g,
                 )
-                if ok and not self._spans_within(path, line):
-                    self._reanchor_page(path, page, line)
-            self._kind_in_line(f"{cp}.kind", cit.kind, f"{cp}.source", line, frame)
-
-    def _own_rule_reading(self, path: str, line: tuple[int, int]) -> bool:
-        entry = self.prov.get(path)
-        return bool(
-            entry
-            and entry["method"] is Method.RULES
-            and (entry["rule"] or "").startswith("guideline.")
-            and self.grounded.get(path)
-            and self._spans_within(path, line)
-        )
-
-    def _kind_in_line(
-        self,
-        path: str,
-        kind: CitationKind,
-        source_path: str,
-        line: tuple[int, int],
-        frame: ItemFrame,
-    ) -> None:
-        """The citation's kind word ("MTUS", "Non-MTUS") is printed in the line, before its
-        source; the nearest such word is where the kind is read from."""
-        entry = self.prov.get(path)
-        if entry and self.grounded.get(path) and self._spans_within(path, line):
-            self.add("citation_kind_in_line", CheckResult.PASSED, [path], item=frame.index)
-            return
-        word = "Non-MTUS" if kind is CitationKind.NON_MTUS else "MTUS"
-        source = self.prov.get(source_path, {}).get("spans") or []
-        before = source[0]["start"] if source and line[0] <= source[0]["start"] else line[1]
-        hits = []
-        pos = line[0]
-        while (loc := locate(self.text, word, pos, line[1], fuzzy=False)) is not None:
-            hits.append(loc)
-            pos = loc.end
-        if not hits:
-            self.add(
-                "citation_kind_in_line",
-                CheckResult.FAILED,
-                [path],
-                f"no {word!r} in the item's guideline line",
-                frame.index,
+            self._judge(
+                "citation_kind_in_line", f"{cp}.kind", reading.kind_verdict(own, cit.kind), frame
             )
-            return
-        self.add("citation_kind_in_line", CheckResult.PASSED, [path], item=frame.index)
-        at = [h for h in hits if h.start < before] or hits
-        if not self._spans_within(path, line):
-            self._reanchor(path, at[-1].start, at[-1].end)
 
-    def _in_line(
-        self, name: str, path: str, value: str, line: tuple[int, int], frame: ItemFrame
+    def _judge(
+        self, name: str, path: str, verdict: Verdict, frame: ItemFrame, line: str = ""
     ) -> None:
-        entry = self.prov.get(path)
-        if entry and self.grounded.get(path) and self._spans_within(path, line):
-            self.add(name, CheckResult.PASSED, [path], item=frame.index)
-            return
-        loc = locate(self.text, value, *line)
-        if loc is None:
-            self.add(
-                name,
-                CheckResult.FAILED,
-                [path],
-                f"{value[:60]!r} is not in the item's guideline line",
-                frame.index,
-            )
-            return
-        self.add(name, CheckResult.PASSED, [path], item=frame.index)
-        if not self._spans_within(path, line):
-            self._reanchor(path, loc.start, loc.end)
+        """Record a citation check; a value that passed is anchored where the line prints it."""
+        detail = verdict.detail
+        if verdict.result is CheckResult.FAILED and line:
+            detail = f"{detail} (the item's {line} line)"
+        self.add(name, verdict.result, [path], detail, frame.index)
+        if verdict.result is CheckResult.PASSED and verdict.span is not None:
+            self._reanchor(path, *verdict.span)
 
     def rationale_in_item(self, frame: ItemFrame) -> None:
         path = f"items[{frame.index}].rationale"
@@ -796,6 +733,61 @@ class _Checker:
                 f"the letter states {printed.isoformat()} for this date, not {value.isoformat()}",
             )
 
+    def extractors_agree(self) -> None:
+        """Where two extractors gave different values and both passed every check, the checks
+        are wrong about one of them: the field kept is not verified (with the other value
+        beside it in ``alternatives``)."""
+        for unit, alt in self.record.alternatives.items():
+            if alt.status is not Status.VERIFIED:
+                continue
+            try:
+                kept = value_at(self.record, unit)
+            except (AttributeError, IndexError, KeyError, TypeError):
+                continue
+            if hasattr(kept, "model_dump"):
+                kept = kept.model_dump(mode="json")
+            elif isinstance(kept, list):
+                kept = [k.model_dump(mode="json") if hasattr(k, "model_dump") else k for k in kept]
+            if _comparable(kept) == _comparable(alt.value):
+                continue
+            paths = [p for p in self.prov if p == unit or p.startswith((unit + ".", unit + "["))]
+            self.add(
+                "extractors_agree",
+                CheckResult.INCONCLUSIVE,
+                paths,
+                f"the {alt.method.value} gave {str(alt.value)[:60]!r}, which also passes the "
+                "checks: one of the two is wrong",
+            )
+
+    def credentials_and_patient(self) -> None:
+        """Reviewer and patient values at their own label or sentence (``credentials``)."""
+        text = self.text
+        for path, entry in self.prov.items():
+            if not path.startswith(("reviewer.", "patient.")):
+                continue
+            value = self.values.get(path)
+            if value is None:
+                continue
+            field_name = path.split("[")[0]
+            if field_name == "reviewer.licensure":
+                name, (verdict, why) = "licensure_in_its_slot", judge_state(text, str(value))
+            elif field_name in ("reviewer.specialty", "reviewer.subspecialty"):
+                name = "credential_fills_its_slot"
+                verdict, why = judge_whole_slot(text, field_name, str(value))
+            elif entry["spans"] and field_name in ("patient.age", "patient.sex"):
+                span = entry["spans"][0]
+                judge = judge_age if field_name == "patient.age" else judge_sex
+                name = "patient_in_age_statement"
+                verdict, why = judge(text, span["start"], span["end"])
+            else:
+                continue
+            result = {
+                True: CheckResult.PASSED,
+                False: CheckResult.FAILED,
+                None: CheckResult.INCONCLUSIVE,
+            }[verdict]
+            self.add(name, result, [path], why)
+
     def dates_in_order(self) -> None:
         dates = self.record.dates
         present: list[tuple[str, dt.date]] = [
@@ -839,14 +831,19 @@ class _Checker:
         entry["spans"] = [{"start": start, "end": end, "page": self.page_of(start)}]
         self.grounded[path] = _ground(path, self.values[path], entry, self.text)
 
-    def _reanchor_page(self, path: str, page: int, line: tuple[int, int]) -> None:
-        for m in _NUMBER_RX.finditer(self.text, *line):
-            first = int(m.group(1))
-            last = int(m.group(2)) if m.group(2) else first
-            if first <= page <= last:
-                g = 2 if page == last and m.group(2) else 1
-                self._reanchor(path, m.start(g), m.end(g))
-                return
+
+def _comparable(value: Any) -> Any:
+    """``value`` with its strings folded to words (a case or spacing difference is no
+    disagreement)."""
+    if isinstance(value, str):
+        return tuple(tokens(value))
+    if isinstance(value, dict):
+        return tuple(sorted((k, _comparable(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return tuple(_comparable(v) for v in value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
 
 
 def _ends_sentence(text: str, dot: int) -> bool:
@@ -923,16 +920,6 @@ def _grouped(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             rest[key] = c
     return failed + list(rest.values())
-
-
-def _numbers(text: str, start: int, end: int) -> set[int]:
-    """Every number in ``text[start:end]``, short ranges ("46-49") expanded."""
-    out: set[int] = set()
-    for m in _NUMBER_RX.finditer(text, start, end):
-        first = int(m.group(1))
-        last = int(m.group(2)) if m.group(2) else first
-        out.update(range(first, last + 1) if 0 <= last - first <= 50 else (first, last))
-    return out
 
 
 # --- coverage and the entry point ----------------------------------------------------------------

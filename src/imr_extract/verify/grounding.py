@@ -47,9 +47,9 @@ def span_holds(path: str, value: Any, raw: str) -> bool:
     if isinstance(value, Sex):
         return SEX_WORDS.get(raw.strip().lower()) is value
     if isinstance(value, CitationKind):
-        folded = fold(raw).lower()
+        folded = "".join(raw.split()).lower()  # "Non-" / "MTUS" across a line break too
         if value is CitationKind.NON_MTUS:
-            return "non-mtus" in folded or "decision based on" in folded
+            return "non-mtus" in folded or "decisionbasedon" in folded
         return "mtus" in folded and "non-mtus" not in folded
     if isinstance(value, dt.date):
         return parse_date(raw) == value

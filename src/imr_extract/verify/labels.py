@@ -48,23 +48,20 @@ def _phrase(label: str) -> str:
 
 
 @functools.cache
-def _label_rx() -> re.Pattern[str]:
-    """Every label of every field, longest first (so "IMR Case Number:" wins over its tail)."""
+def _labels_by_last_word() -> dict[str, list[tuple[re.Pattern[str], int, str]]]:
+    """Label patterns (anchored at the end of the searched range) by the label's last word
+    (lower case, colon dropped): (pattern, longest printed length, field path), longest label
+    first, so "IMR Case Number:" wins over its tail "Case Number:"."""
+    out: dict[str, list[tuple[re.Pattern[str], int, str]]] = {}
     labels = sorted(
         {(lab, path) for path, labs in HEADER_LABELS.items() for lab in labs},
         key=lambda lp: -len(lp[0]),
     )
-    groups = [f"(?P<f{k}>{_phrase(lab)})" for k, (lab, _p) in enumerate(labels)]
-    return re.compile("|".join(groups), re.IGNORECASE)
-
-
-@functools.cache
-def _label_paths() -> list[str]:
-    labels = sorted(
-        {(lab, path) for path, labs in HEADER_LABELS.items() for lab in labs},
-        key=lambda lp: -len(lp[0]),
-    )
-    return [p for _lab, p in labels]
+    for lab, path in labels:
+        last = lab.split()[-1].rstrip(":").lower()
+        rx = re.compile(_phrase(lab) + r"\Z", re.IGNORECASE)
+        out.setdefault(last, []).append((rx, 3 * len(lab) + 20, path))
+    return out
 
 
 @dataclass(frozen=True)
@@ -84,11 +81,26 @@ class Pairing:
 
 
 def label_hits(text: str, limit: int = HEADER_SCAN_CHARS) -> list[LabelHit]:
-    paths = _label_paths()
-    out = []
-    for m in _label_rx().finditer(text, 0, min(limit, len(text))):
-        k = int(next(name for name, v in m.groupdict().items() if v is not None)[1:])
-        out.append(LabelHit(paths[k], m.start(), m.end()))
+    """Every header label in the letter's first ``limit`` characters, in text order.
+
+    Every label ends with a colon: the word before each colon picks the labels that may end
+    there, and only those are tried (a pattern of all the alternatives, tried at every offset
+    of the header, would cost more than the rest of verification).
+    """
+    by_word = _labels_by_last_word()
+    out: list[LabelHit] = []
+    stop = min(limit, len(text))
+    last_end = 0
+    colon = text.find(":", 0, stop)
+    while colon >= 0:
+        head = text[max(last_end, colon - 24) : colon].split()
+        for rx, reach, path in by_word.get(head[-1].lower() if head else "", ()):
+            m = rx.search(text, max(last_end, colon - reach), colon + 1)
+            if m is not None:
+                out.append(LabelHit(path, m.start(), m.end()))
+                last_end = m.end()
+                break
+        colon = text.find(":", colon + 1, stop)
     return out
 
 
