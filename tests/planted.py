@@ -396,6 +396,40 @@ def swap_decisions(letter: Letter) -> Iterator[Planted]:
             yield m.planted("swap_decisions", f"items {i}<->{j}")
 
 
+@record_kind
+def flip_decision(letter: Letter) -> Iterator[Planted]:
+    """An item's decision turned to the other one (every item)."""
+    for i, item in enumerate(letter.record.items):
+        other = Decision.OVERTURNED if item.decision is Decision.UPHELD else Decision.UPHELD
+        for form in VALUE_FORMS:
+            m = Mutation(letter, form)
+            m.set(f"items[{i}].decision", other, [item_region(letter.record, i)])
+            yield m.planted("flip_decision", f"item {i}")
+
+
+@record_kind
+def drop_citation(letter: Letter) -> Iterator[Planted]:
+    """One citation of a guideline line left out of the record (nothing wrong is stated: the
+    record must not look complete)."""
+    rec = letter.record
+    for i, g in _citation_sites(rec):
+        for c in range(len(getattr(rec.items[i], g).citations)):
+            m = Mutation(letter, "-")
+            gp = f"items[{i}].{g}"
+            cits = getattr(rec.items[i], g).citations
+            m.record = _set_at(m.record, f"{gp}.citations", [*cits[:c], *cits[c + 1 :]])
+            prov = m.record.provenance
+            moved = {}
+            for path in [p for p in prov if p.startswith(f"{gp}.citations[")]:
+                n = int(re.match(rf"{re.escape(gp)}\.citations\[(\d+)\]", path).group(1))
+                entry = prov.pop(path)
+                if n != c:
+                    rest = path[len(f"{gp}.citations[{n}]") :]
+                    moved[f"{gp}.citations[{n - (n > c)}]{rest}"] = entry
+            prov.update(moved)
+            yield m.planted("drop_citation", f"{gp}.citations[{c}]", loss=True)
+
+
 def _line_numbers(text: str, line: tuple[int, int] | None) -> set[int]:
     if line is None:
         return set()
@@ -1005,6 +1039,8 @@ def judge(planted: Planted) -> Verdict:
         if planted.loss and incomplete(checked):
             return Verdict(True, "incomplete")
         left = [p for p in wrong if prov[p].status is Status.VERIFIED]
+        if not left:
+            return Verdict(False, "missed", "the record looks complete")
         return Verdict(False, "missed", "verified: " + ", ".join(left[:3]))
     assert planted.text is not None
     try:
