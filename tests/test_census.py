@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from imr_extract.errors import NoDecisionsError
+from imr_extract.errors import NoDecisionsError, SeveralLettersError
 from imr_extract.extract import extract_document
 from imr_extract.ingest import read_path, read_text_bytes
 from imr_extract.schema import CheckResult, Decision, LetterRecord, Status
+from imr_extract.verify import verify
 from imr_extract.verify.census import take_census, tokens
 
 DATA = Path(__file__).parent / "data"
@@ -129,7 +130,12 @@ def test_two_letters_pasted_together_are_flagged() -> None:
     b = _text(DATA / "letters" / "pdf" / "CM17-0002857.pdf")
     census = take_census(a + "\n\f" + b)
     assert len(census.letters) == 2
-    record = _extract(a + "\n\f" + b)
+    # Extraction refuses it, naming the file and the cause ...
+    with pytest.raises(SeveralLettersError, match=r"pasted\.txt: the text holds 2 letters"):
+        _extract(a + "\n\f" + b, "pasted.txt")
+    # ... and a record of it from elsewhere is never complete.
+    record = _extract(a)
+    record = verify(record.model_copy(update={"provenance": record.provenance}), a + "\n\f" + b)
     assert record.verification is not None
     assert record.verification.complete is False
     assert "one_letter_per_text" in _failed(record)

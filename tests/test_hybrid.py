@@ -307,3 +307,20 @@ def test_two_verified_answers_that_differ_are_never_both_verified():
     same = dict(alt, value="  " + rules.items[0].request.upper())
     calm = _with_alternative(rules, path, same)
     assert verify(calm, text).provenance[path].status is Status.VERIFIED
+
+
+def test_decisions_the_rules_did_not_read_send_the_letter_to_the_model():
+    letter = "CM16-0236380.pdf"  # three items
+    doc = document(letter)
+    rules = rules_record(doc)
+    assert plan_routing(rules, doc.text).route is Route.NONE
+    data = rules.model_dump(mode="json")
+    data["items"] = data["items"][:2]
+    data["provenance"] = {
+        p: v for p, v in data["provenance"].items() if not p.startswith("items[2]")
+    }
+    lost = verify(type(rules).model_validate_json(json.dumps(data)), doc.text)
+    assert lost.verification.unaccounted_decisions == 1 and not lost.verification.complete
+    routing = plan_routing(lost, doc.text)
+    assert routing.route is Route.LETTER
+    assert "1 decision(s) the rules did not read" in routing.reasons[0]

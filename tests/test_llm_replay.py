@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from conftest import document, gold_files, load_gold
+from imr_extract.errors import SeveralLettersError
 from imr_extract.llm import (
     LLMConfig,
     LLMExtractor,
@@ -197,8 +198,12 @@ def test_request_over_the_context_window_is_rejected_not_retried(request, tmp_pa
     huge = dataclasses.replace(doc, text=doc.text * 20)
     extractor = LLMExtractor(replay_config(tmp_path, max_chunk_chars=10**7, transport_retries=3))
     with recorded(request, "fail_rejected_context", meta_for(extractor, doc.sha256, repeat=20)):
-        with pytest.raises(LLMRejectedError, match="HTTP 400") as info:
+        # (The letter pasted 20 times is refused whole by extractor(huge) as several letters:
+        # the model call itself is what this test is about.)
+        with pytest.raises(SeveralLettersError, match="20 letters"):
             extractor(huge)
+        with pytest.raises(LLMRejectedError, match="HTTP 400") as info:
+            extractor.found(huge)
     requests, _ = recorded_usage("fail_rejected_context")
     assert requests == 1  # a 4xx is final: no transport retry
     assert info.value.attempts == 0

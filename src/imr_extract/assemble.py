@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from .errors import SeveralLettersError
 from .ingest import Document
 from .rules import LetterFound
 from .rules.guidelines import GuidelineFound
@@ -26,6 +27,7 @@ from .schema import (
     schema_hash,
 )
 from .text import Found
+from .verify.census import letter_starts
 from .verify.checks import verify_entries
 from .verify.grounding import PROVENANCE_MAP, match_kind
 
@@ -188,3 +190,16 @@ def verified_record(
     """``build_record`` then ``verify``, validating the provenance once instead of twice."""
     record, prov = assemble(doc, layout, found, method, extractor)
     return verify_entries(record, prov.entries, prov.values, doc.text, doc.page_of)
+
+
+def refuse_several_letters(doc: Document) -> None:
+    """Raise ``SeveralLettersError`` when ``doc`` holds more than one letter (by the census's
+    once-per-letter signals: headings, case numbers after their label)."""
+    starts = letter_starts(doc.text)
+    if len(starts) > 1:
+        shown = ", ".join(str(s) for s in starts[:5])
+        raise SeveralLettersError(
+            doc.path or doc.name,
+            f"the text holds {len(starts)} letters (starting at characters {shown}); "
+            "split it into one file per letter",
+        )

@@ -71,6 +71,13 @@ class NoDecisionsError(ExtractionError):
     code = "no-decisions"
 
 
+class SeveralLettersError(ExtractionError):
+    """The text holds more than one letter (files pasted together): one record would hold
+    another letter's items, so it is refused; split it into one file per letter."""
+
+    code = "several-letters"
+
+
 class InternalError(ImrExtractError):
     """An unexpected exception while extracting one letter (a bug in imr-extract): the batch
     runner reports it for that letter and goes on."""

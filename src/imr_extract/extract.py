@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from . import layouts
-from .assemble import verified_record
+from .assemble import refuse_several_letters, verified_record
 from .errors import ImrExtractError, NoDecisionsError
 from .ingest import Document, iter_paths, read_bytes, read_path
 from .schema import LetterRecord, Method
@@ -35,7 +35,9 @@ def extract_document(doc: Document) -> LetterRecord:
 
     Raises:
         NoDecisionsError: the text holds no decided item the rules can find.
+        SeveralLettersError: the text holds more than one letter.
     """
+    refuse_several_letters(doc)
     layout, _score = layouts.detect(doc.text)
     found = layout.read(doc)
     if not layout.dedicated_reader:

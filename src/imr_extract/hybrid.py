@@ -7,7 +7,8 @@ For each letter:
    and verified (every known-layout letter so far); the sections holding the fields that are
    missing, unverified or contradicted (the header block, the reviewer's credentials, the case
    summary, one item's text); or the whole letter, when the layout is novel (unknown, or its
-   coverage is below ``verify.NOVEL_LAYOUT_THRESHOLD``) or the rules found no item.
+   coverage is below ``verify.NOVEL_LAYOUT_THRESHOLD``), the rules found no item, or the census
+   found decisions the rules' items do not hold.
 3. The model's answer is located and verified like any other, and ``merge`` takes each field
    by precedence (verified rules > verified model > unverified, flagged). The merged record is
    verified once more, so every status describes the value that was finally kept.
@@ -25,7 +26,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from . import layouts
-from .assemble import verified_record
+from .assemble import refuse_several_letters, verified_record
 from .errors import ImrExtractError, LLMError, NoDecisionsError
 from .ingest import Document
 from .layouts._regions import find_regions
@@ -106,6 +107,11 @@ def plan_routing(record: LetterRecord, text: str) -> Routing:
             else f"coverage {v.coverage:.2f} is below the novel-layout threshold"
         )
         return Routing(Route.LETTER, ((0, len(text)),), (why,))
+    if v.unaccounted_decisions:
+        # The census found decisions no item holds: the rules missed items, so the model reads
+        # the whole letter (its items are then merged with the rules', paired by request).
+        why = f"the letter states {v.unaccounted_decisions} decision(s) the rules did not read"
+        return Routing(Route.LETTER, ((0, len(text)),), (why,))
 
     statuses = {p: prov.status for p, prov in record.provenance.items()}
     needed = [p for p, s in statuses.items() if s is not Status.VERIFIED]
@@ -141,7 +147,9 @@ def plan_routing(record: LetterRecord, text: str) -> Routing:
 
 
 def rules_record(doc: Document) -> LetterRecord:
-    """The verified rules record of ``doc``, with or without items (never raises for that)."""
+    """The verified rules record of ``doc``, with or without items (never raises for that;
+    raises ``SeveralLettersError`` for a text that holds several letters)."""
+    refuse_several_letters(doc)
     layout, _score = layouts.detect(doc.text)
     found = layout.read(doc)
     if not layout.dedicated_reader:

@@ -11,7 +11,7 @@ from typing import Any
 import openai
 
 from .. import layouts
-from ..assemble import verified_record
+from ..assemble import refuse_several_letters, verified_record
 from ..errors import NoDecisionsError
 from ..ingest import Document
 from ..rules import LetterFound
@@ -179,6 +179,7 @@ class LLMExtractor:
         )
 
     def __call__(self, doc: Document) -> LetterRecord:
+        refuse_several_letters(doc)
         layout, _ = layouts.detect(doc.text)
         found, run = self.found(doc)
         if not found.items:

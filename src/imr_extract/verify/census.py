@@ -193,21 +193,28 @@ def _restatements(text: str) -> list[Statement]:
     ]
 
 
-def _letter_starts(text: str) -> list[int]:
-    """Where each letter starts, by the once-per-letter signal printed most often (a heading,
-    or a distinct case number after its label); empty when every signal appears once."""
-    signals = [
-        [m.start() for m in near(rx, text, "notice", 80)]
-        if rx.flags & re.IGNORECASE
-        else [m.start() for m in rx.finditer(text)]
-        for rx in ONE_PER_LETTER_HEADINGS
-    ]
+def letter_starts(text: str) -> list[int]:
+    """Where each letter starts, when the text holds more than one: two different case numbers
+    after their label, or two once-per-letter headings each printed more than once (one
+    heading printed twice is a defect of one letter, not a second letter). Empty otherwise."""
     numbers: dict[str, int] = {}
     for m in _CASE_NUMBER_RX.finditer(text):
         numbers.setdefault(m.group("number"), m.start())
-    signals.append(sorted(numbers.values()))
-    best = max(signals, key=len)
-    return best if len(best) > 1 else []
+    if len(numbers) > 1:
+        return sorted(numbers.values())
+    repeated = [
+        found
+        for rx in ONE_PER_LETTER_HEADINGS
+        if len(
+            found := [m.start() for m in near(rx, text, "notice", 80)]
+            if rx.flags & re.IGNORECASE
+            else [m.start() for m in rx.finditer(text)]
+        )
+        > 1
+    ]
+    if len(repeated) < 2:
+        return []
+    return max(repeated, key=len)
 
 
 def take_census(text: str) -> Census:
@@ -221,7 +228,7 @@ def take_census(text: str) -> Census:
             statements.append(s)
     statements.sort(key=lambda s: s.word[0])
     mentions = [m.span("subject") for m in near(REGARDING_RX, text, "regarding", 700)]
-    census = Census(statements, _letter_starts(text), mentions)
+    census = Census(statements, letter_starts(text), mentions)
     census.orphan_lines = _orphan_lines(text, census)
     return census
 
