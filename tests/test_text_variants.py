@@ -366,6 +366,17 @@ def test_a_letterhead_on_every_page_goes_from_all_but_the_first_top():
     ]
 
 
+def test_another_letter_after_a_page_break_is_not_furniture():
+    """Pasted letters stay two (the census refuses them): another case number, or a heading a
+    letter prints once, at a page's top starts a letter, it is no running header."""
+    first = " HOW THE IMR FINAL DETERMINATION WAS MADE\nCase Number: CM16-0000001\none\n"
+    second = " HOW THE IMR FINAL DETERMINATION WAS MADE\nCase Number: CM16-0000002\ntwo\n"
+    assert strip_page_furniture([first, second]) == [first, second]
+    # However short the first page, its own header stays (a footer under it still goes).
+    short = ["Case Number: CM16-0000001\nPage 1 of 2\n", "IMR Case CM16-0000001\nend\n"]
+    assert strip_page_furniture(short) == ["Case Number: CM16-0000001\n", "end\n"]
+
+
 def test_page_furniture_keeps_the_letters_own_text():
     pages = [
         "a sentence that ends the page with a number\n12\n",  # not this page's number

@@ -34,6 +34,7 @@ from .errors import (
     PdfError,
     TooLargeInputError,
 )
+from .forms import ONE_PER_LETTER_HEADINGS
 
 #: File suffixes picked up when a directory is walked (explicit files are always read).
 LETTER_SUFFIXES = frozenset({".pdf", ".txt", ".text"})
@@ -115,33 +116,52 @@ _PAGE_NUMBER_RX = re.compile(
     re.IGNORECASE,
 )
 _CASE_NUMBER_RX = re.compile(r"\bCM\d{2}-\d{5,8}\b")
-_DIGITS_RX = re.compile(r"\d+")
+# Digits are blind in an edge key (page numbers change), a case number is not (another case
+# number at a page's top starts another letter, pasted after this one).
+_EDGE_DIGITS_RX = re.compile(r"\bCM\d{2}-\d{5,8}\b|\d+")
 #: A running header carries the case number but is no sentence: short, and no decision in it.
 _RUNNING_HEADER_MAX = 100
 _DECISION_WORD_RX = re.compile(r"\b(?:Upheld|Overturned)\b", re.IGNORECASE)
 
 
 def _edge_key(line: str) -> str:
-    return _DIGITS_RX.sub("#", " ".join(line.split()))
+    folded = " ".join(line.split())
+    return _EDGE_DIGITS_RX.sub(lambda m: m.group() if m.group()[0] == "C" else "#", folded)
 
 
-def _is_furniture(line: str, page: int, repeated: set[str]) -> bool:
-    """Whether a line at a page's edge is a page number, a running header or footer."""
+@dataclass(frozen=True)
+class _Edges:
+    """What marks page furniture in one text: lines repeated at the page edges, and the letter's
+    own case number (from its first page)."""
+
+    repeated: frozenset[str]
+    case_number: str | None
+
+
+def _is_furniture(line: str, page: int, edges: _Edges) -> bool:
+    """Whether a line at a page's edge is a page number, a running header or footer.
+
+    A heading a letter prints once never is: at a page's top it starts another letter.
+    """
+    if any(rx.search(line) for rx in ONE_PER_LETTER_HEADINGS):
+        return False
     m = _PAGE_NUMBER_RX.fullmatch(line)
     if m:
         # A bare number counts only as this page's own number (0- or 1-based).
         return m.group("bare") is None or int(m.group("bare")) in (page, page + 1)
     stripped = line.strip()
+    case = _CASE_NUMBER_RX.search(stripped)
     if (
-        _CASE_NUMBER_RX.search(stripped)
+        case is not None
+        and case.group() == edges.case_number
         and len(stripped) <= _RUNNING_HEADER_MAX
         and not _DECISION_WORD_RX.search(stripped)
     ):
         return True
-    return _edge_key(line) in repeated
+    return _edge_key(line) in edges.repeated
 
 
-def _furniture_run(lines: list[str], order: list[int], page: int, repeated: set[str]) -> int:
+def _furniture_run(lines: list[str], order: list[int], page: int, edges: _Edges) -> int:
     """How many lines, from the edge that ``order`` starts at, are furniture (with the blank
     lines around it, so no blank line is left where the page break was)."""
     last = -1
@@ -149,7 +169,7 @@ def _furniture_run(lines: list[str], order: list[int], page: int, repeated: set[
     for k, idx in enumerate(order):
         if not lines[idx].strip():
             continue
-        if seen == FURNITURE_LINES or not _is_furniture(lines[idx], page, repeated):
+        if seen == FURNITURE_LINES or not _is_furniture(lines[idx], page, edges):
             break
         seen += 1
         last = k
@@ -191,20 +211,25 @@ def strip_page_furniture(pages: list[str]) -> list[str]:
     Only lines at a page break are looked at (the first ``FURNITURE_LINES`` non-blank lines of
     every page but the first, the last ones of every page), and only a run of them from the edge:
     a page number (``Page 2 of 5``, ``- 2 -``, the page's own number alone), a short line with the
-    case number (a running header; the first page's own header is never touched), or a line
+    letter's own case number (a running header; the first page's own header is never touched;
+    another case number starts another letter), or a line
     that stands, digits aside, at the same edge of every page or at an edge of most pages of a
     letter of three pages or more (``_repeated_edge_lines``).
     A letter's own text never stands there: its pages break mid-sentence, as printed.
     """
     if len(pages) < 2:
         return pages
-    repeated = _repeated_edge_lines(pages)
+    own = _CASE_NUMBER_RX.search(pages[0])
+    edges = _Edges(frozenset(_repeated_edge_lines(pages)), own.group() if own else None)
     out = []
+    # The first page's header (up to its case number's line) is the letter's, however short
+    # the page.
+    header_lines = pages[0].count("\n", 0, own.start()) + 1 if own else 0
     for i, page in enumerate(pages):
         lines = page.split("\n")
-        top = _furniture_run(lines, list(range(len(lines))), i, repeated) if i else 0
-        rest = list(range(len(lines) - 1, top - 1, -1))
-        bottom = _furniture_run(lines, rest, i, repeated)
+        top = _furniture_run(lines, list(range(len(lines))), i, edges) if i else 0
+        rest = list(range(len(lines) - 1, (top if i else header_lines) - 1, -1))
+        bottom = _furniture_run(lines, rest, i, edges)
         kept = lines[top : len(lines) - bottom]
         out.append("\n".join(kept) + ("\n" if bottom and kept else ""))
     return out
