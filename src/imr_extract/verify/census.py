@@ -131,23 +131,33 @@ def _furniture(lines: list[_Line], text: str) -> set[str]:
     (a form feed or a page number); and a line that ends with a page number ("Case Number:
     CM16-0228949  Page 2"). A short line a letter repeats of its own (three items citing the
     same guideline, wrapped alike) has neither."""
-    counts = Counter(_shape(ln.content) for ln in lines if ln.content)
+    # Only short lines can be furniture: the rest is not looked at again.
+    short = [
+        (k, ln)
+        for k, ln in enumerate(lines)
+        if ln.content and len(ln.content) <= 80 and ln.content.count(" ") < 3 * MAX_FURNITURE_WORDS
+    ]
+    out = {
+        ln.content
+        for _k, ln in short
+        if ("age" in ln.content or "AGE" in ln.content) and _TRAILING_PAGE_RX.search(ln.content)
+    }
+    shapes = {k: _shape(ln.content) for k, ln in short}
+    counts = Counter(shapes.values())
     repeated = {
         c
         for c, n in counts.items()
         if n >= 2
-        and len(c) <= 80
         and len(c.split()) <= MAX_FURNITURE_WORDS
         and not c.endswith((":", "."))
         and not _LINE_END_WORD_RX.search(c)
     }
-    out = {ln.content for ln in lines if ln.content and _TRAILING_PAGE_RX.search(ln.content)}
-    for k, ln in enumerate(lines):
-        shape = _shape(ln.content)
+    if not repeated:
+        return out
+    for k, ln in short:
+        shape = shapes[k]
         # A page's header or footer carries its number, the case's, or a title in capitals.
-        if shape not in repeated or not (
-            any(c.isdigit() for c in ln.content) or ln.content.isupper()
-        ):
+        if shape not in repeated or not ("#" in shape or ln.content.isupper()):
             continue
         if counts[shape] >= 3:
             out.add(ln.content)
