@@ -48,10 +48,10 @@ from variants import (
 
 #: Why a pair cannot hold yet, by the place the fix belongs.
 _NON_MTUS_HYPHEN = (
-    "rules/guidelines.py (citations helper): a label of the guideline line hyphenated across a "
-    "line break ('Non-MTUS Cita-/tion', 'Deci-/sion based on') is not taken for the label, so "
-    "'Citation' stays in the source (or the next citation in a section); verification passes it "
-    "because it is at its span"
+    "rules/guidelines.py (citations helper): the label of the next citation hyphenated across a "
+    "line break ('Deci-/sion based on Non-MTUS Citation') is not taken for a label, so that "
+    "citation is read into the section before it and the line's sources lack it; verification "
+    "(citations_accounted_for) passes the line"
 )
 _NON_MTUS_SPACED = (
     "rules/guidelines.py (citations helper): pypdf's layout mode prints 'Non -MTUS Citation', "
@@ -68,24 +68,6 @@ _TOOL_SPLIT_LABEL = (
 )
 
 KNOWN_GAPS: dict[tuple[str, str], str] = {
-    **{
-        (variant, f"{case}.pdf"): _NON_MTUS_HYPHEN
-        for variant in ("hyphenated", "soft_hyphens")
-        for case in (
-            "CM16-0238035",
-            "CM16-0245466",
-            "CM16-0249724",
-            "CM16-0249726",
-            "CM17-0002106",
-            "CM17-0007142",
-            "CM17-0009282",
-            "CM17-0011703",
-            "CM17-0011730",
-            "CM17-0014449",
-            "CM17-0014944",
-            "CM17-0015849",
-        )
-    },
     **{
         (variant, "relaid/medical_professional_review/CM16-0246624.txt"): _NON_MTUS_HYPHEN
         for variant in ("hyphenated", "soft_hyphens")
@@ -179,13 +161,16 @@ def test_variant_is_gold_exact_as_far_as_it_reached(variant: Variant) -> None:
 #:   paired in that layout: inconclusive): pdfminer, pdfminer_layout(_below), pypdf_layout; and
 #:   "Date Assigned:" / "12/07/2016 Date of Injury:" / "10/23/2016" (date_wrapped, export,
 #:   everything: assigned and decision dates);
+#: - values over a word hyphenated at a line's end are left unverified by design (one word or
+#:   two?): guideline sources and sections, authorised parts (hyphenated, soft_hyphens);
+#: - guideline lines reflowed so that a short line stands inside them ("Decision based on MTUS
+#:   Chronic Pain Medical" / "Treatment 2016," / "Section(s): ..."): their sources unverified
+#:   (rewrapped, rewrapped_narrow, everything);
 #: - a specialty wrapped over a blank line in double-spaced text ("... Public Health &" / "" /
 #:   "General Preventive Medicine") contradicted as "not what the letter gives" (double_spaced,
 #:   export, everything);
-#: - the prose credentials sentence hyphenated ("subspeci-" / "alty") read by verification as a
-#:   piece of the specialty (hyphenated, soft_hyphens: the 2013 notice);
-#: - the patient's sex on the line after "43 year old" in indented text: "the word does not
-#:   follow the patient's age statement" (indented: the MAXIMUS form);
+#: - the patient's sex on the line after "43 year old" in indented text (indented: the MAXIMUS
+#:   form); one guideline line of the 2013 notice with page breaks put in (running_headers);
 #: - guideline lines pypdf's layout mode garbled (pypdf_layout).
 FALSE_ALARM_CEILING = {
     "pypdf_layout": 172,
@@ -194,11 +179,15 @@ FALSE_ALARM_CEILING = {
     "pdfminer_layout_below": 188,
     "date_wrapped": 128,
     "export": 129,
-    "everything": 138,
+    "everything": 217,
     "double_spaced": 1,
-    "hyphenated": 2,
-    "soft_hyphens": 2,
+    "hyphenated": 73,
+    "soft_hyphens": 73,
+    "rewrapped": 74,
+    "rewrapped_narrow": 83,
     "indented": 2,
+    "running_headers": 1,
+    "running_headers_pasted": 1,
 }
 
 

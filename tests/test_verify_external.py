@@ -26,7 +26,7 @@ from imr_extract.evaluate import evaluate
 from imr_extract.fields import data_fields
 from imr_extract.llm import LLMExtractor
 from imr_extract.output import CsvWriter
-from imr_extract.schema import Backend, LetterRecord, Method, Status
+from imr_extract.schema import Backend, CheckResult, LetterRecord, Method, Status
 from imr_extract.verify import FITS_SCHEMA, invalid_checks
 from imr_extract.verify.external import VALUE_COLUMNS, LetterIndex, iter_record_file
 from llm_cassettes import recorded
@@ -166,11 +166,18 @@ def test_each_invalid_value_is_reported_and_never_stops_the_record(perturb, inva
     assert failures, "the invalid value is reported"
     if invalid_path is not None:
         assert invalid_path in failures
-    # The record goes on: what is left is located and verified, nothing is contradicted; a
-    # value of the schema that was left out keeps the record from looking complete.
+    # The record goes on: what is left is located and verified; a value of the schema that was
+    # left out keeps the record from looking complete. A citation left out (its source empty)
+    # is one the letter prints that the record no longer holds: the line's flag says so.
     v = record.verification
     assert v is not None
-    assert v.verified > 10 and v.unverified == v.contradicted == 0
+    assert v.verified > 10 and v.unverified == 0
+    dropped = [
+        c
+        for c in v.checks
+        if c.name == "citations_accounted_for" and c.result is CheckResult.FAILED
+    ]
+    assert v.contradicted == len(dropped) == (1 if "source" in str(invalid_path) else 0)
     assert len(record.items) >= 1
     assert v.coverage < 1.0 or invalid_path == "confidence"
     # An item left out is a decision of the letter that no item holds: counted once, by the

@@ -36,12 +36,16 @@ from .scan import labels_at_colons, lowered, near
 
 #: Lines between a request's colon and its decision word that may be page furniture or blank.
 MAX_GAP_LINES = 6
+#: A running header or footer is short: a line of more words is the letter's own text.
+MAX_FURNITURE_WORDS = 8
 #: How far back a restatement looks for the item it restates.
 RESTATEMENT_REACH = 6000
 
 _WORDS = {"upheld": Decision.UPHELD, "overturned": Decision.OVERTURNED}
 # The decision word at the end of a line (trailing dots and spaces allowed).
 _LINE_END_WORD_RX = re.compile(r"(?<![A-Za-z])(upheld|overturned)[\s.]*$", re.IGNORECASE)
+_DIGITS_RX = re.compile(r"\d+")
+_TRAILING_PAGE_RX = re.compile(r"\bpage\s*\d{1,3}(?:\s*(?:of|/)\s*\d{1,3})?$", re.IGNORECASE)
 _PAGE_NUMBER_RX = re.compile(r"^(?:page\s*)?\d{1,3}(?:\s*(?:of|/)\s*\d{1,3})?$", re.IGNORECASE)
 _SENTENCE_RX = re.compile(
     r"has\s+determined\s+(?:that\s+)?the\s+request\s+for\s+(?P<subject>.{1,800}?)"
@@ -90,6 +94,8 @@ class Census:
     letters: list[int] = field(default_factory=list)
     #: Subjects the letter names without deciding them ("Regarding the request for X:").
     mentions: list[tuple[int, int]] = field(default_factory=list)
+    #: Lines a page break brings (page numbers, running headers and footers): (start, end).
+    furniture: list[tuple[int, int]] = field(default_factory=list)
     #: Guideline lines that open after no item: (label span) of each line printed with no
     #: decision statement (or named subject) since the previous line of its kind, a sign of
     #: an item whose decision the letter does not state where a reader would find it.
@@ -113,18 +119,57 @@ def _lines(text: str) -> list[_Line]:
     return out
 
 
-def _furniture(lines: list[_Line]) -> set[str]:
-    """Lines a page break brings: page numbers, and short lines repeated down the letter
-    (running headers and footers) that end no sentence and open no item."""
-    counts = Counter(ln.content for ln in lines if ln.content)
-    return {
+def _shape(content: str) -> str:
+    """A line with its numbers blanked: "Page 2 of 5" and "Page 3 of 5" are one running line."""
+    return _DIGITS_RX.sub("#", content)
+
+
+def _furniture(lines: list[_Line], text: str) -> set[str]:
+    """Lines a page break brings: short lines of one shape repeated down the letter (running
+    headers and footers, numbers aside) that end no sentence and open no item, printed three
+    times or more with a number or in capitals, or twice with one of them beside a page break
+    (a form feed or a page number); and a line that ends with a page number ("Case Number:
+    CM16-0228949  Page 2"). A short line a letter repeats of its own (three items citing the
+    same guideline, wrapped alike) has neither."""
+    # Only short lines can be furniture: the rest is not looked at again.
+    short = [
+        (k, ln)
+        for k, ln in enumerate(lines)
+        if ln.content and len(ln.content) <= 80 and ln.content.count(" ") < 3 * MAX_FURNITURE_WORDS
+    ]
+    out = {
+        ln.content
+        for _k, ln in short
+        if ("age" in ln.content or "AGE" in ln.content) and _TRAILING_PAGE_RX.search(ln.content)
+    }
+    shapes = {k: _shape(ln.content) for k, ln in short}
+    counts = Counter(shapes.values())
+    repeated = {
         c
         for c, n in counts.items()
         if n >= 2
-        and len(c) <= 80
+        and len(c.split()) <= MAX_FURNITURE_WORDS
         and not c.endswith((":", "."))
         and not _LINE_END_WORD_RX.search(c)
     }
+    if not repeated:
+        return out
+    for k, ln in short:
+        shape = shapes[k]
+        # A page's header or footer carries its number, the case's, or a title in capitals.
+        if shape not in repeated or not ("#" in shape or ln.content.isupper()):
+            continue
+        if counts[shape] >= 3:
+            out.add(ln.content)
+            continue
+        near_lines = lines[max(0, k - 2) : k + 3]
+        if "\f" in text[ln.start : ln.end + 1] or any(
+            "\f" in text[x.start : x.end + 1] or _PAGE_NUMBER_RX.match(x.content)
+            for x in near_lines
+            if x is not ln
+        ):
+            out.add(ln.content)
+    return out
 
 
 def _is_gap(content: str, furniture: set[str]) -> bool:
@@ -220,7 +265,7 @@ def letter_starts(text: str) -> list[int]:
 def take_census(text: str) -> Census:
     """Every decision statement of ``text``, in text order, and where its letters start."""
     lines = _lines(text)
-    furniture = _furniture(lines)
+    furniture = _furniture(lines, text)
     statements = _colon_statements(text, lines, furniture)
     covered = [s.word for s in statements]
     for s in _sentence_statements(text) + _restatements(text):
@@ -229,6 +274,9 @@ def take_census(text: str) -> Census:
     statements.sort(key=lambda s: s.word[0])
     mentions = [m.span("subject") for m in near(REGARDING_RX, text, "regarding", 700)]
     census = Census(statements, letter_starts(text), mentions)
+    census.furniture = [
+        (ln.start, ln.end) for ln in lines if ln.content and _is_gap(ln.content, furniture)
+    ]
     census.orphan_lines = _orphan_lines(text, census)
     return census
 

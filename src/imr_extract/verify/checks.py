@@ -68,13 +68,14 @@ from ..text import fold
 from .census import Census, ItemAnchor, Statement, account, take_census, tokens
 from .citations import Verdict, read_line
 from .conclusion import Conclusion, last_conclusion
-from .credentials import judge_age, judge_sex, judge_state, judge_whole_slot
+from .credentials import judge_age, judge_sex, judge_state, judge_whole_slot, state_in_slot
 from .grounding import PROVENANCE_MAP, match_kind, span_holds, value_at
 from .labels import Pairing, label_hits, pair, prose_date
 from .labels import parse_date as parse_printed_date
 
-#: A string that is not at its span as printed is still accepted at or above this similarity
-#: (difflib ratio of the folded span text and the value): a case slip, not another value.
+#: A string that is not at its span as printed is still accepted when it has the span's words
+#: (case, spacing and hyphenation aside) and at or above this similarity (difflib ratio of the
+#: folded span text and the value): a slip, not another value.
 FUZZY_VERIFIED = 0.9
 #: Below this coverage a letter is reported as a novel layout.
 NOVEL_LAYOUT_THRESHOLD = 0.8
@@ -99,6 +100,9 @@ _LABEL_IN_REQUEST_RX = re.compile(
     re.IGNORECASE,
 )
 _CHECKS = TypeAdapter(list[Check])
+_DOMAIN_RX = re.compile(r"\.(?:com|org|net|gov|edu|html?)\b")
+# A word hyphenated at the end of a line, its other half on the next line.
+_BROKEN_WORD_RX = re.compile(r"\w+-[ \t]*\n[ \t\f]*[a-z]\w*")
 _GUIDELINES = ("claims_administrator_guideline", "imr_guideline")
 #: Letter-level values printed beside a label (or, for dates, in a sentence).
 _HEADER_PATHS = ("case_number", "priority", *(f"dates.{n}" for n in DATE_ORDER))
@@ -132,7 +136,9 @@ def _ground(path: str, value: Any, entry: dict[str, Any], text: str) -> bool:
         score = similarity(fold(raw), value)
         entry["match"] = MatchKind.FUZZY
         entry["score"] = round(score, 3)
-        if score < FUZZY_VERIFIED:
+        # Only a slip of case, spacing or hyphenation: the same words. A value a word shorter
+        # or longer than its span scores high and is another value (a truncated request).
+        if score < FUZZY_VERIFIED or tokens(raw) != tokens(value):
             return False
     return True
 
@@ -308,6 +314,8 @@ class _Checker:
         self.dates_in_order()
         self.credentials_and_patient()
         self.extractors_agree()
+        self.no_page_furniture()
+        self.no_word_broken_at_line_end()
 
     # per item
 
@@ -420,14 +428,18 @@ class _Checker:
             if value is None:
                 continue
             path = f"{p}.{key}"
-            verdict, why, span = self._partial_slot(key, value, item.request)
+            req_at = _first_start(self.prov, f"{p}.request")
+            verdict, why, span = self._partial_slot(key, value, item.request, req_at)
             self.add(name, verdict, [path], why, frame.index)
             if verdict is CheckResult.PASSED and span is not None:
                 self._reanchor(path, *span)
 
     def _partial_slot(
-        self, key: str, value: str, request: str
+        self, key: str, value: str, request: str, request_at: int | None
     ) -> tuple[CheckResult, str, tuple[int, int] | None]:
+        """The verdict on one part, and where it stands: of the places the letter prints the
+        part in its slot, the last before the item's request (a case summary may tell the same
+        sentence earlier)."""
         text = self.text
         if key == "original_request":
             slots: tuple[tuple[str | None, str], ...] = ((None, ORIGINAL_FOLLOWED_BY),)
@@ -442,7 +454,10 @@ class _Checker:
             )
         pos = 0
         seen = False
+        best: tuple[int, int] | None = None
         while (loc := locate(text, value, pos, fuzzy=False)) is not None:
+            if request_at is not None and loc.start >= request_at and best is not None:
+                break
             pos = loc.end
             seen = True
             for before, after in slots:
@@ -459,7 +474,10 @@ class _Checker:
                 ] != tokens(before):
                     continue
                 if self._leads_to(loc.end, request):
-                    return CheckResult.PASSED, "", (loc.start, loc.end)
+                    best = (loc.start, loc.end)
+                    break
+        if best is not None:
+            return CheckResult.PASSED, "", best
         detail = (
             f"{key} {value[:60]!r} is not the whole of its slot in the letter's wording"
             if seen
@@ -527,6 +545,23 @@ class _Checker:
                 )
             self._judge(
                 "citation_kind_in_line", f"{cp}.kind", reading.kind_verdict(own, cit.kind), frame
+            )
+        # Every citation the line prints is held by one of the record's (none silently lost).
+        missing = [
+            c
+            for i, c in enumerate(reading.citations)
+            if i not in taken and c.source is not None and not c.unsure_source
+        ]
+        if missing:
+            src = missing[0].source
+            assert src is not None
+            self.add(
+                "citations_accounted_for",
+                CheckResult.FAILED,
+                [f"{p}.cited"],
+                f"the line prints {len(missing)} citation(s) the record does not hold: "
+                f"{fold(self.text[src[0] : src[1]])[:60]!r}",
+                frame.index,
             )
 
     def _judge(
@@ -634,6 +669,20 @@ class _Checker:
                     [f"items[{i}].request", f"items[{i}].decision"],
                     item=i,
                 )
+        # An item printed twice (a block duplicated by a tool, or a letter pasted into itself)
+        # is two items the letter does not decide twice: neither copy is verified.
+        seen: dict[tuple[str, ...], list[int]] = defaultdict(list)
+        for i, item in enumerate(self.record.items):
+            if acc.by_item.get(i):
+                seen[tuple(tokens(item.request))].append(i)
+        for twins in seen.values():
+            if len(twins) > 1:
+                self.add(
+                    "item_printed_once",
+                    CheckResult.INCONCLUSIVE,
+                    [f"items[{i}].{k}" for i in twins for k in ("request", "decision")],
+                    f"the letter decides this request {len(twins)} times (items {twins})",
+                )
         for st, i in acc.disagreeing:
             if st.kind == "colon":
                 continue  # the word right after the request: decision_beside_request says so
@@ -733,6 +782,62 @@ class _Checker:
                 f"the letter states {printed.isoformat()} for this date, not {value.isoformat()}",
             )
 
+    def no_page_furniture(self) -> None:
+        """A value that runs over a page number or a running header or footer holds words the
+        letter does not give it (a source read on into "Page 1 of 2 IMR Case Number: ..."); an
+        item's value read from such a line (page 1 of "Page 1 of 2") is not the item's."""
+        furniture = self.census.furniture
+        if not furniture:
+            return
+        for path, entry in self.prov.items():
+            in_item = path.startswith("items[")
+            if not in_item and not isinstance(self.values.get(path), str):
+                continue
+            for span in entry["spans"]:
+                a, b = span["start"], span["end"]
+                hit = next(
+                    (
+                        f
+                        for f in furniture
+                        if (a <= f[0] and f[1] <= b) or (in_item and f[0] < b and a < f[1])
+                    ),
+                    None,
+                )
+                if hit is not None:
+                    self.add(
+                        "no_page_furniture_in_value",
+                        CheckResult.INCONCLUSIVE,
+                        [path],
+                        f"the value runs over {fold(self.text[hit[0] : hit[1]])[:40]!r}, which a "
+                        "page break prints",
+                    )
+                    break
+
+    def no_word_broken_at_line_end(self) -> None:
+        """A value (other than a rationale) over a word hyphenated at a line's end ("injec-" /
+        "tions", or "Post-" / "injection") cannot say whether the word is one ("injections")
+        or two ("Post-injection") without a dictionary: it stays unverified."""
+        for path, entry in self.prov.items():
+            if path.endswith(".rationale") or type(self.values.get(path)) is not str:
+                continue  # (an enum such as a citation's kind "Non-MTUS" is its own word)
+            for span in entry["spans"]:
+                m = next(
+                    (
+                        m
+                        for m in _BROKEN_WORD_RX.finditer(self.text, span["start"], span["end"])
+                        if not _in_address(self.text, m.start())
+                    ),
+                    None,
+                )
+                if m is not None:
+                    self.add(
+                        "no_word_broken_at_line_end",
+                        CheckResult.INCONCLUSIVE,
+                        [path],
+                        f"{fold(m.group())!r} is a word broken at a line's end: one word or two?",
+                    )
+                    break
+
     def extractors_agree(self) -> None:
         """Where two extractors gave different values and both passed every check, the checks
         are wrong about one of them: the field kept is not verified (with the other value
@@ -787,6 +892,10 @@ class _Checker:
                 None: CheckResult.INCONCLUSIVE,
             }[verdict]
             self.add(name, result, [path], why)
+            if result is CheckResult.PASSED and field_name == "reviewer.licensure":
+                at = state_in_slot(text, str(value))
+                if at is not None and not self._spans_within(path, at):
+                    self._reanchor(path, *at)
 
     def dates_in_order(self) -> None:
         dates = self.record.dates
@@ -832,6 +941,15 @@ class _Checker:
         self.grounded[path] = _ground(path, self.values[path], entry, self.text)
 
 
+def _in_address(text: str, pos: int) -> bool:
+    """Whether ``pos`` is inside a web address (whose hyphens are its own, at a line's end too)."""
+    start = pos
+    while start > 0 and not text[start - 1].isspace():
+        start -= 1
+    token = text[start:pos]
+    return "://" in token or token.startswith("www.") or bool(_DOMAIN_RX.search(token))
+
+
 def _comparable(value: Any) -> Any:
     """``value`` with its strings folded to words (a case or spacing difference is no
     disagreement)."""
@@ -857,14 +975,20 @@ def _ends_sentence(text: str, dot: int) -> bool:
 
 
 def _inner_sentence_end(text: str, start: int, end: int) -> int | None:
-    """The first sentence end inside ``text[start:end]`` that a line break follows, if any."""
+    """The first sentence end inside ``text[start:end]``, if any: a sentence-ending "." that a
+    line break follows, or a sentence that closes and another that opens ("... necessary. The
+    request for ...")."""
     pos = text.find(".", start, end)
     while pos >= 0:
         after = pos + 1
         while after < end and text[after] in " \t\r\f":
             after += 1
-        if after < end and text[after] == "\n" and _ends_sentence(text, pos):
-            return pos
+        if after < end and _ends_sentence(text, pos):
+            if text[after] == "\n":
+                return pos
+            word = text[after : after + 12].split(" ", 1)[0]
+            if after > pos + 1 and word[:1].isupper() and word[1:2].islower():
+                return pos
         pos = text.find(".", pos + 1, end)
     return None
 

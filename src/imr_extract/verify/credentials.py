@@ -110,6 +110,16 @@ def judge_state(text: str, value: str) -> tuple[bool | None, str]:
     return False, f"{value!r} is not among the states the letter gives for licensure"
 
 
+def state_in_slot(text: str, value: str) -> tuple[int, int] | None:
+    """Where a licensure slot prints the state ``value`` (its first such place)."""
+    rx = re.compile(r"\b" + r"\s+".join(map(re.escape, value.split())) + r"\b", re.IGNORECASE)
+    for s in slots(text, "reviewer.licensure"):
+        m = rx.search(text, s.start, s.end)
+        if m is not None:
+            return m.span()
+    return None
+
+
 def judge_whole_slot(text: str, field: str, value: str) -> tuple[bool | None, str]:
     """A specialty or subspecialty: the whole of its slot, as printed."""
     found = slots(text, field)
