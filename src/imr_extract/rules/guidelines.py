@@ -19,14 +19,16 @@ import re
 from dataclasses import dataclass, field
 
 from ..schema import CitationKind
-from ..text import Found, found_text, split_top_level, trim_span
+from ..text import Found, found_text, soft_phrase, split_top_level, trim_span
 from ..vocabulary import is_known_section, vocabulary
 
 NOT_CITED_RX = re.compile(r"did\s+not\s+cite\s+any\s+(?:medical\s+)?evidence", re.IGNORECASE)
 OUTSIDE_MTUS_RX = re.compile(r"outside\s+(?:of\s+)?the\s+MTUS", re.IGNORECASE)
-DECISION_BASED_RX = re.compile(r"Decision\s+based\s+on\s+", re.IGNORECASE)
+# Also with "Decision" hyphenated across a line ("Deci-" / "sion based on").
+DECISION_BASED_RX = re.compile(soft_phrase("Decision based on") + r"\s+", re.IGNORECASE)
 # "Non-MTUS Citation <source>", and the shorter "Non-MTUS <source>" some letters print.
-NON_MTUS_RX = re.compile(r"Non-\s*MTUS(?:\s+Citations?)?:?\s*", re.IGNORECASE)
+# "Non-MTUS", also "Non -MTUS" and "Non- MTUS" (a hyphen a tool padded apart).
+NON_MTUS_RX = re.compile(r"Non\s*-\s*MTUS(?:\s+Citations?)?:?\s*", re.IGNORECASE)
 MTUS_RX = re.compile(r"(?:CA\s+)?MTUS:?\s+")
 
 _PAGE_LABEL = r"(?:Page\(s\)|Pages?|pgs?\.?|pp?\.?)"

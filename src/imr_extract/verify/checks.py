@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 import itertools
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +66,7 @@ from ..schema import (
     Verification,
 )
 from ..text import fold
+from ..vocabulary import respaced
 from .census import Census, ItemAnchor, Statement, account, take_census, tokens
 from .citations import Verdict, read_line
 from .conclusion import Conclusion, last_conclusion
@@ -100,6 +102,14 @@ _LABEL_IN_REQUEST_RX = re.compile(
     re.IGNORECASE,
 )
 _CHECKS = TypeAdapter(list[Check])
+# A hyphen with a word (or number) on one side and a space on the other, on one line.
+_ALPHA_RX = re.compile(r"[A-Za-z]+")
+# Two letters-only words side by side, on one line or across one line break (overlapping
+# pairs: each word with the next).
+_PAIR_RX = re.compile(
+    r"(?<![A-Za-z'-])([A-Za-z]+)(?:[ \t]+|[ \t]*\n[ \t\f]*)(?=([A-Za-z]+)(?![A-Za-z'-]))"
+)
+_PADDED_HYPHEN_RX = re.compile(r"\w-[ \t]+\w|\w[ \t]+-\w")
 _DOMAIN_RX = re.compile(r"\.(?:com|org|net|gov|edu|html?)\b")
 # A word hyphenated at the end of a line, its other half on the next line.
 _BROKEN_WORD_RX = re.compile(r"\w+-[ \t]*\n[ \t\f]*[a-z]\w*")
@@ -207,6 +217,7 @@ class _Checker:
     by_anchor: dict[int, Statement] = field(default_factory=dict)
     accounting_done: bool = False
     unaccounted: int = 0
+    unaccounted_citations: int = 0
     several_letters: bool = False
 
     def add(
@@ -316,6 +327,7 @@ class _Checker:
         self.extractors_agree()
         self.no_page_furniture()
         self.no_word_broken_at_line_end()
+        self.no_word_split_by_a_tool()
 
     # per item
 
@@ -517,11 +529,14 @@ class _Checker:
             verdict = reading.flag_verdict(flag, getattr(guideline, flag))
             self._judge("guideline_flags_match_line", f"{p}.{flag}", verdict, frame)
         taken: set[int] = set()
+        unplaced = 0  # the record's citations that name no citation of the line
         for c, cit in enumerate(guideline.citations):
             cp = f"{p}.citations[{c}]"
             own = reading.own_citation(cit.source, taken)
             if own is not None:
                 taken.add(own)
+            else:
+                unplaced += 1
             self._judge(
                 "sources_in_guideline_line",
                 f"{cp}.source",
@@ -552,16 +567,25 @@ class _Checker:
             for i, c in enumerate(reading.citations)
             if i not in taken and c.source is not None and not c.unsure_source
         ]
-        if missing:
+        # A wrong citation of the record stands for one of the line's (its own check fails);
+        # what is left over is a citation the record does not hold at all.
+        if len(missing) > unplaced:
+            missing = missing[unplaced:]
             src = missing[0].source
             assert src is not None
-            self.add(
-                "citations_accounted_for",
-                CheckResult.FAILED,
-                [f"{p}.cited"],
+            detail = (
                 f"the line prints {len(missing)} citation(s) the record does not hold: "
-                f"{fold(self.text[src[0] : src[1]])[:60]!r}",
-                frame.index,
+                f"{fold(self.text[src[0] : src[1]])[:60]!r}"
+            )
+            self.unaccounted_citations += len(missing)
+            # The letter's list is longer than the record's: a fact of the letter (failed),
+            # and the record's own list of this line cannot be vouched for (inconclusive).
+            self.add("citations_accounted_for", CheckResult.FAILED, [], detail, frame.index)
+            listed = [f"{p}.cited"] + [
+                f"{p}.citations[{c}].source" for c in range(len(guideline.citations))
+            ]
+            self.add(
+                "citations_accounted_for", CheckResult.INCONCLUSIVE, listed, detail, frame.index
             )
 
     def _judge(
@@ -838,6 +862,34 @@ class _Checker:
                     )
                     break
 
+    def no_word_split_by_a_tool(self) -> None:
+        """A value in which a PDF-to-text tool split or joined words is not what the letter
+        prints: a hyphen padded apart inside a line ("7- 10", "anti- inflammatory"), or a
+        guideline title or section spelled as a known one with its spaces elsewhere ("Chronic
+        Pa in Medical Treatment 2016", "InitialCare")."""
+        for path, entry in self.prov.items():
+            value = self.values.get(path)
+            if path.endswith(".rationale") or type(value) is not str:
+                continue
+            why = ""
+            for span in entry["spans"]:
+                m = _PADDED_HYPHEN_RX.search(self.text, span["start"], span["end"])
+                if m is not None and not _in_address(self.text, m.start()):
+                    why = f"{m.group()!r}: a hyphen padded apart inside a line"
+                    break
+            if not why and (path.endswith(".source") or ".sections[" in path):
+                known = respaced(value)
+                if known is not None:
+                    why = f"spelled as the known {known!r} with its spaces elsewhere"
+            if not why:
+                for span in entry["spans"]:
+                    split = _split_word(self.text, span["start"], span["end"])
+                    if split is not None:
+                        why = f"{split!r}: a word of the letter split in two"
+                        break
+            if why:
+                self.add("no_word_split_by_a_tool", CheckResult.INCONCLUSIVE, [path], why)
+
     def extractors_agree(self) -> None:
         """Where two extractors gave different values and both passed every check, the checks
         are wrong about one of them: the field kept is not verified (with the other value
@@ -939,6 +991,27 @@ class _Checker:
             return
         entry["spans"] = [{"start": start, "end": end, "page": self.page_of(start)}]
         self.grounded[path] = _ground(path, self.values[path], entry, self.text)
+
+
+@functools.lru_cache(maxsize=4)  # the letter at hand
+def _word_counts(text: str) -> Counter[str]:
+    return Counter(m.group().lower() for m in _ALPHA_RX.finditer(text))
+
+
+def _split_word(text: str, start: int, end: int) -> str | None:
+    """Two letters-only words in ``text[start:end]`` that make a word the letter prints
+    elsewhere ("s pine" / "spine", "Pa in" / "pain"), one of which the letter never prints
+    on its own: a word a PDF-to-text tool split, not two words of the letter."""
+    counts = _word_counts(text)
+    for m in _PAIR_RX.finditer(text, start, end):
+        a, b = m.group(1).lower(), m.group(2).lower()
+        joined = a + b
+        if len(joined) < 5 or counts.get(joined, 0) == 0:
+            continue
+        together = len(re.findall(rf"\b{a}\s+{b}\b", text, re.IGNORECASE))
+        if counts[a] <= together or counts[b] <= together:
+            return m.group()
+    return None
 
 
 def _in_address(text: str, pos: int) -> bool:
@@ -1137,6 +1210,7 @@ def verify_entries(
     complete = (
         checker.accounting_done
         and checker.unaccounted == 0
+        and checker.unaccounted_citations == 0
         and not checker.several_letters
         and not any(
             c["result"] is CheckResult.FAILED and c["name"] == "item_backed_by_census"

@@ -237,9 +237,20 @@ def _words(text: str, start: int, end: int) -> list[Word]:
 
 
 def _phrase_at(words: list[Word], i: int, phrase: tuple[str, ...]) -> bool:
+    """Whether ``phrase`` stands at ``words[i]`` (a word hyphenated across a line counts)."""
     return i + len(phrase) <= len(words) and all(
-        words[i + k].norm == w for k, w in enumerate(phrase)
+        words[i + k].norm.replace("-", "") == w for k, w in enumerate(phrase)
     )
+
+
+def _rejoin_split(words: list[Word], i: int, target: str) -> list[Word] | None:
+    """``words`` with ``words[i]`` and ``words[i + 1]`` made one word when together they are
+    ``target`` (a word a tool split with a space: "Decisi on"), else None."""
+    if i + 1 < len(words) and words[i].norm + words[i + 1].norm == target:
+        a, b = words[i], words[i + 1]
+        joined = _new_word(Word, (a.start, b.end, a.raw + b.raw, target))
+        return [*words[:i], joined, *words[i + 2 :]]
+    return None
 
 
 def _trim(text: str, s: int, e: int) -> tuple[int, int]:
@@ -254,9 +265,13 @@ def read_line(text: str, start: int, end: int) -> LineReading:
     """Read the guideline line ``text[start:end]``."""
     reading = LineReading(text, start, end)
     words = _words(text, start, end)
+    for i in range(len(words) - 2, -1, -1):
+        for target in ("decision", "based"):
+            if target.startswith(words[i].norm) and words[i].norm != target:
+                words = _rejoin_split(words, i, target) or words
     bodies: list[int] = []  # index of the first word after each "Decision based on"
     for i, w in enumerate(words):
-        n = w.norm
+        n = w.norm.replace("-", "")
         if n == "decision" and _phrase_at(words, i, ("decision", "based", "on")):
             if reading.decision_based is None:
                 reading.decision_based = (w.start, words[i + 2].end)
@@ -287,8 +302,9 @@ def _read_body(text: str, words: list[Word]) -> list[LineCitation]:
     kind: CitationKind | None = None
     marker: tuple[int, int] | None = None
     i = 0
-    if n0 == "non-mtus" or (n0 == "non-" and len(words) > 1 and words[1].norm == "mtus"):
-        # "Non-MTUS", also "Non- MTUS" (a hyphen padded apart on one line)
+    n1 = words[1].norm if len(words) > 1 else ""
+    if n0 == "non-mtus" or (n0 == "non-" and n1 == "mtus") or (n0 == "non" and n1 == "-mtus"):
+        # "Non-MTUS", also "Non- MTUS" and "Non -MTUS" (a hyphen padded apart on one line)
         kind, i = CitationKind.NON_MTUS, 1 if n0 == "non-mtus" else 2
         if len(words) > i and words[i].norm in ("citation", "citations"):
             i += 1

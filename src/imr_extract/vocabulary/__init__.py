@@ -101,3 +101,19 @@ def guideline_of(title: str) -> Guideline | None:
 def is_known_title(title: str) -> bool:
     """Whether ``title`` (with or without its edition) names an MTUS guideline."""
     return guideline_of(title) is not None
+
+
+@functools.cache
+def _by_letters() -> dict[str, str]:
+    """Every known title and section by its letters alone (spaces and hyphens dropped)."""
+    v = vocabulary()
+    return {k.replace(" ", "").replace("-", ""): k for k in (*v.titles, *v.sections)}
+
+
+def respaced(text: str) -> str | None:
+    """The known title or section that ``text`` spells with its spaces in other places
+    ("Chronic Pa in Medical Treatment 2016", "InitialCare"), or None: a word a tool split or
+    joined, which the letter itself does not print."""
+    k = key(text)
+    known = _by_letters().get(k.replace(" ", "").replace("-", ""))
+    return known if known is not None and known != k else None
