@@ -20,6 +20,8 @@ from ..forms import HEADER_LABELS, PROSE_DATE_CUES
 
 #: Labels are looked for in the letter's first characters only.
 HEADER_SCAN_CHARS = 3000
+# Three spaces or more inside a value: the gap between two columns of a laid-out table.
+_WIDE_GAP_RX = re.compile(r"\S[ \t]{3,}\S")
 #: How many characters after a prose cue its date may start.
 CUE_REACH = 12
 
@@ -109,6 +111,28 @@ def _line_end(text: str, pos: int) -> int:
     return len(text) if end < 0 else end
 
 
+def _line_start(text: str, pos: int) -> int:
+    return text.rfind("\n", 0, pos) + 1
+
+
+def _alone_on_line(text: str, hit: LabelHit) -> bool:
+    """Whether ``hit`` is the only thing on its line (its line holds no value)."""
+    return (
+        not text[_line_start(text, hit.start) : hit.start].strip()
+        and not text[hit.end : _line_end(text, hit.end)].strip()
+    )
+
+
+def _stacked(text: str, upper: LabelHit, lower: LabelHit) -> bool:
+    """Whether ``lower`` stands alone on the line right below ``upper``'s, itself alone."""
+    return (
+        _alone_on_line(text, upper)
+        and _alone_on_line(text, lower)
+        and _line_end(text, upper.end) < lower.start
+        and not text[_line_end(text, upper.end) : _line_start(text, lower.start)].strip()
+    )
+
+
 def pair(text: str, hits: list[LabelHit], k: int) -> Pairing:
     """The value paired with ``hits[k]``, or why there is none."""
     hit = hits[k]
@@ -127,10 +151,20 @@ def pair(text: str, hits: list[LabelHit], k: int) -> Pairing:
     if same_line.strip():
         start = hit.end + len(same_line) - len(same_line.lstrip())
         end = hit.end + len(same_line.rstrip())
+        if _WIDE_GAP_RX.search(text, start, end):
+            # "Priority:   Standard      Application    11/21/2016": a table's columns, and the
+            # next label not whole on this line; which words are this label's is not sure.
+            return Pairing(hit, None, "the value runs into another column of the line")
         return Pairing(hit, (start, end))
     if nxt is not None and nxt.start < eol:
         return Pairing(hit, None, "the label is followed by another label on its line")
-    # The label closes its line: the value alone on the next non-blank line.
+    # The label closes its line: the value alone on the next non-blank line, unless the label
+    # stands in a column of labels (their values then follow as a column: pairing by order).
+    prev = hits[k - 1] if k > 0 else None
+    if (prev is not None and _stacked(text, prev, hit)) or (
+        nxt is not None and _stacked(text, hit, nxt)
+    ):
+        return Pairing(hit, None, "the label stands in a column of labels")
     pos = eol + 1
     while pos < len(text):
         line_end = _line_end(text, pos)
