@@ -43,6 +43,9 @@ from .store import DEFAULT_STORE, RecordRow
 from .verify.external import FITS_SCHEMA, ExternalOutcome
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .fields import RecordLike
     from .runner import BatchOutcome
 
 app = typer.Typer(
@@ -78,7 +81,7 @@ class BatchSummary:
     def __init__(self) -> None:
         self.started = time.monotonic()
         self.letters = 0
-        self.failures: list[Outcome] = []
+        self.failures: list[Outcome | BatchOutcome] = []
         self.items = 0
         self.decisions: Counter[str] = Counter()
         self.layouts: Counter[str] = Counter()
@@ -796,6 +799,7 @@ def compare_command(
         raise _usage_error("--left and --right go together")
     is_results = [Path(p).suffix.lower() in _RESULT_SUFFIXES for p in paths]
     failed = 0
+    sides: list[tuple[str, Sequence[RecordLike]]]  # result files' JSON, or records made here
     try:
         if left is not None and right is not None:
             if paths:

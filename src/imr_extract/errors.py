@@ -70,6 +70,10 @@ class ExtractionError(ImrExtractError):
 class NoDecisionsError(ExtractionError):
     code = "no-decisions"
 
+    #: What a model's answer that found no decision cost (None when no model was asked): the
+    #: run summary counts it. Set by the extractor that raises; not carried across processes.
+    usage: Usage | None = None
+
 
 class SeveralLettersError(ExtractionError):
     """The text holds more than one letter (files pasted together): one record would hold

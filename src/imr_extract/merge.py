@@ -223,6 +223,7 @@ def merge(
     out = _Builder(data={}, provenance={}, alternatives={})
     notes = list(rules.warnings) + [f"model: {w}" for w in llm.warnings]
     asked = None if only is None else {_unit_of(p) for p in only}
+    other: Candidate | None  # None for an item only one side found
 
     for unit in LETTER_UNITS:
         model = _candidate(llm, m_data, unit, unit)

@@ -547,7 +547,7 @@ def _checks(views: list[_View], multi: bool) -> str:
             f"{ver.contradicted} contradicted · layout {_esc(view.record.layout)}"
             + (" · <b class=bad>novel layout</b>" if ver.novel_layout else "")
         )
-        rows = {0: [], 1: [], 2: []}
+        rows: dict[int, list[str]] = {0: [], 1: [], 2: []}
         for check in sorted(ver.checks, key=lambda c: order[c.result]):
             links = " ".join(
                 f'<code class="plink" data-target="{view.first_key.get(p, "")}">{_esc(p)}</code>'
@@ -702,6 +702,7 @@ def render_review(doc: Document, records: Mapping[str, LetterRecord]) -> str:
             text = _display(doc.text[start:end]).replace(PAGE_BREAK, "") if end > start else ""
             source = view.record.alternatives[mark.path] if mark.alt else None
             prov = view.record.provenance.get(mark.path)
+            shown = source or prov
             spans[mark.key] = {
                 "view": view.index,
                 "label": view.label,
@@ -712,9 +713,7 @@ def render_review(doc: Document, records: Mapping[str, LetterRecord]) -> str:
                 "text": text,
                 "alt": mark.alt,
                 "value": source.value if source else view.fields.get(mark.path),
-                "provenance": (source or prov).model_dump(mode="json")
-                if (source or prov)
-                else None,
+                "provenance": shown.model_dump(mode="json") if shown else None,
                 "assessed": view.assessed,
                 "row": row_ids.get(mark.path, ""),
             }

@@ -41,7 +41,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -125,7 +125,7 @@ class BatchOutcome:
 
 
 class _Task(NamedTuple):
-    index: int
+    position: int  # in the input (``index`` would shadow ``tuple.index``)
     path: str
     data: bytes | None  # standard input, read by the parent
     sha256: str | None
@@ -135,7 +135,7 @@ class _Task(NamedTuple):
 class _Ready:
     """An input settled without a worker (reused from the store)."""
 
-    index: int
+    position: int
     outcome: BatchOutcome
 
 
@@ -230,7 +230,7 @@ def _extract_chunk(tasks: list[_Task]) -> list[_Result]:
 
 
 def _read_chunk(tasks: list[_Task]) -> list[tuple[Document | None, ImrExtractError | None]]:
-    return [_guard(t.path, lambda t=t: _read(t, _worker["pdf_engine"])) for t in tasks]
+    return [_guard(t.path, functools.partial(_read, t, _worker["pdf_engine"])) for t in tasks]
 
 
 # --------------------------------------------------------------------------- the pool
@@ -420,7 +420,7 @@ class BatchRunner:
 
     def _plan(self, paths: Iterable[str]) -> Iterator[_Task | _Ready]:
         """Hash each input and settle the ones the store already holds."""
-        for index, path in enumerate(paths):
+        for position, path in enumerate(paths):
             data = sys.stdin.buffer.read() if path == STDIN else None
             sha: str | None = None
             if data is not None:
@@ -441,13 +441,13 @@ class BatchRunner:
                     outcome = BatchOutcome(
                         path, record=record, sha256=sha, reused=True, row=RecordRow.of(record, text)
                     )
-                    yield _Ready(index, outcome)
+                    yield _Ready(position, outcome)
                     continue
-            yield _Task(index, path, data, sha)
+            yield _Task(position, path, data, sha)
 
     def _results(
         self, items: Iterator[_Task | _Ready], total: int | None
-    ) -> Iterator[tuple[_Task | _Ready, _Result | None]]:
+    ) -> Generator[tuple[_Task | _Ready, _Result | None], None, None]:
         workers = self.workers
         if total is not None:  # no pool for a handful of letters
             workers = min(workers, max(1, math.ceil(total / self.chunksize)))
@@ -476,7 +476,7 @@ class BatchRunner:
                 read: Iterator[tuple[_Task | _Ready, Any]] = (
                     (item, None)
                     if isinstance(item, _Ready)
-                    else (item, _guard(item.path, lambda i=item: _read(i, self.pdf_engine)))
+                    else (item, _guard(item.path, functools.partial(_read, item, self.pdf_engine)))
                     for item in items
                 )
             else:

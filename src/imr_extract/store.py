@@ -466,6 +466,7 @@ class RunStore:
 
     def run(self, ref: str) -> RunRow:
         """The run named ``ref`` (an id, or ``last`` for the latest started)."""
+        args: tuple[str, ...]
         if ref == "last":
             query, args = "SELECT * FROM runs ORDER BY started_at DESC, rowid DESC LIMIT 1", ()
         else:

@@ -59,7 +59,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import openai
 
@@ -75,8 +75,9 @@ from .response import LLMLetter, VerbatimLLMLetter
 
 JOB_FORMAT = "imr-extract-batch-job"
 JOB_VERSION = 1
-ENDPOINT = "/v1/chat/completions"
-COMPLETION_WINDOW = "24h"
+# Final: the SDK's ``batches.create`` takes these as literal types.
+ENDPOINT: Final = "/v1/chat/completions"
+COMPLETION_WINDOW: Final = "24h"
 #: The Batch API's documented limits per batch.
 MAX_REQUESTS = 50_000
 MAX_INPUT_BYTES = 200 * 1024 * 1024
@@ -687,8 +688,9 @@ class BatchLLM(LLMExtractor):
             raise fail(f"batch answer {cid} is not a chat completion ({cause})", usage) from exc
 
         # The synchronous path's own parsing and validation, on the recorded answer: one
-        # attempt, since a batch cannot re-ask.
-        self.replay.chat.completions.create = lambda *_a, **_k: completion  # type: ignore[method-assign]
+        # attempt, since a batch cannot re-ask. (The ignore: a stand-in for an overloaded SDK
+        # method, replacing it on this one client.)
+        self.replay.chat.completions.create = lambda *_a, **_k: completion  # type: ignore[assignment]
         config = self.config.with_(max_reasks=0, transport_retries=0, token_budget=None)
         answer, _stats = self.call(doc, config, region, part, parts, run, LLMLetter, self.replay)
         return answer

@@ -27,6 +27,7 @@ from tenacity import (
     retry_if_exception,
     stop_after_attempt,
 )
+from tenacity.nap import sleep as _tenacity_sleep
 
 from ..errors import (
     LLMBudgetError,
@@ -156,7 +157,7 @@ def with_transport_retries(
             stop=stop_after_attempt(config.transport_retries + 1),
             wait=transport_wait(config),
             reraise=True,
-            **({"sleep": sleep} if sleep is not None else {}),
+            sleep=sleep if sleep is not None else _tenacity_sleep,  # tenacity's own default
         )
         return retrying(create_once, *args, **kwargs)
 
