@@ -194,9 +194,9 @@ def find_numbered_items(text: str) -> tuple[list[ItemFound], list[str]]:
                 f"item {s.number}: its decision sentence is printed twice and the two differ"
             )
     sections: dict[int, ItemSection] = {}
-    for sec in find_item_sections(text):
-        if sections.setdefault(sec.number, sec) is not sec:
-            warnings.append(f"item {sec.number}: its detailed section is printed twice")
+    for found in find_item_sections(text):
+        if sections.setdefault(found.number, found) is not found:
+            warnings.append(f"item {found.number}: its detailed section is printed twice")
 
     items: list[ItemFound] = []
     for number in sorted(sentences.keys() | sections.keys()):

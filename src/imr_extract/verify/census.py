@@ -192,12 +192,12 @@ def _colon_statements(text: str, lines: list[_Line], furniture: set[str]) -> lis
         if m is None:
             continue
         offset = ln.start + text[ln.start : ln.end].find(ln.content)
-        word = (offset + m.start(1), offset + m.end(1))
+        span = (offset + m.start(1), offset + m.end(1))
         before = ln.content[: m.start()].rstrip()
         decision = _WORDS[m.group(1).lower()]
         if before:
             if before.endswith(":"):
-                out.append(Statement("colon", decision, word, offset + len(before) - 1))
+                out.append(Statement("colon", decision, span, offset + len(before) - 1))
             continue
         # The word alone on its line: the colon ends an earlier line, past blanks and furniture.
         j = k - 1
@@ -206,7 +206,7 @@ def _colon_statements(text: str, lines: list[_Line], furniture: set[str]) -> lis
         if j >= 0 and k - j <= MAX_GAP_LINES and lines[j].content.endswith(":"):
             prev = lines[j]
             colon = text.rfind(":", prev.start, prev.end + 1)
-            out.append(Statement("colon", decision, word, colon))
+            out.append(Statement("colon", decision, span, colon))
     return out
 
 

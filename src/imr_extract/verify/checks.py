@@ -1127,8 +1127,7 @@ def expected_paths(record: LetterRecord) -> list[str]:
         expected = list(layouts.get(record.layout).expected_fields)
     except KeyError:
         expected = list(layouts.GENERIC_EXPECTED_FIELDS)
-    items = record.items or [None]  # a letter with no items still expects one
-    for i, _ in enumerate(items):
+    for i in range(max(len(record.items), 1)):  # a letter with no items still expects one
         expected.extend(f"items[{i}].{f}" for f in ITEM_EXPECTED_FIELDS)
     return expected
 

@@ -100,6 +100,7 @@ class LineReading:
 
     def flag_verdict(self, flag: str, value: bool) -> Verdict:
         """``cited`` / ``outside_mtus`` against the words that state them."""
+        at: tuple[int, int] | None
         if flag == "cited":
             if self.not_cited is not None:
                 printed, at = False, self.not_cited
@@ -124,7 +125,7 @@ class LineReading:
     def own_citation(self, source: str, taken: set[int]) -> int | None:
         """The index of the line's citation whose source slot is ``source`` (not yet taken)."""
         want = key(source)
-        hits = []
+        hits: list[int | None] = []
         for i, c in enumerate(self.citations):
             if c.source is None:
                 continue

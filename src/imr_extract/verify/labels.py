@@ -139,13 +139,13 @@ def pair(text: str, hits: list[LabelHit], k: int) -> Pairing:
     eol = _line_end(text, hit.end)
     nxt = hits[k + 1] if k + 1 < len(hits) else None
     # A label right after another label on its line, with nothing between: a row of labels.
-    if k > 0:
-        prev = hits[k - 1]
-        if (
-            _line_end(text, prev.end) == _line_end(text, hit.start)
-            and not text[prev.end : hit.start].strip()
-        ):
-            return Pairing(hit, None, "the label follows another label with no value between")
+    prev = hits[k - 1] if k > 0 else None
+    if (
+        prev is not None
+        and _line_end(text, prev.end) == _line_end(text, hit.start)
+        and not text[prev.end : hit.start].strip()
+    ):
+        return Pairing(hit, None, "the label follows another label with no value between")
     stop = nxt.start if nxt is not None and nxt.start < eol else eol
     same_line = text[hit.end : stop]
     if same_line.strip():
@@ -160,7 +160,6 @@ def pair(text: str, hits: list[LabelHit], k: int) -> Pairing:
         return Pairing(hit, None, "the label is followed by another label on its line")
     # The label closes its line: the value alone on the next non-blank line, unless the label
     # stands in a column of labels (their values then follow as a column: pairing by order).
-    prev = hits[k - 1] if k > 0 else None
     if (prev is not None and _stacked(text, prev, hit)) or (
         nxt is not None and _stacked(text, hit, nxt)
     ):
