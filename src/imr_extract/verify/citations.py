@@ -30,6 +30,7 @@ from ..schema import CheckResult, CitationKind
 from ..vocabulary import guideline_of, key, vocabulary
 
 _WORD_RX = re.compile(r"\S+")
+_GLUED_SENTENCE_RX = re.compile(r"(?<=[a-z)])\.(?=[A-Z][a-z])")
 _EDGE_PUNCT = ".,;:"
 _YEAR_RX = re.compile(r"(?:19|20)\d\d")
 _SECTION_LABEL_RX = re.compile(r"sections?(?:\(s\))?:", re.IGNORECASE)
@@ -224,8 +225,17 @@ _new_word = tuple.__new__  # a Word without the generated __new__'s call (words 
 
 
 def _words(text: str, start: int, end: int) -> list[Word]:
-    """The line's words; a word broken by a hyphen at a line break is one word."""
-    found = [(m.start(), m.end(), m.group()) for m in _WORD_RX.finditer(text, start, end)]
+    """The line's words; a word broken by a hyphen at a line break is one word, and two
+    sentences a tool glued at their full stop ("Guidelines.Decision based on") are two."""
+    found = []
+    for m in _WORD_RX.finditer(text, start, end):
+        s0, raw = m.start(), m.group()
+        cut = _GLUED_SENTENCE_RX.search(raw)
+        if cut is not None:
+            found.append((s0, s0 + cut.start() + 1, raw[: cut.start() + 1]))
+            found.append((s0 + cut.start() + 1, m.end(), raw[cut.start() + 1 :]))
+        else:
+            found.append((s0, m.end(), raw))
     if any(raw[-1] == "-" for _, _, raw in found):
         joined: list[tuple[int, int, str]] = []
         for s, e, raw in found:

@@ -46,21 +46,45 @@ def _is_heading(line: str) -> bool:
     return len(letters) >= 4 and all(c.isupper() for c in letters)
 
 
-def _labelled_slot(text: str, label_end: int) -> Slot:
+def _labelled_slots(text: str, label_end: int) -> list[Slot]:
     """From a label to the end of its line, and on over lines that continue the value (no
-    label, no heading, not blank)."""
-    end = text.find("\n", label_end)
-    end = len(text) if end < 0 else end
-    while end < len(text):
-        nxt = text.find("\n", end + 1)
-        nxt = len(text) if nxt < 0 else nxt
-        line = text[end + 1 : nxt].strip()
-        if not line or _LABEL_LINE_RX.match(line) or _is_heading(line):
-            break
-        if len(line.split()) > 8:  # a sentence, not a wrapped credential
-            break
-        end = nxt
-    return Slot(label_end, end)
+    label, no heading, not a sentence); a second reading goes on past blank lines too (the
+    value wrapped in double-spaced text), where a continuation follows them."""
+    out: list[Slot] = []
+    for over_blank in (False, True):
+        end = text.find("\n", label_end)
+        end = len(text) if end < 0 else end
+        while end < len(text):
+            nxt = text.find("\n", end + 1)
+            nxt = len(text) if nxt < 0 else nxt
+            line = text[end + 1 : nxt].strip()
+            if not line and over_blank:
+                probe = nxt
+                while probe < len(text) and not text[probe + 1 : _eol(text, probe + 1)].strip():
+                    probe = _eol(text, probe + 1)
+                    if probe - nxt > 40:
+                        break
+                following = text[probe + 1 : _eol(text, probe + 1)].strip()
+                if following and _continues(following):
+                    end = probe
+                    continue
+                break
+            if not line or not _continues(line):
+                break
+            end = nxt
+        if not out or out[-1].end != end:
+            out.append(Slot(label_end, end))
+    return out
+
+
+def _eol(text: str, pos: int) -> int:
+    end = text.find("\n", pos)
+    return len(text) if end < 0 else end
+
+
+def _continues(line: str) -> bool:
+    """Whether a line may continue a wrapped credential: no label, no heading, no sentence."""
+    return not (_LABEL_LINE_RX.match(line) or _is_heading(line) or len(line.split()) > 8)
 
 
 def _prose_slot(text: str, cue_end: int) -> Slot:
@@ -83,7 +107,7 @@ def slots(text: str, field: str) -> list[Slot]:
             (SUBSPECIALTY_CUE_RX, "specialty"),
         ),
     }[field]
-    out = [_labelled_slot(text, m.end()) for m in near(label, text, label_anchor, 40)]
+    out = [s for m in near(label, text, label_anchor, 40) for s in _labelled_slots(text, m.end())]
     out += [_prose_slot(text, m.end()) for m in near(cue, text, cue_anchor, 40)]
     return out
 
