@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from .schema import Sex
+from .text import soft_phrase
 
 # --- section headings ----------------------------------------------------------------------------
 
@@ -203,12 +204,20 @@ SUBSPECIALTY_LABEL_RX = re.compile(r"Sub-?specialty\s*:", re.IGNORECASE)
 #: The prose form: "is Board Certified in X, has a subspecialty in Y and is licensed to practice
 #: in Z." (the words right before each value).
 SPECIALTY_CUE_RX = re.compile(r"Board\s+Certified\s+in\s+", re.IGNORECASE)
-SUBSPECIALTY_CUE_RX = re.compile(r"sub(?:-\s*)?specialty\s+in\s+", re.IGNORECASE)
+SUBSPECIALTY_CUE_RX = re.compile(
+    "(?:" + soft_phrase("subspecialty") + "|" + soft_phrase("sub-specialty") + r")\s+in\s+",
+    re.IGNORECASE,
+)
 LICENSURE_CUE_RX = re.compile(r"licensed\s+to\s+practice\s+in\s+", re.IGNORECASE)
 #: Where a prose credential value ends: the next clause of the sentence, or its end.
 CREDENTIAL_CLAUSE_END_RX = re.compile(
-    r",?\s+(?:has|with)\s+a\s+sub(?:-\s*)?specialty\b|,?\s+and\s+(?:is\s+)?li(?:-\s*)?censed\b"
-    r"|\.(?=\s)|\.\Z",
+    r",?\s+(?:has|with)\s+a\s+(?:"
+    + soft_phrase("subspecialty")
+    + "|"
+    + soft_phrase("sub-specialty")
+    + r")\b|,?\s+and\s+(?:is\s+)?"
+    + soft_phrase("licensed")
+    + r"\b|\.(?=\s)|\.\Z",
     re.IGNORECASE,
 )
 #: The states, districts and territories a reviewer may be licensed in.

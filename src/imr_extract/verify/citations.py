@@ -30,7 +30,7 @@ from ..schema import CheckResult, CitationKind
 from ..vocabulary import guideline_of, key, vocabulary
 
 _WORD_RX = re.compile(r"\S+")
-_GLUED_SENTENCE_RX = re.compile(r"(?<=[a-z)])\.(?=[A-Z][a-z])")
+_GLUED_SENTENCE_RX = re.compile(r"(?<=[a-z0-9)])\.(?=[A-Z][a-z])")
 _EDGE_PUNCT = ".,;:"
 _YEAR_RX = re.compile(r"(?:19|20)\d\d")
 _SECTION_LABEL_RX = re.compile(r"sections?(?:\(s\))?:", re.IGNORECASE)
