@@ -233,6 +233,7 @@ def test_review_with_a_model_shows_hybrid_model_and_rules_side_by_side(tmp_path,
     out = tmp_path / "page.html"
     with serve([answer(wrong.model_dump(mode="json"))]) as fake:
         monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
+        monkeypatch.setenv("IMR_LLM_MODEL", "fake-model")
         monkeypatch.setenv("IMR_CACHE_DIR", str(tmp_path / "cache"))
         monkeypatch.delenv("OPENAI_API_KEY", raising=False)
         result = CliRunner().invoke(app, ["review", str(letter_path(HEADER)), "-o", str(out)])
@@ -324,3 +325,32 @@ def test_decisions_the_rules_did_not_read_send_the_letter_to_the_model():
     routing = plan_routing(lost, doc.text)
     assert routing.route is Route.LETTER
     assert "1 decision(s) the rules did not read" in routing.reasons[0]
+
+
+def test_a_key_or_endpoint_in_the_environment_alone_starts_no_model_call(tmp_path, monkeypatch):
+    """OPENAI_API_KEY / OPENAI_BASE_URL set for other tools must not turn extract or review into
+    paid model calls: the backend stays the rules unless a model is named."""
+    from typer.testing import CliRunner
+
+    from conftest import letter_path
+    from imr_extract.cli import app
+
+    with serve([answer(gold_answer(GOLD[HEADER]).model_dump(mode="json"))]) as fake:
+        for var in ("IMR_LLM_MODEL", "OPENAI_MODEL"):
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000000000000")
+        out = tmp_path / "records.jsonl"
+        result = CliRunner().invoke(app, ["extract", str(letter_path(HEADER)), "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        page = tmp_path / "page.html"
+        reviewed = CliRunner().invoke(app, ["review", str(letter_path(HEADER)), "-o", str(page)])
+        assert reviewed.exit_code == 0, reviewed.output
+        # Named, the same environment does reach the model (the endpoint above is real).
+        monkeypatch.setenv("IMR_LLM_MODEL", "fake-model")
+        monkeypatch.setenv("IMR_CACHE_DIR", str(tmp_path / "cache"))
+        again = CliRunner().invoke(app, ["review", str(letter_path(HEADER)), "-o", str(page)])
+        assert again.exit_code == 0, again.output
+    record = json.loads(out.read_text().splitlines()[0])
+    assert record["extractor"]["backend"] == "rules"
+    assert len(fake.requests) == 1  # only the named run asked the model

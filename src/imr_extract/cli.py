@@ -178,8 +178,10 @@ def _open_out(stack: ExitStack, out: Path | None) -> TextIO:
     return stack.enter_context(out.open("w", encoding="utf-8", newline=""))
 
 
-#: Environment variables whose presence means a model is configured (hybrid becomes the default).
-MODEL_ENV = ("IMR_LLM_MODEL", "OPENAI_MODEL", "OPENAI_BASE_URL", "OPENAI_API_KEY")
+#: The environment variable whose presence means a model is configured (hybrid becomes the
+#: default). Only the project's own: a key or endpoint that other tools read
+#: (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``OPENAI_MODEL``) never starts model calls alone.
+MODEL_ENV = ("IMR_LLM_MODEL",)
 
 
 def model_configured(model: str | None, base_url: str | None) -> bool:
@@ -303,9 +305,9 @@ def extract(
         Backend | None,
         typer.Option(
             help="rules: deterministic rules; llm: a language model; hybrid: rules, and the model "
-            "only for what they cannot verify. Default: hybrid when a model is configured "
-            "(--model/--base-url, IMR_LLM_MODEL, OPENAI_MODEL, OPENAI_BASE_URL or "
-            "OPENAI_API_KEY), else rules."
+            "only for what they cannot verify. Default: hybrid when a model is named "
+            "(--model, --base-url or IMR_LLM_MODEL), else rules: a key in the environment "
+            "alone never starts model calls."
         ),
     ] = None,
     model: ModelOption = None,
