@@ -339,7 +339,7 @@ def test_a_key_or_endpoint_in_the_environment_alone_starts_no_model_call(tmp_pat
         for var in ("IMR_LLM_MODEL", "OPENAI_MODEL"):
             monkeypatch.delenv(var, raising=False)
         monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000000000000")
+        monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
         out = tmp_path / "records.jsonl"
         result = CliRunner().invoke(app, ["extract", str(letter_path(HEADER)), "-o", str(out)])
         assert result.exit_code == 0, result.output

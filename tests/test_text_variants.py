@@ -48,7 +48,7 @@ from variants import (
 
 #: Empty today: every pair holds (the pypdf layout mode's split words and padded hyphens, its
 #: "Decisi on based on" and "Non -MTUS", and a "Deci-" / "sion based on" label are caught by
-#: verification: verify/checks.py no_word_split_by_a_tool, verify/citations.py).
+#: verification: verify/checks.py words_as_printed, verify/citations.py).
 KNOWN_GAPS: dict[tuple[str, str], str] = {}
 
 NAMES = letter_names()

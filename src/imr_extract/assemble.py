@@ -23,7 +23,6 @@ from .schema import (
     Method,
     Patient,
     Reviewer,
-    SourceInfo,
     schema_hash,
 )
 from .text import Found
@@ -95,17 +94,6 @@ def _guideline(
     )
 
 
-def source_info(doc: Document) -> SourceInfo:
-    return SourceInfo(
-        path=doc.path,
-        sha256=doc.sha256,
-        media=doc.media,
-        text_engine=doc.text_engine,
-        pages=doc.pages,
-        chars=len(doc.text),
-    )
-
-
 def build_record(
     doc: Document,
     layout: str,
@@ -174,7 +162,7 @@ def assemble(
         ),
         items=items,
         layout=layout,
-        source=source_info(doc),
+        source=doc.source_info(),
         extractor=extractor,
         warnings=warnings,
     ), prov

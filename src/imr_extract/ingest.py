@@ -35,6 +35,7 @@ from .errors import (
     TooLargeInputError,
 )
 from .forms import ONE_PER_LETTER_HEADINGS
+from .schema import SourceInfo
 
 #: File suffixes picked up when a directory is walked (explicit files are always read).
 LETTER_SUFFIXES = frozenset({".pdf", ".txt", ".text"})
@@ -61,6 +62,17 @@ class Document:
     @property
     def pages(self) -> int:
         return len(self.page_starts)
+
+    def source_info(self) -> SourceInfo:
+        """What was read, and how: the ``source`` block of its record."""
+        return SourceInfo(
+            path=self.path,
+            sha256=self.sha256,
+            media=self.media,
+            text_engine=self.text_engine,
+            pages=self.pages,
+            chars=len(self.text),
+        )
 
     def page_of(self, offset: int) -> int:
         """1-based page number holding ``offset``."""

@@ -42,7 +42,7 @@ from ..rules import (
 )
 from ..rules.header import date_label_patterns
 from ..rules.numbered import DECISION_SENTENCE_RX, find_numbered_items
-from . import Layout, register
+from . import HEADER_FORM_EXPECTED_FIELDS, Layout, register
 
 # Matched against the lower-cased head: a literal first word is found by a fast substring search,
 # where a case-insensitive pattern is tried at every offset.
@@ -52,18 +52,7 @@ _PROSE_RX = date_label_patterns(NOTICE_PROSE_DATE_PHRASES)
 
 #: What the notice prints: the case number and five dates (labelled or in the decisions
 #: section's opening sentence), the credentials, the patient's age and sex; no priority.
-EXPECTED_FIELDS: tuple[str, ...] = (
-    "case_number",
-    "dates.assigned",
-    "dates.injury",
-    "dates.decision",
-    "dates.ur_denial",
-    "dates.application_received",
-    "reviewer.licensure",
-    "reviewer.specialty",
-    "patient.age",
-    "patient.sex",
-)
+EXPECTED_FIELDS: tuple[str, ...] = tuple(f for f in HEADER_FORM_EXPECTED_FIELDS if f != "priority")
 
 
 def detect(text: str) -> float:

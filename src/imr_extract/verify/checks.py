@@ -326,8 +326,7 @@ class _Checker:
         self.credentials_and_patient()
         self.extractors_agree()
         self.no_page_furniture()
-        self.no_word_broken_at_line_end()
-        self.no_word_split_by_a_tool()
+        self.words_as_printed()
 
     # per item
 
@@ -837,58 +836,52 @@ class _Checker:
                     )
                     break
 
-    def no_word_broken_at_line_end(self) -> None:
-        """A value (other than a rationale) over a word hyphenated at a line's end ("injec-" /
-        "tions", or "Post-" / "injection") cannot say whether the word is one ("injections")
-        or two ("Post-injection") without a dictionary: it stays unverified."""
-        for path, entry in self.prov.items():
-            if path.endswith(".rationale") or type(self.values.get(path)) is not str:
-                continue  # (an enum such as a citation's kind "Non-MTUS" is its own word)
-            for span in entry["spans"]:
-                m = next(
-                    (
-                        m
-                        for m in _BROKEN_WORD_RX.finditer(self.text, span["start"], span["end"])
-                        if not _in_address(self.text, m.start())
-                    ),
-                    None,
-                )
-                if m is not None:
-                    self.add(
-                        "no_word_broken_at_line_end",
-                        CheckResult.INCONCLUSIVE,
-                        [path],
-                        f"{fold(m.group())!r} is a word broken at a line's end: one word or two?",
-                    )
-                    break
+    def words_as_printed(self) -> None:
+        """A value (other than a rationale) whose words a line break or a PDF-to-text tool may
+        have changed is not verified, one pass over the values:
 
-    def no_word_split_by_a_tool(self) -> None:
-        """A value in which a PDF-to-text tool split or joined words is not what the letter
-        prints: a hyphen padded apart inside a line ("7- 10", "anti- inflammatory"), or a
-        guideline title or section spelled as a known one with its spaces elsewhere ("Chronic
-        Pa in Medical Treatment 2016", "InitialCare")."""
+        - ``no_word_broken_at_line_end``: a word hyphenated at a line's end ("injec-" / "tions",
+          or "Post-" / "injection") is one word or two; only a dictionary could say;
+        - ``no_word_split_by_a_tool``: a hyphen padded apart inside a line ("7- 10"), a guideline
+          title or section spelled as a known one with its spaces elsewhere ("Chronic Pa in
+          Medical Treatment 2016", "InitialCare"), or two words that make one the letter prints
+          elsewhere ("s pine").
+        """
         for path, entry in self.prov.items():
             value = self.values.get(path)
             if path.endswith(".rationale") or type(value) is not str:
-                continue
-            why = ""
-            for span in entry["spans"]:
-                m = _PADDED_HYPHEN_RX.search(self.text, span["start"], span["end"])
-                if m is not None and not _in_address(self.text, m.start()):
-                    why = f"{m.group()!r}: a hyphen padded apart inside a line"
-                    break
-            if not why and (path.endswith(".source") or ".sections[" in path):
-                known = respaced(value)
-                if known is not None:
-                    why = f"spelled as the known {known!r} with its spaces elsewhere"
-            if not why:
-                for span in entry["spans"]:
-                    split = _split_word(self.text, span["start"], span["end"])
-                    if split is not None:
-                        why = f"{split!r}: a word of the letter split in two"
-                        break
-            if why:
-                self.add("no_word_split_by_a_tool", CheckResult.INCONCLUSIVE, [path], why)
+                continue  # (an enum such as a citation's kind "Non-MTUS" is its own word)
+            found = self._word_trouble(path, value, entry["spans"])
+            if found is not None:
+                self.add(found[0], CheckResult.INCONCLUSIVE, [path], found[1])
+
+    def _word_trouble(
+        self, path: str, value: str, spans: list[dict[str, Any]]
+    ) -> tuple[str, str] | None:
+        """(check name, why) for the first doubt about ``value``'s words, else None."""
+        text = self.text
+        for span in spans:
+            a, b = span["start"], span["end"]
+            for broken in _BROKEN_WORD_RX.finditer(text, a, b):
+                if not _in_address(text, broken.start()):
+                    word = fold(broken.group())
+                    return (
+                        "no_word_broken_at_line_end",
+                        f"{word!r} is a word broken at a line's end",
+                    )
+            padded = _PADDED_HYPHEN_RX.search(text, a, b)
+            if padded is not None and not _in_address(text, padded.start()):
+                return "no_word_split_by_a_tool", f"{padded.group()!r}: a hyphen padded apart"
+        if path.endswith(".source") or ".sections[" in path:
+            known = respaced(value)
+            if known is not None:
+                why = f"spelled as the known {known!r} with its spaces elsewhere"
+                return "no_word_split_by_a_tool", why
+        for span in spans:
+            split = _split_word(text, span["start"], span["end"])
+            if split is not None:
+                return "no_word_split_by_a_tool", f"{split!r}: a word of the letter split in two"
+        return None
 
     def extractors_agree(self) -> None:
         """Where two extractors gave different values and both passed every check, the checks

@@ -48,7 +48,6 @@ from ..schema import (
     Method,
     Provenance,
     Sex,
-    SourceInfo,
     schema_hash,
 )
 from ..text import fold, trim_span
@@ -553,17 +552,6 @@ def _place_guideline(
 # --- the entry points ----------------------------------------------------------------------------
 
 
-def _source_info(doc: Document) -> SourceInfo:
-    return SourceInfo(
-        path=doc.path,
-        sha256=doc.sha256,
-        media=doc.media,
-        text_engine=doc.text_engine,
-        pages=doc.pages,
-        chars=len(doc.text),
-    )
-
-
 def verify_external(
     data: Mapping[str, Any],
     letter: Document | str | os.PathLike[str],
@@ -593,7 +581,7 @@ def verify_external(
             {
                 **clean,
                 "layout": layout.name,
-                "source": _source_info(doc).model_dump(mode="json"),
+                "source": doc.source_info().model_dump(mode="json"),
                 "extractor": ExtractorInfo(
                     backend=Backend.EXTERNAL, schema_hash=schema_hash()
                 ).model_dump(mode="json"),
