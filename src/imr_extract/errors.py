@@ -125,3 +125,49 @@ class LLMRejectedError(LLMError):
     """The endpoint refused the request itself (4xx other than 429): retrying cannot help."""
 
     code = "llm-rejected"
+
+
+# --------------------------------------------------------------------------- limits (limits.py)
+
+
+class LimitError(ImrExtractError):
+    """A letter went past one of the configured limits (``limits.Limits``): refused, not read."""
+
+    code = "limit"
+
+
+class TooManyPagesError(LimitError, InputError):
+    code = "too-many-pages"
+
+
+class TooMuchTextError(LimitError, InputError):
+    code = "too-much-text"
+
+
+class TooManyItemsError(LimitError, ExtractionError):
+    code = "too-many-items"
+
+
+class LetterTimeoutError(LimitError):
+    """The letter took longer than its wall-clock allowance (``--letter-timeout``)."""
+
+    code = "timeout"
+
+
+class OutOfMemoryError(LimitError):
+    """The worker reading the letter ran out of its memory allowance (``--worker-memory``)."""
+
+    code = "out-of-memory"
+
+
+class WorkerCrashedError(ImrExtractError):
+    """The process reading the letter died (a parser crash, an abort, a kill): that letter is
+    lost to this run, the batch goes on."""
+
+    code = "worker-crashed"
+
+
+class PageUnreadableError(PdfError):
+    """A page of the PDF could not be parsed: the letter is refused rather than read short."""
+
+    code = "page-unreadable"

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import limits
 from .errors import (
     BinaryInputError,
     EmptyInputError,
@@ -43,8 +44,7 @@ PAGE_BREAK = "\f"
 STDIN = "-"
 #: Larger files are refused before they are read. A letter is a few pages: the shared ones are
 #: 5-100 KB. Without a limit a 50 MB text file took 26 s and 1.3 GB to "extract" 20,462 items.
-MAX_TEXT_BYTES = 8 * 2**20
-MAX_PDF_BYTES = 64 * 2**20
+MAX_TEXT_BYTES, MAX_PDF_BYTES = limits.MAX_TEXT_BYTES, limits.MAX_PDF_BYTES
 
 
 @dataclass(frozen=True)
