@@ -1,7 +1,8 @@
 """The documentation is tested like code: a stale claim fails the build.
 
 - Every fenced example in README.md and docs/**/*.md is executed: ``console`` blocks command by
-  command (each ``$`` command must exit 0, and every output line shown must appear, in order, in
+  command (each ``$`` command must exit 0, or the code its ``# exit N`` comment names, and every
+  output line shown must appear, in order, in
   what it prints), ``bash``/``sh`` blocks as scripts, ``python`` blocks with ``exec`` and ``pycon``
   blocks as doctests, ``sql`` blocks against a run store of the bundled letters. A block that
   cannot run here says why in an HTML comment right above it, ``<!-- not-run: REASON -->``, or
@@ -111,7 +112,7 @@ def _normal(line: str) -> str:
     return re.sub(r"─+", "─", re.sub(r"[ \t]+", " ", line)).strip()
 
 
-def _shown_lines_appear(shown: list[str], printed: str) -> str | None:
+def shown_lines_appear(shown: list[str], printed: str) -> str | None:
     """None when every shown line (``…`` = anything) appears, in order, in ``printed``."""
     lines = [_normal(x) for x in printed.splitlines()]
     at = 0
@@ -140,6 +141,9 @@ def _console(block: Block, cwd: Path, env: dict[str, str]) -> None:
             commands[-1][1].append(line)
         continuing = line.endswith("\\")
     for command, shown in commands:
+        # A command that is meant to fail says so: `$ imr-extract ... # exit 1`.
+        expect = re.search(r"#\s*exit (\d+)$", command)
+        code = int(expect.group(1)) if expect else 0
         done = subprocess.run(
             ["bash", "-o", "pipefail", "-c", command],
             cwd=cwd,
@@ -149,10 +153,10 @@ def _console(block: Block, cwd: Path, env: dict[str, str]) -> None:
             text=True,
             timeout=300,
         )
-        assert done.returncode == 0, (
-            f"{block.where()}: `{command}` exited {done.returncode}:\n{done.stdout}"
+        assert done.returncode == code, (
+            f"{block.where()}: `{command}` exited {done.returncode}, not {code}:\n{done.stdout}"
         )
-        missing = _shown_lines_appear(shown, done.stdout)
+        missing = shown_lines_appear(shown, done.stdout)
         assert missing is None, (
             f"{block.where()}: `{command}` did not print {missing!r}:\n{done.stdout}"
         )
@@ -459,6 +463,14 @@ def test_every_error_code_has_a_meaning():
     for cls in classes:
         assert module.error_meaning(cls), f"{cls.__name__} ({cls.code}) has no meaning"
         assert f"| `{cls.code}` |" in page
+
+
+def test_the_layouts_page_has_a_row_per_layout():
+    from imr_extract import layouts
+
+    page = (DOCS / "reference" / "layouts.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` \|", page, re.M)
+    assert rows == [layout.name for layout in layouts.all_layouts()]
 
 
 # --- the store's size, as the docs state it ------------------------------------------------------
