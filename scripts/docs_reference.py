@@ -99,20 +99,24 @@ def cli_markdown() -> str:
 
 
 def _error_classes() -> list[type]:
+    """Every error class of the package (every module imported, then the subclass tree walked)."""
+    import importlib
+    import pkgutil
+
+    import imr_extract
     from imr_extract import errors
 
-    found: dict[str, type] = {}
-    modules = [errors]
-    for name in ("imr_extract.store", "imr_extract.llm.batch"):
-        try:
-            modules.append(__import__(name, fromlist=["_"]))
-        except ImportError:  # pragma: no cover - an optional module moved
-            continue
-    for module in modules:
-        for _, cls in inspect.getmembers(module, inspect.isclass):
-            if issubclass(cls, errors.ImrExtractError) and cls.__module__ == module.__name__:
-                found[cls.__qualname__] = cls
-    return sorted(found.values(), key=lambda c: (c.__module__ != errors.__name__, _depth(c)))
+    for info in pkgutil.walk_packages(imr_extract.__path__, "imr_extract."):
+        importlib.import_module(info.name)
+    found: list[type] = []
+    todo: list[type] = [errors.ImrExtractError]
+    while todo:
+        cls = todo.pop()
+        if cls not in found:
+            found.append(cls)
+            todo.extend(cls.__subclasses__())
+    found = [c for c in found if c.__module__.startswith("imr_extract.")]
+    return sorted(found, key=lambda c: (c.__module__ != errors.__name__, _depth(c)))
 
 
 def _depth(cls: type) -> list[str]:

@@ -463,6 +463,14 @@ def test_every_error_code_has_a_meaning():
     for cls in classes:
         assert module.error_meaning(cls), f"{cls.__name__} ({cls.code}) has no meaning"
         assert f"| `{cls.code}` |" in page
+    # Every code the package declares is there (the walk found every module).
+    src = ROOT / "src" / "imr_extract"
+    declared = {
+        code
+        for path in src.rglob("*.py")
+        for code in re.findall(r'^\s+code = "([^"]+)"$', path.read_text(), re.M)
+    }
+    assert declared == {cls.code for cls in classes}
 
 
 def test_the_layouts_page_has_a_row_per_layout():
