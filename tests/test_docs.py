@@ -45,7 +45,7 @@ DOCS = ROOT / "docs"
 PAGES = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
 RUN = {"console", "bash", "sh", "python", "pycon", "sql"}
 SHOWN = {"text", "json", "toml", "yaml", "html"}  # shown, not run (json excerpts are checked)
-MARKER = re.compile(r"<!--\s*(not-run|tested|excerpt-of):\s*(.*?)\s*-->\s*$", re.DOTALL)
+MARKER = re.compile(r"<!--\s*(not-run|tested|excerpt-of):\s*((?:(?!-->).)*?)\s*-->\s*$", re.DOTALL)
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
 
 
@@ -247,6 +247,20 @@ def test_the_runner_catches_a_stale_claim(tmp_path, monkeypatch):
     work2.mkdir()
     with pytest.raises(AssertionError, match=r"Expected:\s+3\s+Got:\s+2"):
         run_page(pycon, work2, monkeypatch)
+
+
+def test_a_marker_belongs_to_the_block_right_below_it(tmp_path):
+    page = tmp_path / "two.md"
+    page.write_text(
+        "<!-- not-run: first reason here -->\n```bash\ntrue\n```\n\n"
+        "text between\n\n<!-- not-run: second reason -->\n```bash\ntrue\n```\n\n```bash\ntrue\n```\n"
+    )
+    found = blocks(page)
+    assert [(b.marker, b.note) for b in found] == [
+        ("not-run", "first reason here"),
+        ("not-run", "second reason"),
+        (None, ""),
+    ]
 
 
 def test_the_quick_start_is_what_ci_runs():
