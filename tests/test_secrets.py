@@ -18,6 +18,7 @@ import json
 import os
 import pickle
 import secrets
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -44,6 +45,8 @@ CASES = {
     "epsilon": "garbage",
 }
 WINDOW = 8
+#: The parts of a record that may hold what an endpoint said (the rest is read from the letter).
+OUTSIDE = ("extractor", "warnings")
 
 
 def make_key() -> str:
@@ -116,6 +119,16 @@ def batch_echo(line: dict[str, Any]) -> BatchReply | None:
     if case == "timeout":
         return None  # never answered
     return BatchReply(content=f"I cannot help with that, {KEY}.")
+
+
+def refuse_uploads(
+    method: str, path: str, headers: dict[str, str]
+) -> tuple[int, dict[str, Any]] | None:
+    if (method, path) != ("POST", "/v1/files"):
+        return None
+    auth = headers.get("authorization", "")
+    message = f"Incorrect API key provided: {auth.removeprefix('Bearer ')}"
+    return 401, {"error": {"message": message, "type": "invalid_request_error"}}
 
 
 def environment(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -222,18 +235,27 @@ def test_no_piece_of_the_key_is_written_anywhere(tmp_path: Path, letters: Path) 
     assert asked == set(CASES.values())
 
     with batch_server.serve(batch_echo) as api:
+        submits, collects = [], []
         for backend in ("llm", "hybrid"):
             job = f"{backend}.job.json"
-            code, _out, err = runs.run(
+            submits.append([
                 "batch", "submit", str(letters), "--job", job, "--backend", backend,
                 "--base-url", api.base_url, "--model", "fake-model", "--mode", "md_json",
-            )  # fmt: skip
-            assert code == 0, err.decode()
-            code, _out, err = runs.run(
+            ])  # fmt: skip
+            collects.append([
                 "batch", "collect", "--job", job, "--poll-interval", "0", "--fallback", "rules",
                 "-o", f"b.{backend}.jsonl", "--errors", f"b.{backend}.errors.jsonl",
-            )  # fmt: skip
-            assert code in (0, 1), err.decode()
+            ])  # fmt: skip
+        codes = runs.wait(*(runs.start(*args) for args in submits))
+        assert codes == [0, 0], [d[3].decode() for d in runs.done[-2:]]
+        codes = runs.wait(*(runs.start(*args) for args in collects))
+        assert codes == [0, 0], [d[3].decode() for d in runs.done[-2:]]
+    # An upload refused by an endpoint that repeats the key it was sent.
+    with batch_server.serve(batch_echo, refuse=refuse_uploads) as api:
+        code, _out, refused = runs.run(
+            "batch", "submit", str(letters), "--job", "refused.job.json",
+            "--base-url", api.base_url, "--model", "fake-model",
+        )  # fmt: skip
 
     found = {
         where: leaked
@@ -243,6 +265,7 @@ def test_no_piece_of_the_key_is_written_anywhere(tmp_path: Path, letters: Path) 
     assert sorted(found) == [], "\n".join(sorted(found))
 
     # What was written says what went wrong, without the key.
+    assert code == 1 and b"uploading the requests failed" in refused and MASK.encode() in refused
     llm_errors = [json.loads(x) for x in (tmp_path / "llm.errors.jsonl").read_text().splitlines()]
     assert {Path(e["letter"]).stem: e["error"] for e in llm_errors} == {
         "alpha": "llm-rejected",
@@ -258,8 +281,19 @@ def test_no_piece_of_the_key_is_written_anywhere(tmp_path: Path, letters: Path) 
     assert all(r["extractor"]["model_error"] for r in hybrid)
     echoed = [r for r in hybrid if r["letter"].split(".")[0] in ("alpha", "beta", "gamma")]
     assert len(echoed) == 3 and all(MASK in r["extractor"]["model_error"] for r in echoed)
-    page = (tmp_path / "alpha.review.html").read_text()
-    assert "model_error" in page or "model failed" in page
+    # Only what came from outside is masked: the values read from the letter are whole.
+    for record in hybrid:
+        assert MASK not in json.dumps({k: v for k, v in record.items() if k not in OUTSIDE})
+        assert record["case_number"] == "CM16-0231706" and record["items"]
+    exported = (tmp_path / "x.hybrid.jsonl").read_text().splitlines()
+    assert sorted(exported) == sorted((tmp_path / "hybrid.jsonl").read_text().splitlines())
+    with sqlite3.connect(tmp_path / "llm.sqlite") as db:
+        causes = dict(db.execute("SELECT letter, cause FROM letters WHERE status = 'error'"))
+    assert "Incorrect API key provided: " + MASK in causes["alpha.txt"]
+    assert MASK in (tmp_path / "alpha.review.html").read_text()  # the hybrid's model_error
+    batch = [json.loads(x) for x in (tmp_path / "b.llm.jsonl").read_text().splitlines()]
+    alpha_batch = next(r for r in batch if r["letter"] == "alpha.txt")
+    assert "Incorrect API key provided: " + MASK in alpha_batch["extractor"]["model_error"]
 
 
 # --- the redaction itself -----------------------------------------------------------------------
