@@ -405,3 +405,25 @@ def test_each_sink_redacts_a_cause_that_skipped_the_first_pass(tmp_path: Path) -
         store.write(key, run, "alpha.txt", doc.sha256, error=exc)
         store.finish_run(run, letters=1, reused=0)
     assert all(leaks(blob) == [] for _, blob in written(tmp_path))
+
+
+def test_a_library_warning_with_no_handler_reaches_stderr_redacted(tmp_path: Path) -> None:
+    """Without --log-file, Python prints a library's warnings to stderr itself (its last-resort
+    handler): the CLI redacts those lines as well."""
+    script = (
+        "import logging, sys\n"
+        "from imr_extract.cli import app\n"
+        "try:\n"
+        "    app(['layouts'], standalone_mode=False)\n"
+        "finally:\n"
+        "    logging.getLogger('openai').warning('retrying: Incorrect API key %s', sys.argv[1])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, KEY],
+        capture_output=True,
+        env=environment(tmp_path),
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert b"retrying: Incorrect API key " + MASK.encode() in done.stderr
+    assert leaks(done.stderr) == [] and leaks(done.stdout) == []

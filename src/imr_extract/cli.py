@@ -73,6 +73,10 @@ def _main(
     ] = False,
 ) -> None:
     """Extract structured, verified records from California IMR final determination letters."""
+    # A library's warning with no handler to take it goes to stderr: redacted there too.
+    last = logging.lastResort
+    if last is not None and not any(isinstance(f, _Redact) for f in last.filters):
+        last.addFilter(_Redact([]))
 
 
 class BatchSummary:

@@ -82,6 +82,18 @@ _SHAPES: tuple[tuple[re.Pattern[str], Callable[[str], bool] | None], ...] = (
     (re.compile(rf"(?<![A-Za-z0-9_-])()({_KEY_CHARS}{{32,}})"), _mixed),
 )
 
+#: Words one of which must be in the text for the shape of the same rank to apply (None: always
+#: tried); a cheap test that spares most texts most patterns.
+_HINTS: tuple[tuple[str, ...] | None, ...] = (
+    ("bearer",),
+    ("basic", "token"),
+    ("sk-", "sk_", "pk-", "pk_", "rk-", "rk_", "ak-", "ak_"),
+    ("xox", "gh", "glpat", "hf"),
+    ("key", "token", "secret", "password"),
+    None,
+    None,
+)
+
 _lock = threading.Lock()
 _secrets: set[str] = set()
 
@@ -112,8 +124,10 @@ def redact(text: str, extra: Iterable[str] = ()) -> str:
     for secret in sorted(set(known), key=len, reverse=True):
         text = text.replace(secret, MASK)
     text = _mask_pieces(text, tuple(sorted(s for s in set(known) if len(s) >= 2 * FRAGMENT)))
-    for shape, looks_secret in _SHAPES:
-        text = shape.sub(_masker(looks_secret), text)
+    lowered = text.lower()
+    for (shape, looks_secret), hints in zip(_SHAPES, _HINTS, strict=True):
+        if hints is None or any(h in lowered for h in hints):
+            text = shape.sub(_masker(looks_secret), text)
     return text
 
 
@@ -130,29 +144,42 @@ def redact_json(value: J, extra: Iterable[str] = ()) -> J:
 
 
 @functools.lru_cache(maxsize=32)
-def _windows(known: tuple[str, ...]) -> re.Pattern[str] | None:
-    """Any ``FRAGMENT``-character window of one of ``known``."""
-    windows = {s[i : i + FRAGMENT] for s in known for i in range(len(s) - FRAGMENT + 1)}
+def _windows(known: tuple[str, ...]) -> tuple[re.Pattern[str], frozenset[str]] | None:
+    """Runs of the secrets' own characters (``FRAGMENT`` or more), and every ``FRAGMENT``-
+    character window of a secret: a piece of a secret lies inside one such run."""
+    windows = frozenset(s[i : i + FRAGMENT] for s in known for i in range(len(s) - FRAGMENT + 1))
     if not windows:
         return None
-    return re.compile("|".join(re.escape(w) for w in sorted(windows)))
+    alphabet = "".join(re.escape(c) for c in sorted(set("".join(known))))
+    return re.compile(f"[{alphabet}]{{{FRAGMENT},}}"), windows
 
 
 def _mask_pieces(text: str, known: tuple[str, ...]) -> str:
     """Each run of ``FRAGMENT`` or more characters that is a piece of one of ``known``, masked
     (the run grown to its longest, so no tail of the piece is left behind)."""
-    pattern = _windows(known)
-    if pattern is None:
+    found = _windows(known)
+    if found is None:
         return text
-    out: list[str] = []
-    at = 0
-    while (m := pattern.search(text, at)) is not None:
-        start, end = m.start(), m.end()
-        while end < len(text) and any(text[start : end + 1] in s for s in known):
-            end += 1
+    runs, windows = found
+    spans: list[tuple[int, int]] = []
+    for m in runs.finditer(text):
+        run, i = m.group(), 0
+        while i <= len(run) - FRAGMENT:
+            if run[i : i + FRAGMENT] not in windows:
+                i += 1
+                continue
+            end = i + FRAGMENT
+            while end < len(run) and any(run[i : end + 1] in s for s in known):
+                end += 1
+            spans.append((m.start() + i, m.start() + end))
+            i = end
+    if not spans:
+        return text
+    out, at = [], 0
+    for start, end in spans:
         out += [text[at:start], MASK]
         at = end
-    return "".join(out) + text[at:] if out else text
+    return "".join(out) + text[at:]
 
 
 def _masker(looks_secret: Callable[[str], bool] | None) -> Callable[[re.Match[str]], str]:
