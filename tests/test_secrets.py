@@ -427,3 +427,25 @@ def test_a_library_warning_with_no_handler_reaches_stderr_redacted(tmp_path: Pat
     assert done.returncode == 0, done.stderr.decode()
     assert b"retrying: Incorrect API key " + MASK.encode() in done.stderr
     assert leaks(done.stderr) == [] and leaks(done.stdout) == []
+
+
+def test_a_traceback_that_escapes_the_cli_is_printed_redacted(tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "from imr_extract import cli\n"
+        "key = sys.argv[1]\n"
+        "@cli.app.command('boom')\n"
+        "def boom() -> None:\n"
+        "    raise RuntimeError('endpoint said: Incorrect API key ' + key)\n"
+        "sys.argv = ['imr-extract', 'boom']\n"
+        "cli.main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, KEY],
+        capture_output=True,
+        env=environment(tmp_path),
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert b"RuntimeError: endpoint said: Incorrect API key " + MASK.encode() in done.stderr
+    assert leaks(done.stderr) == []

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 from collections import Counter
 from contextlib import ExitStack
 from enum import StrEnum
@@ -1206,7 +1207,11 @@ def export(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as exc:  # escaped every handler (a bug): its text may quote a key
+        sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":
