@@ -449,3 +449,30 @@ def test_a_traceback_that_escapes_the_cli_is_printed_redacted(tmp_path: Path) ->
     assert done.returncode == 1
     assert b"RuntimeError: endpoint said: Incorrect API key " + MASK.encode() in done.stderr
     assert leaks(done.stderr) == []
+
+
+def test_a_worker_that_receives_a_config_masks_its_key_once_it_makes_a_client(
+    tmp_path: Path,
+) -> None:
+    """A config reaches a worker process pickled (``__post_init__`` does not run there): the
+    key is registered where the client that sends it is made."""
+    from imr_extract.llm import LLMConfig
+
+    plain = "plain-words-key-" + secrets.token_hex(8)
+    blob = pickle.dumps(LLMConfig(api_key=plain, cache_dir=tmp_path)).hex()
+    script = (
+        "import pickle, sys\n"
+        "from imr_extract.llm.client import make_openai_client\n"
+        "from imr_extract.redact import redact\n"
+        "config = pickle.loads(bytes.fromhex(sys.argv[1]))\n"
+        "print(redact('before ' + config.api_key))\n"
+        "make_openai_client(config)\n"
+        "print(redact('after ' + config.api_key))\n"
+    )
+    env = environment(tmp_path)
+    del env["OPENAI_API_KEY"]
+    done = subprocess.run(
+        [sys.executable, "-c", script, blob], capture_output=True, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().splitlines() == [f"before {plain}", f"after {MASK}"]

@@ -66,7 +66,7 @@ import openai
 from ..errors import ImrExtractError, LLMError
 from ..extract import Outcome
 from ..ingest import Document, default_pdf_engine, iter_paths, read_bytes
-from ..redact import redact, redact_json
+from ..redact import redact, redact_json, register_secret
 from ..schema import Backend, ExtractorInfo, LetterRecord, Usage, schema_hash
 from .chunking import plan_regions
 from .client import make_openai_client, structured_call
@@ -231,6 +231,7 @@ def job_config(job: BatchJob, env: dict[str, str] | None = None) -> LLMConfig:
 
 def make_batch_client(config: LLMConfig) -> openai.OpenAI:
     """The official client, for files and batches; the SDK retries 429/5xx/connection errors."""
+    register_secret(config.api_key)
     return openai.OpenAI(
         base_url=config.base_url,
         api_key=config.api_key or "no-key",
