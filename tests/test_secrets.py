@@ -319,12 +319,13 @@ def test_the_configured_key_is_masked_whatever_its_shape(monkeypatch: pytest.Mon
         "sk-" + "proj-" + secrets.token_urlsafe(60),
         "sk-" + "ant-api03-" + secrets.token_urlsafe(60),
         "gh" + "p_" + secrets.token_hex(18),
+        "github" + "_pat_" + secrets.token_hex(20),
         "x" + "oxb-" + secrets.token_hex(12) + "-" + secrets.token_hex(12),
         "AI" + "za" + secrets.token_urlsafe(27) + "Q7",
         "eyJ" + secrets.token_urlsafe(24) + ".eyJ" + secrets.token_urlsafe(30) + "."
         + secrets.token_urlsafe(20),
     ],
-    ids=["sk", "sk-proj", "sk-ant", "github", "slack", "google", "jwt"],
+    ids=["sk", "sk-proj", "sk-ant", "github", "github-pat", "slack", "google", "jwt"],
 )  # fmt: skip
 def test_a_key_nobody_configured_is_masked_by_its_shape(
     shaped: str, monkeypatch: pytest.MonkeyPatch

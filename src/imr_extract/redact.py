@@ -88,7 +88,7 @@ _HINTS: tuple[tuple[str, ...] | None, ...] = (
     ("bearer",),
     ("basic", "token"),
     ("sk-", "sk_", "pk-", "pk_", "rk-", "rk_", "ak-", "ak_"),
-    ("xox", "gh", "glpat", "hf"),
+    ("xox", "gh", "github_pat", "glpat", "hf"),
     ("key", "token", "secret", "password"),
     None,
     None,
