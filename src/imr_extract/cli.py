@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sys
 import time
+import traceback
 from collections import Counter
 from contextlib import ExitStack
 from enum import StrEnum
@@ -38,6 +38,7 @@ from .extract import Extractor, Outcome, extract_document
 from .ingest import PDF_ENGINES, iter_paths
 from .llm.config import LLMMode
 from .output import JsonlWriter, OutputFormat, make_writer
+from .redact import redact
 from .schema import Backend, Decision, Usage, json_schema_text, schema_hash
 from .store import DEFAULT_STORE, RecordRow
 from .verify.external import FITS_SCHEMA, ExternalOutcome
@@ -73,6 +74,10 @@ def _main(
     ] = False,
 ) -> None:
     """Extract structured, verified records from California IMR final determination letters."""
+    # A library's warning with no handler to take it goes to stderr: redacted there too.
+    last = logging.lastResort
+    if last is not None and not any(isinstance(f, _Redact) for f in last.filters):
+        last.addFilter(_Redact([]))
 
 
 class BatchSummary:
@@ -226,9 +231,8 @@ class _RateColumn(ProgressColumn):
 
 
 class _Redact(logging.Filter):
-    """Masks the API key (and any bearer token) in every log line, exception text included."""
-
-    _BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\"]+")
+    """Masks the API key (and anything shaped like a key or token) in every log line, exception
+    text included: each line passes through ``redact.redact``."""
 
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
@@ -243,9 +247,7 @@ class _Redact(logging.Filter):
         if record.stack_info:
             message += "\n" + record.stack_info
             record.stack_info = None
-        for secret in self.secrets:
-            message = message.replace(secret, "[redacted]")
-        record.msg = self._BEARER.sub(r"\1[redacted]", message)
+        record.msg = redact(message, self.secrets)
         record.args, record.exc_text = None, None
         return True
 
@@ -515,13 +517,16 @@ def extract(
                     writer.write(outcome.record)
                 elif outcome.error is not None:
                     bar.console.print(
-                        f"error: {outcome.error}", markup=False, highlight=False, soft_wrap=True
+                        redact(f"error: {outcome.error}"),
+                        markup=False,
+                        highlight=False,
+                        soft_wrap=True,
                     )
                     if errors is not None:
                         failure = {
                             "letter": outcome.source,
                             "error": outcome.error.code,
-                            "cause": outcome.error.cause,
+                            "cause": redact(outcome.error.cause),
                         }
                         errors.write(json.dumps(failure) + "\n")
                         errors.flush()
@@ -567,7 +572,7 @@ _RESULT_SUFFIXES = (".jsonl", ".json", ".ndjson")
 
 
 def _usage_error(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(redact(f"error: {message}"), err=True)
     return typer.Exit(EXIT_USAGE)
 
 
@@ -843,7 +848,7 @@ def compare_command(
                         records.append(outcome.record)
                     else:
                         failed += 1
-                        typer.echo(f"error: {name}: {outcome.error}", err=True)
+                        typer.echo(redact(f"error: {name}: {outcome.error}"), err=True)
                 sides.append((name, records))
         (left_name, left_records), (right_name, right_records) = sides
         comparison = compare(
@@ -922,7 +927,7 @@ def review(
             try:
                 found.append((label, extractor(doc)))
             except ImrExtractError as exc:
-                typer.echo(f"warning: {label}: {exc}", err=True)
+                typer.echo(redact(f"warning: {label}: {exc}"), err=True)
     try:
         found.append(("rules", extract_document(doc)))
     except ImrExtractError as exc:
@@ -965,7 +970,7 @@ _JOB_OPTION = typer.Option("--job", "-j", help="The job file (JSON) that records
 
 
 def _batch_error(exc: Exception, code: int) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
+    typer.echo(redact(f"error: {exc}"), err=True)
     return typer.Exit(code)
 
 
@@ -1140,12 +1145,12 @@ def batch_collect(
                 if outcome.record is not None:
                     writer.write(outcome.record)
                 elif outcome.error is not None:
-                    typer.echo(f"error: {outcome.error}", err=True)
+                    typer.echo(redact(f"error: {outcome.error}"), err=True)
                     if errors is not None:
                         failure = {
                             "letter": outcome.source,
                             "error": outcome.error.code,
-                            "cause": outcome.error.cause,
+                            "cause": redact(outcome.error.cause),
                         }
                         errors.write(json.dumps(failure) + "\n")
             writer.close()
@@ -1202,7 +1207,11 @@ def export(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as exc:  # escaped every handler (a bug): its text may quote a key
+        sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

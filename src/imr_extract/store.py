@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ImrExtractError
+from .redact import redact, redact_json
 from .schema import LetterRecord
 
 DEFAULT_STORE = "imr-extract.sqlite"
@@ -452,14 +453,14 @@ class RunStore:
                     socket.gethostname(),
                     os.getpid(),
                     os.getcwd(),
-                    _json([scrub(a) for a in argv]),
+                    _json([redact(scrub(a)) for a in argv]),  # a key in a URL, a flag
                     _json([scrub(a) for a in inputs]),
                     key.version,
                     key.backend,
                     key.model,
                     key.prompt,
                     key.schema_hash,
-                    scrub(_json(config)),
+                    scrub(_json(redact_json(config))),
                 ),
             )
         return run_id
@@ -600,7 +601,7 @@ class RunStore:
                 "INSERT INTO letters (key, sha256, backend, prompt, model, schema_hash, version,"
                 " run_id, path, letter, status, error_code, cause, finished_at"
                 ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'error', ?, ?, ?)",
-                (*common, Path(path).name, error.code, error.cause, now_iso()),
+                (*common, Path(path).name, error.code, redact(error.cause), now_iso()),
             )
             return
         db.execute(
@@ -622,7 +623,7 @@ class RunStore:
                 len(row.items),
                 row.warnings,
                 row.routed,
-                row.model_error,
+                redact(row.model_error) if row.model_error else None,
                 *row.usage,
                 row.cost_usd,
                 int(row.cached),
