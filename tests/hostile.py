@@ -18,6 +18,8 @@ Generators:
   says something else ("Upheld" drawn, "Overturned" extracted).
 - ``decompression_bomb``: a few MB whose content stream inflates to ``inflated`` bytes (4 GiB
   by default) of spaces; built from one flushed deflate block repeated, so it costs nothing.
+- ``repeated_contents_pdf``: one page naming one inflating stream many times in its contents.
+- ``form_bomb_pdf``: the bomb inside a form XObject the page draws.
 - ``page_amplification``: ``pages`` pages (10,000) sharing one content stream.
 - ``unreadable_page_pdf``: a letter whose one page cannot be loaded.
 - ``nul_text``: a text letter with NULs in its head, spread through it, or as UTF-16 without BOM.
@@ -291,6 +293,40 @@ def decompression_bomb(inflated: int = 4 * 2**30, name: str = LETTER) -> bytes:
     lines = letter_pages(name)[0]
     bomb = _stream(inflating_stream(inflated), b"/Filter /FlateDecode ")
     return pages_pdf([[_page_ops(lines), bomb]])
+
+
+def repeated_contents_pdf(uses: int = 16, inflated: int = 32 * 2**20, name: str = LETTER) -> bytes:
+    """A one-page letter whose ``/Contents`` array names one stream (inflating to ``inflated``
+    bytes) ``uses`` times: a 40 KB file that pdfium reads as ``uses x inflated`` bytes (16 x
+    32 MiB took 1 GB)."""
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Count 1 /Kids [6 0 R] /MediaBox [0 0 %d %d] "
+        b"/Resources << /Font << /F1 3 0 R >> >> >>" % (PAGE_W, PAGE_H),
+        _HELVETICA,
+        _stream(_page_ops(letter_pages(name)[0])),
+        _stream(inflating_stream(inflated), b"/Filter /FlateDecode "),
+        b"<< /Type /Page /Parent 2 0 R /Contents [4 0 R " + b"5 0 R " * uses + b"] >>",
+    ]
+    return build_pdf(objects)
+
+
+def form_bomb_pdf(inflated: int = 4 * 2**30, name: str = LETTER) -> bytes:
+    """A one-page letter that draws a form XObject whose content stream is the bomb."""
+    form = _stream(
+        inflating_stream(inflated),
+        b"/Type /XObject /Subtype /Form /BBox [0 0 10 10] /Filter /FlateDecode ",
+    )
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Count 1 /Kids [6 0 R] /MediaBox [0 0 %d %d] >>" % (PAGE_W, PAGE_H),
+        _HELVETICA,
+        _stream(_page_ops(letter_pages(name)[0]) + b"q /Fx Do Q\n"),
+        form,
+        b"<< /Type /Page /Parent 2 0 R /Contents 4 0 R "
+        b"/Resources << /Font << /F1 3 0 R >> /XObject << /Fx 5 0 R >> >> >>",
+    ]
+    return build_pdf(objects)
 
 
 def page_amplification(pages: int = 10_000, name: str = LETTER) -> bytes:

@@ -117,6 +117,19 @@ def test_decompression_bomb_refused_without_inflating_it():
     assert int(out[1]) < 300, f"peak {out[1]} MB"
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: hostile.repeated_contents_pdf(uses=16, inflated=32 * 2**20),
+        lambda: hostile.form_bomb_pdf(inflated=128 * 2**20),
+    ],
+    ids=["one-stream-named-16-times", "bomb-in-a-form"],
+)
+def test_content_is_measured_per_use_and_inside_forms(make):
+    with pytest.raises(TooLargeInputError, match=r"page 1 of 1: its content inflates past"):
+        read_bytes(make(), "bomb.pdf")
+
+
 def test_content_just_under_the_cap_is_read():
     data = hostile.decompression_bomb(MAX_PAGE_CONTENT_BYTES - 2**20)
     assert "Case Number" in read_bytes(data, "big.pdf").text
@@ -171,6 +184,15 @@ def test_invisible_text_is_left_out_and_counted(way):
     assert doc.invisible_chars >= len(hostile.HIDDEN_ITEM) - 1
     assert clean.invisible_chars == 0
     assert "left out of the text" in doc.reading_warnings()[0]
+
+
+def test_invisible_item_is_no_item():
+    from imr_extract.extract import extract_document
+
+    clean = extract_document(read_bytes(hostile.letter_pdf(), "clean.pdf"))
+    for way in hostile.INVISIBLE_WAYS:
+        record = extract_document(read_bytes(hostile.invisible_text_pdf(way), f"{way}.pdf"))
+        assert [i.request for i in record.items] == [i.request for i in clean.items], way
 
 
 def test_white_text_on_a_dark_bar_is_kept():
