@@ -66,7 +66,7 @@ def speed(rounds: int) -> None:
     rates["no-guard"] = _rate(rows["ingest"], datas, rounds)
     ingest._ContentGuard.check = check  # type: ignore[method-assign]
     find = ingest._HiddenTextFinder.find
-    ingest._HiddenTextFinder.find = lambda self, page, box: []  # type: ignore[method-assign]
+    ingest._HiddenTextFinder.find = lambda self, page, box: ([], {})  # type: ignore[method-assign]
     rates["no-hidden"] = _rate(rows["ingest"], datas, rounds)
     ingest._HiddenTextFinder.find = find  # type: ignore[method-assign]
     print(f"bundled PDF letters: {len(datas)}, letters per CPU-second (best of {rounds})")

@@ -13,6 +13,7 @@ Generators:
 - ``invisible_text_pdf(way)``: the letter plus an item-shaped line (``HIDDEN_ITEM``) drawn so a
   reader of the page cannot see it: ``render-mode`` (``3 Tr``), ``white`` (white on the white
   page), ``off-page`` (placed right of the page's box), ``clipped`` (outside a clip rectangle).
+- ``off_page_tail_pdf``: one text object that starts on the page and runs off it.
 - ``white_on_dark_pdf``: the control: the same line white on a black bar (visible).
 - ``font_map_pdf``: the letter's first decision word printed with a font whose ToUnicode map
   says something else ("Upheld" drawn, "Overturned" extracted).
@@ -185,6 +186,20 @@ def invisible_text_pdf(way: str, name: str = LETTER, line: str = HIDDEN_ITEM) ->
     else:
         raise ValueError(f"unknown way {way!r}; one of {INVISIBLE_WAYS}")
     return letter_pdf(name, hidden=ops)
+
+
+#: What the off-page tail attack prints on the page (its line's visible start).
+TAIL_PREFIX = "Decisions follow."
+
+
+def off_page_tail_pdf(name: str = LETTER, line: str = HIDDEN_ITEM) -> tuple[bytes, bytes]:
+    """A line whose start (``TAIL_PREFIX``) is on the page and whose rest, one text object
+    with it, is pushed past the page's right edge; and the same PDF with only the start."""
+    prefix = _pdf_string(TAIL_PREFIX)
+    tail = b"[" + prefix + b" -60000 " + _pdf_string(line) + b"] TJ"
+    hostile = letter_pdf(name, hidden=b"BT /F1 10 Tf 1 0 0 1 72 {Y} Tm " + tail + b" ET\n")
+    clean = letter_pdf(name, hidden=b"BT /F1 10 Tf 1 0 0 1 72 {Y} Tm " + prefix + b" Tj ET\n")
+    return hostile, clean
 
 
 def white_on_dark_pdf(name: str = LETTER, line: str = HIDDEN_ITEM) -> bytes:

@@ -186,6 +186,14 @@ def test_invisible_text_is_left_out_and_counted(way):
     assert "left out of the text" in doc.reading_warnings()[0]
 
 
+def test_text_running_off_the_page_keeps_only_what_is_on_it():
+    data, clean = hostile.off_page_tail_pdf()
+    doc = read_bytes(data, "tail.pdf")
+    assert hostile.TAIL_PREFIX in doc.text and "Extra lumbar" not in doc.text
+    assert doc.text == read_bytes(clean, "clean.pdf").text
+    assert doc.invisible_chars >= len(hostile.HIDDEN_ITEM) - 1
+
+
 def test_invisible_item_is_no_item():
     from imr_extract.extract import extract_document
 

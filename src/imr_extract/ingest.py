@@ -17,6 +17,7 @@ are joined, so the page map stays exact. A text file without form feeds whose pa
 from __future__ import annotations
 
 import bisect
+import ctypes
 import hashlib
 import io
 import os
@@ -579,7 +580,12 @@ _TEXT_MODE_INVISIBLE, _TEXT_MODE_CLIP = 3, 7  # Tr 3 draws nothing; Tr 7 only cl
 _STROKE_ONLY = (1, 5)
 
 
-def _boxes_meet(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+Box = tuple[float, float, float, float]
+#: Points a text object's box may stick out of the page or its clip and still count as inside.
+_SLACK = 2.0
+
+
+def _boxes_meet(a: Box, b: Box) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
@@ -591,8 +597,6 @@ class _HiddenTextFinder:
     objects through pdfium's raw API, no text page needed."""
 
     def __init__(self) -> None:
-        import ctypes
-
         import pypdfium2.raw as raw
 
         self.raw = raw
@@ -602,13 +606,13 @@ class _HiddenTextFinder:
         self.mode = ctypes.c_int()
         self.stroke = ctypes.c_int()
 
-    def _bounds(self, obj: object) -> tuple[float, float, float, float] | None:
+    def _bounds(self, obj: object) -> Box | None:
         b = self.box
         if not self.raw.FPDFPageObj_GetBounds(obj, b[0], b[1], b[2], b[3]):
             return None
         return (b[0].value, b[1].value, b[2].value, b[3].value)
 
-    def _clip_box(self, obj: object) -> tuple[float, float, float, float] | None:
+    def _clip_box(self, obj: object) -> Box | None:
         """The box the object's clip path leaves visible (intersection of its paths' boxes)."""
         raw = self.raw
         clip = raw.FPDFPageObj_GetClipPath(obj)
@@ -645,7 +649,7 @@ class _HiddenTextFinder:
             return False
         return a.value == 0 or min(r.value, g.value, b.value) >= _WHITE
 
-    def _on_background(self, box: tuple[float, float, float, float], under: list[object]) -> bool:
+    def _on_background(self, box: Box, under: list[object]) -> bool:
         """Whether a filled, not white, shape or an image drawn before lies under ``box``."""
         raw = self.raw
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
@@ -661,33 +665,49 @@ class _HiddenTextFinder:
                 return True
         return False
 
-    def hidden(
-        self, obj: object, page_box: tuple[float, float, float, float], under: list[object]
-    ) -> bool:
+    def hidden(self, obj: object, page_box: Box, under: list[object]) -> tuple[bool, Box | None]:
+        """Whether the text object is unseen; if it is only partly seen (it runs off the page
+        or out of its clip), the box in which its characters are seen."""
         raw = self.raw
         mode = raw.FPDFTextObj_GetTextRenderMode(obj)
         if mode in (_TEXT_MODE_INVISIBLE, _TEXT_MODE_CLIP):
-            return True
+            return True, None
         box = self._bounds(obj)
         if box is None:
-            return False
-        if not _boxes_meet(box, page_box):
-            return True
+            return False, None
+        seen = page_box
         clip = self._clip_box(obj)
-        if clip is not None and not _boxes_meet(box, clip):
-            return True
+        if clip is not None:
+            seen = (
+                max(seen[0], clip[0]),
+                max(seen[1], clip[1]),
+                min(seen[2], clip[2]),
+                min(seen[3], clip[3]),
+            )
+        if not _boxes_meet(box, seen):
+            return True, None
         # Fill-and-stroke text (modes 2, 6) is seen if either colour shows.
         pale = self._pale(obj, stroke=mode in _STROKE_ONLY) and (
             mode not in (2, 6) or self._pale(obj, stroke=True)
         )
-        return pale and not self._on_background(box, under)
+        if pale and not self._on_background(box, under):
+            return True, None
+        inside = (
+            box[0] >= seen[0] - _SLACK
+            and box[1] >= seen[1] - _SLACK
+            and box[2] <= seen[2] + _SLACK
+            and box[3] <= seen[3] + _SLACK
+        )
+        return False, None if inside else seen
 
     def find(
-        self, page: object, page_box: tuple[float, float, float, float]
-    ) -> list[tuple[object, object | None]]:
-        """``(object, form holding it or None)`` for each hidden text object of the page."""
+        self, page: object, page_box: Box
+    ) -> tuple[list[tuple[object, object | None]], dict[int, Box]]:
+        """``(object, form holding it or None)`` for each hidden text object of the page, and
+        the box in which each partly seen one (by address) is seen."""
         raw = self.raw
         found: list[tuple[object, object | None]] = []
+        partly: dict[int, Box] = {}
         under: list[object] = []
 
         def walk(count: int, get: object, parent: object | None) -> None:
@@ -695,8 +715,11 @@ class _HiddenTextFinder:
                 obj = get(k)  # type: ignore[operator]
                 kind = raw.FPDFPageObj_GetType(obj)
                 if kind == raw.FPDF_PAGEOBJ_TEXT:
-                    if self.hidden(obj, page_box, under):
+                    unseen, seen = self.hidden(obj, page_box, under)
+                    if unseen:
                         found.append((obj, parent))
+                    elif seen is not None:
+                        partly[_address(obj)] = seen
                 elif kind == raw.FPDF_PAGEOBJ_FORM:
                     walk(
                         raw.FPDFFormObj_CountObjects(obj),
@@ -707,40 +730,71 @@ class _HiddenTextFinder:
                     under.append(obj)
 
         walk(raw.FPDFPage_CountObjects(page), lambda i: raw.FPDFPage_GetObject(page, i), None)
-        return found
+        return found, partly
+
+
+def _address(obj: object) -> int:
+    return ctypes.cast(obj, ctypes.c_void_p).value or 0  # type: ignore[arg-type]
+
+
+def _seen_chars(
+    textpage: object, text: str, partly: dict[int, Box], finder: _HiddenTextFinder
+) -> tuple[str, int]:
+    """``text`` without the characters of partly seen objects whose box lies outside where
+    they are seen (pdfium's text is one character per index); the count left out."""
+    raw = finder.raw
+    tp = textpage.raw  # type: ignore[attr-defined]
+    if raw.FPDFText_CountChars(tp) != len(text):
+        return text, 0
+    left, right, bottom, top = (ctypes.c_double() for _ in range(4))
+    keep = []
+    dropped = 0
+    for i, char in enumerate(text):
+        obj = raw.FPDFText_GetTextObject(tp, i)
+        seen = partly.get(_address(obj)) if obj else None
+        if seen is not None and raw.FPDFText_GetCharBox(tp, i, left, right, bottom, top):
+            cx, cy = (left.value + right.value) / 2, (bottom.value + top.value) / 2
+            if not (seen[0] <= cx <= seen[2] and seen[1] <= cy <= seen[3]):
+                dropped += 1
+                continue
+        keep.append(char)
+    return "".join(keep), dropped
 
 
 def _visible_text_pdfium(page: object, finder: _HiddenTextFinder) -> tuple[str, int]:
-    """A pdfium page's text without the text objects nobody can see (taken off the page in
-    memory before its text is read, so the text is pdfium's own assembly of what is left), and
-    how many characters they held."""
+    """A pdfium page's text without what nobody can see, and how many characters that was.
+
+    Text objects wholly unseen are taken off the page in memory before its text is read, so
+    the text is pdfium's own assembly of what is left; of an object partly off the page or out
+    of its clip, the characters outside are left out one by one.
+    """
     raw = finder.raw
-    hidden = finder.find(page.raw, tuple(page.get_cropbox()))  # type: ignore[attr-defined]
-    textpage = page.get_textpage()  # type: ignore[attr-defined]
-    if not hidden:
+    hidden, partly = finder.find(page.raw, tuple(page.get_cropbox()))  # type: ignore[attr-defined]
+    dropped = 0
+    if hidden:
+        textpage = page.get_textpage()  # type: ignore[attr-defined]
         try:
-            return textpage.get_text_range(), 0
+            for obj, _parent in hidden:
+                # The length in UTF-16 units with the terminating NUL.
+                n = raw.FPDFTextObj_GetText(obj, textpage.raw, None, 0) // 2
+                dropped += max(n - 1, 0)
         finally:
             textpage.close()
-    dropped = 0
-    try:
-        for obj, _parent in hidden:
-            # The length in UTF-16 units with the terminating NUL.
-            n = raw.FPDFTextObj_GetText(obj, textpage.raw, None, 0) // 2
-            dropped += max(n - 1, 0)
-    finally:
-        textpage.close()
-    for obj, parent in hidden:
-        removed = (
-            raw.FPDFFormObj_RemoveObject(parent, obj)
-            if parent is not None
-            else raw.FPDFPage_RemoveObject(page.raw, obj)  # type: ignore[attr-defined]
-        )
-        if removed:
-            raw.FPDFPageObj_Destroy(obj)
+        for obj, parent in hidden:
+            removed = (
+                raw.FPDFFormObj_RemoveObject(parent, obj)
+                if parent is not None
+                else raw.FPDFPage_RemoveObject(page.raw, obj)  # type: ignore[attr-defined]
+            )
+            if removed:
+                raw.FPDFPageObj_Destroy(obj)
     textpage = page.get_textpage()  # type: ignore[attr-defined]
     try:
-        return textpage.get_text_range(), dropped
+        text = textpage.get_text_range()
+        if partly:
+            text, outside = _seen_chars(textpage, text, partly, finder)
+            dropped += outside
+        return text, dropped
     finally:
         textpage.close()
 
