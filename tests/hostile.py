@@ -21,6 +21,7 @@ Generators:
   by default) of spaces; built from one flushed deflate block repeated, so it costs nothing.
 - ``repeated_contents_pdf``: one page naming one inflating stream many times in its contents.
 - ``form_bomb_pdf``: the bomb inside a form XObject the page draws.
+- ``declared_length_pdf``: a stream declaring a length past pypdf's limit.
 - ``page_amplification``: ``pages`` pages (10,000) sharing one content stream.
 - ``unreadable_page_pdf``: a letter whose one page cannot be loaded.
 - ``nul_text``: a text letter with NULs in its head, spread through it, or as UTF-16 without BOM.
@@ -340,6 +341,21 @@ def form_bomb_pdf(inflated: int = 4 * 2**30, name: str = LETTER) -> bytes:
         form,
         b"<< /Type /Page /Parent 2 0 R /Contents 4 0 R "
         b"/Resources << /Font << /F1 3 0 R >> /XObject << /Fx 5 0 R >> >> >>",
+    ]
+    return build_pdf(objects)
+
+
+def declared_length_pdf(declared: int = 99_999_999, name: str = LETTER) -> bytes:
+    """A one-page letter whose content stream declares a ``/Length`` far past its data (pypdf
+    refuses a declared length past 75 MB; pdfium reads to ``endstream``)."""
+    data = _page_ops(letter_pages(name)[0])
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Count 1 /Kids [5 0 R] /MediaBox [0 0 %d %d] "
+        b"/Resources << /Font << /F1 3 0 R >> >> >>" % (PAGE_W, PAGE_H),
+        _HELVETICA,
+        b"<< /Length %d >>\nstream\n" % declared + data + b"\nendstream",
+        b"<< /Type /Page /Parent 2 0 R /Contents 4 0 R >>",
     ]
     return build_pdf(objects)
 

@@ -135,9 +135,11 @@ def test_content_just_under_the_cap_is_read():
     assert "Case Number" in read_bytes(data, "big.pdf").text
 
 
-def test_pypdf_limit_is_a_pdf_error_not_a_bug():
-    with pytest.raises(PdfError, match=r"bomb\.pdf: refused: a stream inflates past pypdf"):
-        read_bytes(hostile.decompression_bomb(256 * 2**20), "bomb.pdf", pdf_engine="pypdf")
+@pytest.mark.parametrize("engine", ENGINES)
+def test_pypdf_limit_is_a_pdf_error_not_a_bug(engine):
+    with pytest.raises(PdfError, match=r"len\.pdf: refused: past a safety limit of pypdf") as err:
+        read_bytes(hostile.declared_length_pdf(), "len.pdf", pdf_engine=engine)
+    assert err.value.code == "pdf"
 
 
 # --- a page that cannot be read ---------------------------------------------------------------
@@ -236,3 +238,8 @@ def test_lying_font_map_is_caught():
     data, printed = hostile.font_map_pdf()
     doc = read_bytes(data, "font.pdf")
     assert printed in doc.text
+
+
+def test_pypdf_engine_is_guarded_too():
+    with pytest.raises(TooLargeInputError, match=r"page 1 of 1: its content inflates past"):
+        read_bytes(hostile.repeated_contents_pdf(uses=16), "rep.pdf", pdf_engine="pypdf")

@@ -20,6 +20,7 @@ import bisect
 import ctypes
 import hashlib
 import io
+import itertools
 import os
 import re
 import sys
@@ -27,7 +28,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from . import limits as _limits
 from .errors import (
@@ -479,62 +480,73 @@ def _inflated_size(raw: bytes, cap: int) -> int:
         return size if size else -1
 
 
-class _ContentGuard:
-    """Reads a PDF's page objects lazily with pypdf (nothing is decoded but what is asked for)
-    and refuses a page whose content streams -- each use counted, the page's own and its form
-    XObjects' -- inflate past ``MAX_PAGE_CONTENT_BYTES``: pdfium inflates a page's whole
-    content before reading it, so a 4 MB file inflating to 4 GiB took 5 GB to read.
+def _resolve(obj: Any) -> Any:
+    """A pypdf object, its indirect reference followed."""
+    return obj.get_object() if hasattr(obj, "get_object") else obj
 
-    Only FlateDecode is measured (what every bomb uses: deflate reaches 1:1000); a file pypdf
-    cannot parse is left to pdfium (the worker's memory limit is the backstop).
+
+class _ContentGuard:
+    """Refuses a page whose content streams -- each use counted, the page's own and those of
+    the form XObjects it draws -- inflate past ``MAX_PAGE_CONTENT_BYTES``, before any engine
+    loads the page: pdfium inflates a page's whole content first (a 4 MB file inflating to
+    4 GiB took 5 GB), pypdf joins a page's streams in memory.
+
+    The page objects are read lazily with pypdf (nothing decoded but what is asked for); the
+    streams are inflated block by block and counted, never held. Only FlateDecode is measured
+    (what a bomb uses: deflate reaches 1:1000); a file pypdf cannot follow is left to the
+    engine, with the worker's memory limit as the backstop.
     """
 
-    def __init__(self, data: bytes, source: str) -> None:
+    def __init__(self, reader: object | None, source: str) -> None:
+        self.reader = reader
         self.source = source
-        self.reader = None
+
+    @classmethod
+    def open(cls, data: bytes, source: str) -> _ContentGuard:
         try:
             import pypdf
 
             reader = pypdf.PdfReader(io.BytesIO(data))
             if reader.is_encrypted and not reader.decrypt(""):
-                return
-            self.reader = reader
+                return cls(None, source)
+            return cls(reader, source)
         except Exception:  # pypdf dislikes a file pdfium may read: no guard
-            self.reader = None
+            return cls(None, source)
 
-    def _stream_sizes(self, obj: object, depth: int) -> Iterator[int]:
-        from pypdf.generic import ArrayObject, DictionaryObject, StreamObject
+    def _sizes(self, obj: object, depth: int) -> Iterator[int]:
+        """Inflated sizes of the streams ``obj`` (a stream or an array of them) names, and of
+        the form XObjects in a form's own resources."""
+        from pypdf.generic import ArrayObject, StreamObject
 
-        obj = obj.get_object() if hasattr(obj, "get_object") else obj
+        obj = _resolve(obj)
         if isinstance(obj, ArrayObject):
             for item in obj:
-                yield from self._stream_sizes(item, depth)
-            return
-        if not isinstance(obj, StreamObject):
-            return
-        filters = obj.get("/Filter")
-        first = filters[0] if isinstance(filters, ArrayObject) and filters else filters
-        if first in ("/FlateDecode", "/Fl"):
-            yield _inflated_size(obj._data, MAX_PAGE_CONTENT_BYTES)
-        else:
-            yield len(obj._data)
-        resources = obj.get("/Resources")
-        if depth < 4 and isinstance(resources, DictionaryObject):
-            yield from self._forms(resources, depth + 1)
+                yield from self._sizes(item, depth)
+        elif isinstance(obj, StreamObject):
+            filters = obj.get("/Filter")
+            first = filters[0] if isinstance(filters, ArrayObject) and filters else filters
+            raw = obj._data
+            yield (
+                _inflated_size(raw, MAX_PAGE_CONTENT_BYTES)
+                if first in ("/FlateDecode", "/Fl")
+                else len(raw)
+            )
+            if depth < 4:
+                yield from self._forms(obj.get("/Resources"), depth + 1)
 
     def _forms(self, resources: object, depth: int) -> Iterator[int]:
         from pypdf.generic import DictionaryObject
 
-        xobjects = resources.get_object().get("/XObject")  # type: ignore[attr-defined]
-        if xobjects is None:
+        resources = _resolve(resources)
+        if not isinstance(resources, DictionaryObject):
             return
-        xobjects = xobjects.get_object()
+        xobjects = _resolve(resources.get("/XObject"))
         if not isinstance(xobjects, DictionaryObject):
             return
         for ref in xobjects.values():
             xobj = ref.get_object()
             if isinstance(xobj, DictionaryObject) and xobj.get("/Subtype") == "/Form":
-                yield from self._stream_sizes(xobj, depth)
+                yield from self._sizes(xobj, depth)
 
     def check(self, index: int, count: int) -> None:
         """Refuse page ``index`` (0-based) if its content inflates past the cap."""
@@ -542,26 +554,18 @@ class _ContentGuard:
             return
         from pypdf.errors import LimitReachedError
 
+        total = 0
         try:
-            page = self.reader.pages[index]
-            total = 0
-            streams = [page.get("/Contents")]
-            resources = page.get("/Resources")
-            sizes = self._stream_sizes(streams[0], 0) if streams[0] is not None else iter(())
-            for size in sizes:
+            page = self.reader.pages[index]  # type: ignore[attr-defined]
+            contents = page.get("/Contents")
+            sizes = self._sizes(contents, 0) if contents is not None else iter(())
+            for size in itertools.chain(sizes, self._forms(page.get("/Resources"), 1)):
                 total += max(size, 0)
                 if total > MAX_PAGE_CONTENT_BYTES:
                     break
-            if total <= MAX_PAGE_CONTENT_BYTES and resources is not None:
-                for size in self._forms(resources, 1):
-                    total += max(size, 0)
-                    if total > MAX_PAGE_CONTENT_BYTES:
-                        break
         except LimitReachedError as exc:
-            raise PdfError(
-                self.source, f"refused: a stream inflates past pypdf's limit ({exc})"
-            ) from exc
-        except Exception:  # a page pypdf cannot follow is left to pdfium
+            raise PdfError(self.source, f"refused: past a safety limit of pypdf ({exc})") from exc
+        except Exception:  # a page pypdf cannot follow is left to the engine
             return
         if total > MAX_PAGE_CONTENT_BYTES:
             raise TooLargeInputError(
@@ -815,7 +819,7 @@ def _pdf_pages_pdfium(data: bytes, source: str, limits: Limits) -> _PdfText:
     try:
         count = len(pdf)
         _check_page_count(source, count, limits)
-        guard = _ContentGuard(data, source)
+        guard = _ContentGuard.open(data, source)
         finder = _HiddenTextFinder()
         out = _PdfText([])
         total = 0
@@ -849,16 +853,18 @@ def _pdf_pages_pypdf(data: bytes, source: str, limits: Limits) -> _PdfText:
         count = len(reader.pages)
         _check_page_count(source, count, limits)
         # pypdf skips a page-tree entry that is not a page, with only a logged warning.
-        declared = reader.trailer["/Root"]["/Pages"].get("/Count")
+        declared = _resolve(_resolve(reader.root_object).get("/Pages")).get("/Count")
         if isinstance(declared, int) and declared > count:
             raise PageUnreadableError(
                 source,
                 f"the page tree lists {declared} pages but only {count} can be read; "
                 "refused rather than read short",
             )
+        guard = _ContentGuard(reader, source)
         out = _PdfText([])
         total = 0
         for i, page in enumerate(reader.pages):
+            guard.check(i, count)
             try:
                 text = page.extract_text() or ""
             except LimitReachedError:
@@ -870,9 +876,7 @@ def _pdf_pages_pypdf(data: bytes, source: str, limits: Limits) -> _PdfText:
     except PdfError:
         raise
     except LimitReachedError as exc:
-        raise PdfError(
-            source, f"refused: a stream inflates past pypdf's limit, a decompression bomb ({exc})"
-        ) from exc
+        raise PdfError(source, f"refused: past a safety limit of pypdf ({exc})") from exc
     except DependencyError as exc:
         raise PdfError(source, f"pypdf cannot decrypt this PDF: {exc}") from exc
     except (PdfReadError, ValueError, KeyError, TypeError) as exc:
