@@ -203,6 +203,8 @@ def test_invisible_item_is_no_item():
     for way in hostile.INVISIBLE_WAYS:
         record = extract_document(read_bytes(hostile.invisible_text_pdf(way), f"{way}.pdf"))
         assert [i.request for i in record.items] == [i.request for i in clean.items], way
+        assert any("draws invisibly" in w for w in record.warnings)
+    assert not any("invisibly" in w for w in clean.warnings)
 
 
 def test_white_text_on_a_dark_bar_is_kept():

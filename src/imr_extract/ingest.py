@@ -12,6 +12,18 @@ thing dropped is page furniture that is not the letter's text: page numbers and 
 or footers at the page breaks (``strip_page_furniture``), taken off each page before the pages
 are joined, so the page map stays exact. A text file without form feeds whose pages end with
 ``Page N of M`` lines is cut into those pages first (``split_at_page_numbers``).
+
+What the page shows is what is read: with pypdfium2 (the default engine) text drawn so nobody
+sees it -- invisible render mode, white on the white page, off the page, clipped away -- is left
+out and counted (``Document.invisible_chars``); pypdf (the fallback engine) does not filter it.
+Stray NULs go by one rule over the whole file and are counted (``Document.nuls_stripped``).
+
+Hostile files cost little: a letter past ``limits.Limits`` is refused with that limit's code
+before the damage -- pages counted before any is read, text counted page by page, standard
+input read in blocks up to its cap, a page whose content inflates past
+``MAX_PAGE_CONTENT_BYTES`` refused before an engine loads it; a page no engine can load
+refuses the letter (``page-unreadable``), never shortens it. What this layer cannot see: a
+font whose ToUnicode map lies (the text layer says one word, the glyphs print another).
 """
 
 from __future__ import annotations
