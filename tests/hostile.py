@@ -25,6 +25,7 @@ Generators:
 - ``page_amplification``: ``pages`` pages (10,000) sharing one content stream.
 - ``unreadable_page_pdf``: a letter whose one page cannot be loaded.
 - ``nul_text``: a text letter with NULs in its head, spread through it, or as UTF-16 without BOM.
+- ``corpus``: all of them, named, with the error code each must give (for the drill).
 """
 
 from __future__ import annotations
@@ -420,3 +421,26 @@ def nul_text(how: str, nuls: int = 50, name: str = LETTER) -> bytes:
     if how == "utf16":
         return text.encode("utf-16-le")
     raise ValueError(how)
+
+
+# --- the corpus, for a drill ---------------------------------------------------------------
+
+
+def corpus() -> list[tuple[str, bytes, str | None]]:
+    """Every hostile file with the error code reading it must give under the default limits
+    and engine (``None``: read, its hostile part left out or, for the font map, not seen)."""
+    files: list[tuple[str, bytes, str | None]] = [
+        ("bomb-4gib.pdf", decompression_bomb(), "too-large"),
+        ("bomb-in-form.pdf", form_bomb_pdf(), "too-large"),
+        ("one-stream-16-uses.pdf", repeated_contents_pdf(), "too-large"),
+        ("10000-pages.pdf", page_amplification(), "too-many-pages"),
+        ("unreadable-page.pdf", unreadable_page_pdf(), "page-unreadable"),
+        ("declared-length.pdf", declared_length_pdf(), "pdf"),
+        ("utf16-without-bom.txt", nul_text("utf16"), "binary"),
+        ("nuls-in-head.txt", nul_text("head"), None),
+        ("nuls-in-tail.txt", nul_text("tail"), None),
+        ("off-page-tail.pdf", off_page_tail_pdf()[0], None),
+        ("font-map.pdf", font_map_pdf()[0], None),
+    ]
+    files += [(f"invisible-{way}.pdf", invisible_text_pdf(way), None) for way in INVISIBLE_WAYS]
+    return files

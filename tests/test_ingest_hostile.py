@@ -245,3 +245,16 @@ def test_lying_font_map_is_caught():
 def test_pypdf_engine_is_guarded_too():
     with pytest.raises(TooLargeInputError, match=r"page 1 of 1: its content inflates past"):
         read_bytes(hostile.repeated_contents_pdf(uses=16), "rep.pdf", pdf_engine="pypdf")
+
+
+def test_the_corpus_reads_as_it_says():
+    from imr_extract.errors import ImrExtractError
+
+    for name, data, code in hostile.corpus():
+        try:
+            doc = read_bytes(data, name)
+        except ImrExtractError as exc:
+            assert exc.code == code, (name, exc)
+        else:
+            assert code is None, name
+            assert "Extra lumbar" not in doc.text, name
