@@ -258,3 +258,15 @@ def test_the_corpus_reads_as_it_says():
         else:
             assert code is None, name
             assert "Extra lumbar" not in doc.text, name
+
+
+def test_a_text_page_pdfium_cannot_build_refuses_the_letter(monkeypatch):
+    import pypdfium2 as pdfium
+
+    def fail(self):  # what pdfium raises when it cannot build a page's text
+        raise pdfium.PdfiumError("Failed to load text page.")
+
+    data = hostile.letter_pdf()  # built with pdfium's text, before it fails
+    monkeypatch.setattr(pdfium.PdfPage, "get_textpage", fail)
+    with pytest.raises(PageUnreadableError, match=r"t\.pdf: page 1 of 2 cannot be read"):
+        read_bytes(data, "t.pdf")

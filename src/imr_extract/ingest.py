@@ -843,6 +843,8 @@ def _pdf_pages_pdfium(data: bytes, source: str, limits: Limits) -> _PdfText:
                 raise _unreadable(source, i + 1, count, f"pdfium: {exc}") from exc
             try:
                 text, dropped = _visible_text_pdfium(page, finder)
+            except pdfium.PdfiumError as exc:
+                raise _unreadable(source, i + 1, count, f"pdfium: {exc}") from exc
             finally:
                 page.close()
             out.invisible_chars += dropped
