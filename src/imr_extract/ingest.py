@@ -15,7 +15,7 @@ are joined, so the page map stays exact. A text file without form feeds whose pa
 
 What the page shows is what is read: with pypdfium2 (the default engine) text drawn so nobody
 sees it -- invisible render mode, white on the white page, off the page, clipped away -- is left
-out and counted (``Document.invisible_chars``); pypdf (the fallback engine) does not filter it.
+out and counted (``Document.invisible_chars``); with pypdf (the fallback) the same, coarser.
 Stray NULs go by one rule over the whole file and are counted (``Document.nuls_stripped``).
 
 Hostile files cost little: a letter past ``limits.Limits`` is refused with that limit's code
@@ -854,9 +854,88 @@ def _pdf_pages_pdfium(data: bytes, source: str, limits: Limits) -> _PdfText:
         pdf.close()
 
 
+#: pypdf: a fill this close to white (gray, RGB; CMYK this close to no ink) is not seen.
+_PALE_FILL = 0.94
+
+
+def _pypdf_visible_text(page: Any) -> tuple[str, int]:
+    """pypdf's text of a page without what nobody sees, and how many characters that was.
+
+    pypdf hands each piece of text to a visitor with the text and page matrices; the graphics
+    state is followed alongside (``q``/``Q``, ``Tr``, ``g``/``rg``/``k``, ``re`` + ``W``) and a
+    piece drawn in render mode 3 or 7, in a white fill, with its origin off the page or outside
+    its clip rectangle is left out, with the line break after it. Coarser than pdfium's pass
+    (colours set through ``sc``/``scn`` and clip paths other than rectangles are not followed);
+    the default engine is pypdfium2.
+    """
+    box = tuple(float(v) for v in page.cropbox)
+    state: dict[str, Any] = {"mode": 0, "pale": False, "clip": None}
+    saved: list[dict[str, Any]] = []
+    rect: list[Box] = []
+    parts: list[str] = []
+    dropped = [0, False]  # characters left out; whether the last piece was
+
+    def before(op: bytes, args: list[Any], cm: list[float], tm: list[float]) -> None:
+        try:
+            if op == b"q":
+                saved.append(dict(state))
+            elif op == b"Q" and saved:
+                state.update(saved.pop())
+            elif op == b"Tr" and args:
+                state["mode"] = int(args[0])
+            elif op in (b"g", b"rg") and args:
+                state["pale"] = min(float(a) for a in args) >= _PALE_FILL
+            elif op == b"k" and args:
+                state["pale"] = max(float(a) for a in args) <= 1 - _PALE_FILL
+            elif op == b"re" and len(args) == 4:
+                x, y, w, h = (float(a) for a in args)
+                a, b, c, d, e, f = cm
+                corners = [(x, y), (x + w, y), (x, y + h), (x + w, y + h)]
+                xs = [a * px + c * py + e for px, py in corners]
+                ys = [b * px + d * py + f for px, py in corners]
+                rect[:] = [(min(xs), min(ys), max(xs), max(ys))]
+            elif op in (b"W", b"W*") and rect:
+                r, clip = rect[0], state["clip"]
+                state["clip"] = (
+                    r
+                    if clip is None
+                    else (
+                        max(clip[0], r[0]),
+                        max(clip[1], r[1]),
+                        min(clip[2], r[2]),
+                        min(clip[3], r[3]),
+                    )
+                )
+        except (TypeError, ValueError):
+            pass
+
+    def text(piece: str, cm: list[float], tm: list[float], font: Any, size: Any) -> None:
+        if not piece.strip():
+            # The line break after a piece left out goes with it.
+            if not (dropped[1] and (not parts or parts[-1].endswith("\n"))):
+                parts.append(piece)
+            return
+        a, b, c, d, e, f = cm
+        x, y = tm[4] * a + tm[5] * c + e, tm[4] * b + tm[5] * d + f
+        clip = state["clip"]
+        unseen = (
+            state["mode"] in (_TEXT_MODE_INVISIBLE, _TEXT_MODE_CLIP)
+            or state["pale"]
+            or not (box[0] - _SLACK <= x <= box[2] and box[1] - _SLACK <= y <= box[3])
+            or (clip is not None and not (clip[0] <= x <= clip[2] and clip[1] <= y <= clip[3]))
+        )
+        dropped[1] = unseen
+        if unseen:
+            dropped[0] += len(piece.strip())
+        else:
+            parts.append(piece)
+
+    page.extract_text(visitor_operand_before=before, visitor_text=text)
+    return "".join(parts), int(dropped[0])
+
+
 def _pdf_pages_pypdf(data: bytes, source: str, limits: Limits) -> _PdfText:
-    """pypdf's text of every page. It does not leave out invisible text (pypdf has no notion
-    of what is drawn visibly); pypdfium2, the default engine, does."""
+    """pypdf's text of every page, what nobody sees left out (``_pypdf_visible_text``)."""
     import pypdf
     from pypdf.errors import DependencyError, LimitReachedError, PdfReadError
 
@@ -880,11 +959,12 @@ def _pdf_pages_pypdf(data: bytes, source: str, limits: Limits) -> _PdfText:
         for i, page in enumerate(reader.pages):
             guard.check(i, count)
             try:
-                text = page.extract_text() or ""
+                text, dropped = _pypdf_visible_text(page)
             except LimitReachedError:
                 raise
             except Exception as exc:  # any parser failure on one page
                 raise _unreadable(source, i + 1, count, f"pypdf: {exc}") from exc
+            out.invisible_chars += dropped
             total = _add_page(out.pages, text, total, source, limits)
         return out
     except PdfError:
