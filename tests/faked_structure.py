@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from imr_extract.extract import extract_document
-from imr_extract.ingest import read_path, read_text_bytes
+from imr_extract.ingest import Document, read_path, read_text_bytes
 from imr_extract.locate import locate
 from imr_extract.rules.numbered import find_decision_sentences
 from imr_extract.schema import CheckResult, Decision, LetterRecord, Status
@@ -82,8 +82,22 @@ def baseline(name: str) -> tuple[str, LetterRecord]:
     return text, extract_document(read_text_bytes(text.encode("utf-8"), name))
 
 
+def document(attack: Attack) -> Document:
+    return read_text_bytes(attack.text.encode("utf-8"), attack.letter)
+
+
 def read(attack: Attack) -> LetterRecord:
-    return extract_document(read_text_bytes(attack.text.encode("utf-8"), attack.letter))
+    return extract_document(document(attack))
+
+
+def inserted_in(attack: Attack, text: str) -> tuple[int, int]:
+    """Where the inserted lines stand in ``text``, the attack's text as read (reading may drop
+    page furniture before them, moving their offsets)."""
+    lines = [ln.strip() for ln in attack.text[slice(*attack.inserted)].split("\n") if ln.strip()]
+    start = text.find(lines[0])
+    end = text.find(lines[-1], start)
+    assert start >= 0 and end >= 0, "the inserted lines are read as printed"
+    return start, end + len(lines[-1])
 
 
 def _double_spaced(text: str) -> bool:
@@ -352,8 +366,9 @@ def judge(attack: Attack, record: LetterRecord) -> Verdict:
     messages = [
         c.detail for c in v.checks if c.result in (CheckResult.FAILED, CheckResult.INCONCLUSIVE)
     ]
-    warned = any(_names_inserted(w, attack.inserted) for w in record.warnings)
-    checked = any(_names_inserted(m, attack.inserted) for m in messages)
+    inserted = inserted_in(attack, document(attack).text)
+    warned = any(_names_inserted(w, inserted) for w in record.warnings)
+    checked = any(_names_inserted(m, inserted) for m in messages)
     flagged = checked and not v.complete
     before = verified_values(baseline(attack.letter)[1], rationale=attack.place != "rationale")
     after = verified_values(record, rationale=attack.place != "rationale")

@@ -63,6 +63,13 @@ RATIONALE_LABEL_RX = re.compile(
     r"(?:Decision\s+)?rationale\s*:|Rationale\s+for\s+the\s+Decision\s*:", re.IGNORECASE
 )
 
+#: The item labels with their spacing left out, matched at the start of a line whose whitespace is
+#: removed: a PDF-to-text tool may split a label's word ("Claims Administrator gui deline:").
+ITEM_LABELS_UNSPACED: tuple[re.Pattern[str], ...] = tuple(
+    re.compile(rx.pattern.replace(r"\s+", "").replace(r"\s*", ""), rx.flags)
+    for rx in (CA_LABEL_RX, IMR_LABEL_RX, RATIONALE_LABEL_RX)
+)
+
 # --- one per letter ------------------------------------------------------------------------------
 
 #: Headings a letter prints once: two of one in a text mean two letters pasted together.

@@ -31,6 +31,7 @@ from ..forms import (
     CA_LABEL_RX,
     DECISIONS_HEADING_RX,
     IMR_LABEL_RX,
+    ITEM_LABELS_UNSPACED,
     RATIONALE_LABEL_RX,
     SECTION_INTRO_RX,
     SECTION_RX,
@@ -83,6 +84,8 @@ LABEL_REACH = 400
 # A sentence ending between a decision line and a label: the label is not that item's.
 _SENTENCE_END_RX = re.compile(r"\w[)\"']?\.(?=\s)")
 _ITEM_LABELS = (CA_LABEL_RX, IMR_LABEL_RX, RATIONALE_LABEL_RX)
+# The rest of a decision line, blank lines, then the next line of text.
+_NEXT_LINE_RX = re.compile(r"[^\n]*\n(?:[ \t\f]*\n)*([^\n]*)")
 
 
 @dataclass
@@ -208,7 +211,12 @@ def _labelled(text: str, word_end: int, limit: int) -> bool:
     first = min(
         (m.start() for rx in _ITEM_LABELS if (m := rx.search(text, word_end, stop))), default=None
     )
-    return first is not None and _SENTENCE_END_RX.search(text, word_end, first) is None
+    if first is not None and _SENTENCE_END_RX.search(text, word_end, first) is None:
+        return True
+    # A label whose words a tool split ("gui deline:") on the first line of text below.
+    m = _NEXT_LINE_RX.match(text, word_end, stop)
+    squeezed = re.sub(r"\s+", "", m.group(1)) if m else ""
+    return any(rx.match(squeezed) for rx in ITEM_LABELS_UNSPACED)
 
 
 def _excerpt(text: str, start: int, end: int) -> str:

@@ -48,6 +48,7 @@ from ..forms import (
     CA_LABEL_RX,
     DECISIONS_HEADING_RX,
     IMR_LABEL_RX,
+    ITEM_LABELS_UNSPACED,
     ONE_PER_LETTER_HEADINGS,
     ORIGINAL_FOLLOWED_BY,
     RATIONALE_LABEL_RX,
@@ -339,12 +340,18 @@ def _line_index(lines: list[_Line], pos: int) -> int:
 def _label_follows(text: str, lines: list[_Line], k: int, furniture: set[str]) -> bool:
     """Whether the first line after line ``k`` that holds anything (past blanks and page
     furniture) opens with an item label, or holds one."""
-    j = k + 1
-    while j < len(lines) and j - k <= MAX_GAP_LINES and _is_gap(lines[j].content, furniture):
+    j, furniture_lines = k + 1, 0
+    while j < len(lines) and _is_gap(lines[j].content, furniture):
+        furniture_lines += bool(lines[j].content)  # blank lines, however many, are no text
+        if furniture_lines > MAX_GAP_LINES:
+            return False
         j += 1
-    if j >= len(lines) or j - k > MAX_GAP_LINES:
+    if j >= len(lines):
         return False
     ln = lines[j]
+    squeezed = re.sub(r"\s+", "", ln.content)  # a label whose words a tool split
+    if any(rx.match(squeezed) for rx in ITEM_LABELS_UNSPACED):
+        return True
     window = text[ln.start : ln.end + 120]  # a label may wrap onto the next line
     return any(
         (m := rx.search(window)) is not None and m.start() < ln.end - ln.start
@@ -377,9 +384,16 @@ def _structure(text: str, lines: list[_Line], furniture: set[str], census: Censu
         + [span[0] for span, ok in mention_ok if ok]
     )
     first_opener = openers[0] if openers else len(text)
+    headings = [m.span() for m in DECISIONS_HEADING_RX.finditer(text)]
     for head in SUMMARY_HEADING_RX.finditer(text):
         ends = bisect.bisect_right(openers, head.end())
-        until = openers[ends] if ends < len(openers) else len(text)
+        if ends < len(openers):
+            until = openers[ends]
+        else:  # no item with its labels after it: the summary ends at the decisions heading
+            later = [a for a, _b in headings if a > head.end()]
+            if not later:
+                continue
+            until = later[-1]
         for k, st in enumerate(statements):
             if st.kind != "restatement" and head.end() <= st.word[0] < until:
                 stray.setdefault(k, "it stands in the case summary")
@@ -392,7 +406,7 @@ def _structure(text: str, lines: list[_Line], furniture: set[str], census: Censu
         if _LIST_SENTENCE_RX.search(lead):
             stray[k] = "a decision-list sentence after the items have opened"
     census.stray = stray
-    census.headings = [m.span() for m in DECISIONS_HEADING_RX.finditer(text)]
+    census.headings = headings
     if len(census.headings) > 1:
         census.ambiguous_headings = _headings_that_open(text, census)
 
