@@ -32,6 +32,7 @@ from ..forms import (
     DECISIONS_HEADING_RX,
     IMR_LABEL_RX,
     ITEM_LABELS_UNSPACED,
+    NOTICE_DECISION_OPENING,
     RATIONALE_LABEL_RX,
     SECTION_INTRO_RX,
     SECTION_RX,
@@ -84,6 +85,7 @@ LABEL_REACH = 400
 # A sentence ending between a decision line and a label: the label is not that item's.
 _SENTENCE_END_RX = re.compile(r"\w[)\"']?\.(?=\s)")
 _ITEM_LABELS = (CA_LABEL_RX, IMR_LABEL_RX, RATIONALE_LABEL_RX)
+_DECISION_OPENING_RX = re.compile(NOTICE_DECISION_OPENING, re.IGNORECASE)
 # The rest of a decision line, blank lines, then the next line of text.
 _NEXT_LINE_RX = re.compile(r"[^\n]*\n(?:[ \t\f]*\n)*([^\n]*)")
 
@@ -265,6 +267,14 @@ def find_decided_items(
         markers = found
     if not markers:
         return [], warnings
+    # A form that lists its decisions as items states none in a sentence: one printed anyway
+    # ("MAXIMUS Federal Services, Inc. has determined the request for X is ...") is named.
+    for m in _DECISION_OPENING_RX.finditer(text):
+        warnings.append(
+            f"a decision sentence at offset {m.start()} "
+            f"({_excerpt(text, m.start(), m.end() + 40)!r}) where this form lists its decisions "
+            "as items: not read"
+        )
     double_spaced = is_double_spaced(text)
 
     # First pass: where each item's request starts. An item cannot start before the previous
