@@ -186,3 +186,15 @@ def test_an_item_line_inside_a_rationale_is_not_an_item() -> None:
     assert [it.request for it in record.items] == ["Physical therapy x 6"]
     v = record.verification
     assert v is not None and not v.complete
+
+
+def test_a_second_heading_alone_is_named_and_the_items_stay_verified() -> None:
+    text = LETTER.format(summary="\nIMR ISSUES, DECISIONS AND RATIONALES", rationale="")
+    record = extract_text(text)
+    assert [it.request for it in record.items] == ["Physical therapy x 6"]
+    assert _statuses(record, "Physical therapy x 6") == [Status.VERIFIED] * 2
+    assert any("decisions heading is printed 2 times" in w for w in record.warnings)
+    v = record.verification
+    assert v is not None and not v.complete
+    failed = {c.name for c in v.checks if c.result is CheckResult.FAILED}
+    assert "decisions_heading_printed_once" in failed

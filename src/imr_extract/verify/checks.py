@@ -12,7 +12,9 @@ provenance entry:
    the rationale's closing "is (not) medically necessary" agree with it? is every cited page,
    section and source in *this* item's own guideline line? are there as many decision lines as
    items? are the header dates in order? are the partial-authorisation parts in the item's
-   sentence?
+   sentence? is every decision stated where the form states them (one decisions heading, no
+   item-shaped line or decision sentence in a summary or a rationale: ``census`` leaves those
+   out of the accounting, so an item resting on one is backed by nothing)?
 3. **Status.** ``contradicted`` when a check fails; ``verified`` when grounded and, for values
    that belong to an item, when the check that ties them to their item passed; else
    ``unverified``. A value found somewhere in the letter but not where its item is (a model's
