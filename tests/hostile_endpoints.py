@@ -42,14 +42,17 @@ class Hostile:
     status: int = 200
     interval_s: float = 1.0
     retry_after: str = "100000"
+    #: A drip hangs up after this many seconds (so a client without a deadline is seen to
+    #: wait that long, not the whole body's length); None drips to the end.
+    max_s: float | None = None
 
 
-def drip(interval_s: float = 1.0, content: str = "{}") -> Hostile:
-    return Hostile("drip", content=content, interval_s=interval_s)
+def drip(interval_s: float = 1.0, content: str = "{}", max_s: float | None = None) -> Hostile:
+    return Hostile("drip", content=content, interval_s=interval_s, max_s=max_s)
 
 
-def drip_headers(interval_s: float = 1.0) -> Hostile:
-    return Hostile("drip_headers", interval_s=interval_s)
+def drip_headers(interval_s: float = 1.0, max_s: float | None = None) -> Hostile:
+    return Hostile("drip_headers", interval_s=interval_s, max_s=max_s)
 
 
 def retry_after(seconds: str = "100000") -> Hostile:
@@ -124,9 +127,10 @@ def _handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args: Any) -> None:
             pass
 
-        def _drip(self, data: bytes, interval_s: float) -> bool:
+        def _drip(self, data: bytes, interval_s: float, max_s: float | None) -> bool:
+            ends = time.monotonic() + (max_s if max_s is not None else float("inf"))
             for i in range(len(data)):
-                if server.closed.is_set():
+                if server.closed.is_set() or time.monotonic() >= ends:
                     return False
                 self.wfile.write(data[i : i + 1])
                 self.wfile.flush()
@@ -172,7 +176,7 @@ def _handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Connection", "close")
                 self.end_headers()
                 self.wfile.flush()
-                self._drip(body, reply.interval_s)
+                self._drip(body, reply.interval_s, reply.max_s)
             elif kind == "drip_headers":
                 head = (
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
@@ -182,7 +186,7 @@ def _handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
                     + str(len(body)).encode()
                     + b"\r\n\r\n"
                 )
-                if self._drip(head, reply.interval_s):
+                if self._drip(head, reply.interval_s, reply.max_s):
                     self.wfile.write(body)
             elif kind == "retry_after":
                 error = {"error": {"message": "Rate limit reached", "type": "rate_limit"}}

@@ -193,6 +193,7 @@ def with_transport_retries(
         except Exception as exc:
             if on_error is not None:
                 on_error(exc)
+            _mask(exc, config)
             raise
 
     def create_with_retries(*args: Any, **kwargs: Any) -> Any:
@@ -238,6 +239,17 @@ def with_transport_retries(
         raise AssertionError("unreachable: the last try returns or raises")  # pragma: no cover
 
     return create_with_retries
+
+
+def _mask(exc: BaseException, config: LLMConfig) -> None:
+    """Mask the key in ``exc``'s text (an error body may repeat it) before anyone logs it:
+    instructor logs every failed call's exception at ERROR level."""
+    text = str(exc)
+    masked = redact(text, [config.api_key or ""])
+    if masked != text:
+        exc.args = (masked,)
+        if hasattr(exc, "message"):
+            exc.message = masked
 
 
 def _deadline_passed(config: LLMConfig, letter: Deadline, tries: int) -> str:
@@ -293,11 +305,14 @@ def structured_call(
     stats: CallStats | None = None,
     sleep: Callable[[float], None] | None = None,
     deadline: Deadline | None = None,
+    salvage: Callable[[str], T | None] | None = None,
 ) -> tuple[T, CallStats]:
     """Ask for ``response_model``; raise an ``LLMError`` naming ``source`` when it cannot be had.
 
     ``deadline`` is the letter's (shared by all its parts); by default ``config.letter_seconds``
-    from now. Tries, waits and re-asks all end by it.
+    from now. Tries, waits and re-asks all end by it. ``salvage`` makes what it can of the last
+    raw answer when no answer validated (re-asks and budget spent): its result is returned
+    instead of an error, unless it is None.
     """
     import instructor
     from instructor.core.exceptions import (
@@ -351,6 +366,9 @@ def structured_call(
             stats.attempts,
         ) from exc
     except TokenBudgetError as exc:
+        rescued = _rescued(source, salvage, stats)
+        if rescued is not None:
+            return rescued, stats
         if type(exc).__name__ == "TokenUsageUnavailableError":
             # Not a budget spent: the endpoint reports no usage, so no re-ask can be bounded.
             raise LLMValidationError(
@@ -372,6 +390,9 @@ def structured_call(
         api_error = _api_error_in(exc)
         if api_error is not None:
             raise _call_error(source, config, api_error, stats) from exc
+        rescued = _rescued(source, salvage, stats)
+        if rescued is not None:
+            return rescued, stats
         raise LLMValidationError(
             source,
             f"no valid answer after {stats.attempts} attempt(s): {_validation_summary(exc)}",
@@ -391,6 +412,16 @@ def structured_call(
     return answer, stats
 
 
+def _rescued(source: str, salvage: Callable[[str], T | None] | None, stats: CallStats) -> T | None:
+    """What ``salvage`` makes of the last raw answer, if anything."""
+    if salvage is None or not stats.raw_outputs:
+        return None
+    rescued = salvage(stats.raw_outputs[-1])
+    if rescued is not None:
+        log.warning("%s: the model's last answer broke the schema; its bad values dropped", source)
+    return rescued
+
+
 _CallFailure = (
     openai.OpenAIError | MalformedResponseError | DeadlinePassedError | RetryAfterRefusedError
 )
@@ -406,29 +437,32 @@ def _api_error_in(exc: BaseException) -> _CallFailure | None:
 
 
 def _call_error(source: str, config: LLMConfig, exc: _CallFailure, stats: CallStats) -> LLMError:
-    """The ``LLMError`` for a call that failed before any answer could be validated."""
+    """The ``LLMError`` for a call that failed before any answer could be validated.
+
+    Its cause quotes the endpoint (an error body may repeat the key: the configured key and
+    anything key-shaped are masked here, where the error is made).
+    """
+    kind: type[LLMError] = LLMTransportError
+    tries = config.transport_retries + 1
     if isinstance(exc, DeadlinePassedError):
-        return LLMDeadlineError(source, _first_line(exc), stats.usage, stats.attempts)
-    if isinstance(exc, RetryAfterRefusedError):
-        return LLMTransportError(source, _first_line(exc), stats.usage, stats.attempts)
-    if isinstance(exc, MalformedResponseError):
-        tries = stats.failed_requests + stats.attempts
-        return LLMBadResponseError(
-            source, f"{_first_line(exc)}; {tries} tries", stats.usage, stats.attempts
-        )
-    if isinstance(exc, openai.APIStatusError):
+        kind, cause = LLMDeadlineError, _first_line(exc)
+    elif isinstance(exc, RetryAfterRefusedError):
+        cause = _first_line(exc)
+    elif isinstance(exc, MalformedResponseError):
+        kind = LLMBadResponseError
+        cause = f"{_first_line(exc)}; {stats.failed_requests + stats.attempts} tries"
+    elif isinstance(exc, openai.APIStatusError):
         kind = LLMTransportError if _is_transient(exc) else LLMRejectedError
         cause = f"endpoint answered HTTP {exc.status_code}: {_first_line(exc)}"
-        return kind(source, cause, stats.usage, stats.attempts)
-    tries = config.transport_retries + 1
-    if isinstance(exc, openai.APITimeoutError):
+    elif isinstance(exc, openai.APITimeoutError):
         cause = (
             f"endpoint {config.base_url} sent no whole answer within --timeout "
             f"{config.timeout_s:g} s, {tries} tries"
         )
     else:
         cause = f"endpoint {config.base_url} failed after {tries} tries: {_first_line(exc)}"
-    return LLMTransportError(source, cause, stats.usage, stats.attempts)
+    cause = redact(cause, [config.api_key or ""])
+    return kind(source, cause, stats.usage, stats.attempts)
 
 
 def _validation_summary(exc: BaseException) -> str:
