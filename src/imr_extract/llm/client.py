@@ -244,6 +244,8 @@ def with_transport_retries(
 def _mask(exc: BaseException, config: LLMConfig) -> None:
     """Mask the key in ``exc``'s text (an error body may repeat it) before anyone logs it:
     instructor logs every failed call's exception at ERROR level."""
+    if not isinstance(exc, openai.APIError):
+        return  # only the endpoint's own errors quote what it sent
     text = str(exc)
     masked = redact(text, [config.api_key or ""])
     if masked != text:
