@@ -16,6 +16,8 @@ Time is bounded twice: each attempt ends by ``timeout_s`` after it starts, body 
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import json
 import logging
 import math
@@ -120,7 +122,14 @@ def _retry_after(exc: BaseException | None) -> float | None:
     try:
         return max(float(value), 0.0)
     except ValueError:
+        pass
+    try:  # the other form: an HTTP date
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max((when - dt.datetime.now(dt.UTC)).total_seconds(), 0.0)
 
 
 def backoff(config: LLMConfig, attempt_number: int) -> float:

@@ -260,7 +260,9 @@ def salvage(model: type[M], data: Any, context: dict[str, Any] | None = None) ->
             continue
         answer._dropped = notes
         return answer
-    return model.model_validate(data, context=context)  # raises: too broken to salvage
+    answer = model.model_validate(data, context=context)  # raises: too broken to salvage
+    answer._dropped = notes
+    return answer
 
 
 def _note(at: tuple[Any, ...], error: Any) -> str:
