@@ -254,6 +254,18 @@ def test_a_bad_value_is_reasked_first_and_the_last_answer_salvaged(tmp_path):
     assert isinstance(error, LLMValidationError) and "not the letter object" in error.cause
 
 
+def test_an_answer_whose_re_ask_fails_keeps_its_good_values(tmp_path):
+    payload = header_answer()
+    payload["patient_age"] = "forty-one"
+    with h.serve_hostile(h.answer(payload), h.echo_key(500)) as server:
+        cfg = config(tmp_path, server.base_url, max_reasks=1, transport_retries=0)
+        record = LLMExtractor(cfg)(document(HEADER))
+    assert len(server.requests) == 2  # the answer, then its re-ask, which the endpoint failed
+    assert record.patient.age is None and len(record.items) == len(GOLD[HEADER]["items"])
+    assert any(w.startswith("model answer: patient_age dropped") for w in record.warnings)
+    assert record.extractor.usage.requests == 2
+
+
 def test_in_hybrid_a_schema_breaking_answer_never_costs_the_rules_record(tmp_path):
     doc = relabelled(HEADER, "Date of Injury:", "Injury Dt:")
     payload = injury_answer()

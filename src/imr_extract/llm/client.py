@@ -399,9 +399,11 @@ def structured_call(
     except InstructorRetryException as exc:
         # instructor wraps errors of the call itself too; those are not validation failures.
         api_error = _api_error_in(exc)
-        if api_error is not None:
-            raise _call_error(source, config, api_error, stats) from exc
+        # An answer came, then its re-ask failed (the endpoint, the deadline): what can be kept
+        # of that answer is kept; with no answer at all, the call's own failure is the error.
         rescued = _rescued(source, salvage, stats)
+        if api_error is not None and rescued is None:
+            raise _call_error(source, config, api_error, stats) from exc
         if rescued is not None:
             return rescued, stats
         raise LLMValidationError(
