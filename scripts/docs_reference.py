@@ -135,8 +135,9 @@ MEANINGS = {
     "llm-transport": "The endpoint could not be reached or kept failing (connection error, "
     "timeout, HTTP 429 or 5xx) after the retries.",
     "llm-truncated": "The answer was cut off at `--max-tokens`; it is not re-asked blindly.",
-    "llm-invalid": "The answer did not fit the schema, also after the `--max-reasks` re-asks "
-    "(a Batch API answer cannot be re-asked).",
+    "llm-invalid": "The answer was not the letter object (not JSON, or another object), also "
+    "after the `--max-reasks` re-asks (a Batch API answer cannot be re-asked); an answer that is "
+    "the letter keeps its good values, each bad one dropped with a warning.",
     "too-many-items": "The letter states more items than the item limit (`limits.Limits`).",
     "too-many-pages": "The PDF has more pages than the page limit (`limits.Limits`).",
     "too-much-text": "The letter's text is longer than the character limit (`limits.Limits`).",

@@ -325,7 +325,7 @@ MISBEHAVIOURS = {
     "429-retry-after": ([Reply(status=429, headers={"Retry-After": "0.3"})], "llm-transport", 3),
     "500": ([Reply(status=500)], "llm-transport", 3),
     "stall": ([Reply(delay_s=1.0, content="{}")], "llm-transport", 3),
-    "not-json": ([Reply(body=b"<html>502 bad gateway</html>")], "llm-transport", 3),
+    "not-json": ([Reply(body=b"<html>502 bad gateway</html>")], "llm-bad-response", 3),
     "cut-off": ([answer(INJURY, finish_reason="length")], "llm-truncated", 1),
 }
 

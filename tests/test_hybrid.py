@@ -137,7 +137,7 @@ def test_a_wrong_section_answer_is_flagged_not_verified(tmp_path):
     [
         ([Reply(status=500)], "llm-transport"),
         ([Reply(status=429, headers={"Retry-After": "0"})], "llm-transport"),
-        ([Reply(body=b"<html>bad gateway</html>")], "llm-transport"),
+        ([Reply(body=b"<html>bad gateway</html>")], "llm-bad-response"),
         ([Reply(content="I cannot help with that.")], "llm-invalid"),
         ([answer(injury_answer(), finish_reason="length")], "llm-truncated"),
     ],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -22,10 +23,11 @@ from imr_extract.llm import (
     LLMRejectedError,
     LLMTransportError,
     LLMTruncatedError,
-    LLMValidationError,
 )
+from imr_extract.llm.chunking import plan_regions
 from imr_extract.llm.config import LLMMode
-from imr_extract.llm.extract import response_schema_hash
+from imr_extract.llm.extract import LLMRun, response_schema_hash
+from imr_extract.llm.response import LLMLetter
 from imr_extract.schema import Backend, LetterRecord, MatchKind, Method
 from imr_extract.verify.grounding import ungrounded
 from llm_cassettes import (
@@ -221,22 +223,29 @@ def test_json_schema_mode_is_refused_by_llama_cpp_and_retried_as_5xx(request, tm
 
 def test_invalid_answer_is_reasked_with_the_error(request, tmp_path):
     # Recorded: the model wrote each guideline line as a string where an object belongs; the
-    # re-ask quoted the validation errors; the second answer made the same mistake.
+    # re-ask quoted the validation errors; the second answer made the same mistake. That last
+    # answer is salvaged (issue 12, finding 8): its bad values dropped, each named, the rest kept.
     letter = "CM17-0014449.pdf"
     doc = document(letter)
     extractor = LLMExtractor(replay_config(tmp_path, max_tokens=LONG_ANSWERS[letter]))
+    config = extractor.config
+    regions = plan_regions(doc.text, config.max_chunk_chars)
     name = cassette_name(letter)
+    run = LLMRun()
     with recorded(request, name, meta_for(extractor, doc.sha256)) as cassette:
-        with pytest.raises(LLMValidationError, match="no valid answer after 2 attempt") as info:
-            extractor(doc)
-    assert "Input should be an object" in str(info.value) and letter in str(info.value)
+        answer, _ = extractor.call(doc, config, regions[0], 1, len(regions), run, LLMLetter, None)
     requests, tokens = recorded_usage(name)
-    assert (info.value.attempts, info.value.usage.total_tokens) == (requests, tokens) == (2, 17244)
+    assert (run.attempts, run.usage.total_tokens) == (requests, tokens) == (2, 17244)
     first, second = (json.loads(r.body) for r in cassette.requests)
     # The re-ask repeats the conversation, adds the model's answer and the validation errors.
     assert second["messages"][:2] == first["messages"]
     assert [m["role"] for m in second["messages"][2:]] == ["assistant", "user"]
     assert "validation error" in second["messages"][3]["content"]
+    assert answer.items and answer.dropped
+    assert all(
+        re.match(r"model answer: items\[\d+\]\.\w+_guideline dropped \(Input should be", d)
+        for d in answer.dropped
+    )
 
 
 def test_cache_prevents_a_second_call(request, tmp_path):

@@ -176,3 +176,20 @@ class PageUnreadableError(PdfError):
     """A page of the PDF could not be parsed: the letter is refused rather than read short."""
 
     code = "page-unreadable"
+
+
+# --------------------------------------------------------------------------- model calls (issue 12)
+
+
+class LLMBadResponseError(LLMTransportError):
+    """The endpoint answered 2xx with a body that is not a chat completion (an HTML page, JSON
+    without ``choices`` or with none): retried like a 5xx, then named for what it was."""
+
+    code = "llm-bad-response"
+
+
+class LLMDeadlineError(LLMError, LetterTimeoutError):
+    """The letter's model calls (tries, waits and re-asks together) would run past its deadline
+    (``LLMConfig.letter_seconds``): given up at once, with what was spent."""
+
+    code = "timeout"

@@ -13,9 +13,12 @@ For each letter:
    by precedence (verified rules > verified model > unverified, flagged). The merged record is
    verified once more, so every status describes the value that was finally kept.
 
-A model that fails (timeout, 429/5xx after retries, garbage, cut-off answer) costs the letter
-nothing it had: the rules' record stands, with the failure in ``extractor.model_error`` and a
-warning. Only a letter the rules cannot read at all then fails, naming both causes.
+A model that fails (timeout, 429/5xx after retries, garbage, cut-off answer, a deadline) costs
+the letter nothing it had: the rules' record stands, with the failure in ``extractor.model_error``
+and a warning. So does anything else that goes wrong between the model's answer and the merged
+record (an answer the record contract refuses, a bug): whatever the model says, or however its
+path fails, never costs the rules' record. Only a letter the rules cannot read at all then
+fails, naming both causes.
 """
 
 from __future__ import annotations
@@ -27,16 +30,24 @@ from typing import TYPE_CHECKING
 
 from . import layouts
 from .assemble import refuse_several_letters, verified_record
-from .errors import ImrExtractError, LLMError, NoDecisionsError
+from .errors import (
+    ImrExtractError,
+    InternalError,
+    LetterTimeoutError,
+    LLMError,
+    NoDecisionsError,
+    OutOfMemoryError,
+)
 from .ingest import Document
 from .layouts._regions import find_regions
 from .merge import merge
 from .redact import redact
+from .rules import LetterFound
 from .schema import Backend, ExtractorInfo, LetterRecord, Method, Status, Usage, schema_hash
 from .verify import expected_paths, verify
 
 if TYPE_CHECKING:
-    from .llm.extract import LLMExtractor
+    from .llm.extract import LLMExtractor, LLMRun
 
 #: Sections closer than this are sent as one (the text between them is cheap context).
 JOIN_GAP_CHARS = 300
@@ -208,16 +219,36 @@ class HybridExtractor:
                 raise NoDecisionsError(name, "no decisions found")
             return rules.model_copy(update={"extractor": info})
 
+        model_info = info.model_copy(update={"model": self.llm.config.model})
         try:
             if routing.route is Route.LETTER:
                 found, run = self.llm.found(doc)
             else:
                 found, run = self.llm.found_in(doc, list(routing.regions))
         except LLMError as exc:
-            return rules_standing(
-                rules, exc, info.model_copy(update={"model": self.llm.config.model})
+            return rules_standing(rules, exc, model_info)
+        except (LetterTimeoutError, OutOfMemoryError):
+            raise  # the letter's own limits (the runner's deadline, memory) are not the model's
+        except Exception as exc:  # whatever it was, the rules' record stands
+            return rules_standing(rules, _model_path_failed(name, exc), model_info)
+        try:
+            merged = self._merged(doc, rules, found, run, routing)
+        except (LetterTimeoutError, OutOfMemoryError):
+            raise
+        except Exception as exc:  # an answer the record contract refuses, a bug
+            return rules_standing(rules, _model_path_failed(name, exc, run), model_info)
+        if not merged.items:
+            err = NoDecisionsError(
+                name, f"neither the rules (layout {rules.layout!r}) nor the model found a decision"
             )
+            err.usage = run.usage  # the answer still cost tokens: the run summary counts them
+            raise err
+        return merged
 
+    def _merged(
+        self, doc: Document, rules: LetterRecord, found: LetterFound, run: LLMRun, routing: Routing
+    ) -> LetterRecord:
+        """The model's ``found`` as a verified record, merged with ``rules`` and verified."""
         llm_info = self.llm.info(run)
         model_record = verified_record(doc, rules.layout, found, Method.LLM, llm_info)
         merged = merge(
@@ -226,11 +257,13 @@ class HybridExtractor:
             self.llm.info(run, Backend.HYBRID, routed=routing.route),
             only=routing.paths if routing.route is Route.SECTIONS else None,
         )
-        merged = verify(merged, doc.text, doc.page_of)
-        if not merged.items:
-            err = NoDecisionsError(
-                name, f"neither the rules (layout {rules.layout!r}) nor the model found a decision"
-            )
-            err.usage = run.usage  # the answer still cost tokens: the run summary counts them
-            raise err
-        return merged
+        return verify(merged, doc.text, doc.page_of)
+
+
+def _model_path_failed(source: str, exc: Exception, run: LLMRun | None = None) -> InternalError:
+    """An unexpected failure in the model's path, as an error carrying what the model cost."""
+    cause = f"the model's answer could not be used ({type(exc).__name__}: {exc})"
+    err = InternalError(source, cause[:400])
+    err.usage = run.usage if run is not None else Usage()  # type: ignore[attr-defined]
+    err.attempts = run.attempts if run is not None else 0  # type: ignore[attr-defined]
+    return err

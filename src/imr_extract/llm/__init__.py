@@ -8,7 +8,9 @@ record = extractor(read_path("letter.pdf"))
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
+    LLMBadResponseError,
     LLMBudgetError,
+    LLMDeadlineError,
     LLMError,
     LLMRejectedError,
     LLMTransportError,
@@ -32,8 +34,10 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "LLMBadResponseError",
     "LLMBudgetError",
     "LLMConfig",
+    "LLMDeadlineError",
     "LLMError",
     "LLMExtractor",
     "LLMMode",

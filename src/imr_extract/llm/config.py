@@ -12,6 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlparse
 
+from ..limits import DEFAULT_LIMITS
 from ..redact import register_secret
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -58,7 +59,12 @@ class LLMConfig:
     api_key: str | None = field(default=None, repr=False)
     temperature: float = 0.0
     max_tokens: int = 2048  # per answer; an answer cut off here fails fast, it is not re-asked
+    #: Seconds per HTTP attempt, end to end: connect, send and the whole body (``--timeout``).
     timeout_s: float = 300.0
+    #: Seconds for all of one letter's model calls: every part, transport retry, wait and
+    #: re-ask together (``limits.Limits.letter_seconds``; 0 for none). A Retry-After past it
+    #: fails at once.
+    letter_seconds: float = DEFAULT_LIMITS.letter_seconds
     #: Validation re-asks after the first answer (instructor's max_retries).
     max_reasks: int = 1
     #: Transport retries per request (connection errors, timeouts, 429, 5xx).

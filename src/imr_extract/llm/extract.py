@@ -21,7 +21,8 @@ from .cache import AnswerCache, cache_key
 from .chunking import plan_regions
 from .client import CallStats, LLMBudgetError, LLMError, structured_call
 from .config import LLMConfig
-from .response import LLMLetter, VerbatimLLMLetter, to_letter_found
+from .deadline import Deadline
+from .response import LLMLetter, VerbatimLLMLetter, salvage_raw, to_letter_found
 
 
 @functools.cache
@@ -38,6 +39,8 @@ class LLMRun:
     attempts: int = 0
     chunks: int = 0
     cached_chunks: int = 0
+    #: All of the letter's model calls (every part) end by this (``LLMConfig.letter_seconds``).
+    deadline: Deadline = field(default_factory=lambda: Deadline.after(0))
 
 
 class LLMExtractor:
@@ -85,7 +88,7 @@ class LLMExtractor:
                 # Report what the answer cost when it was made; ``cached`` says it cost nothing now.
                 run.usage = run.usage + hit.usage
                 run.attempts += hit.attempts
-                return LLMLetter.model_validate(hit.answer)
+                return LLMLetter.from_cache(hit.answer)
         config = self.config
         if config.token_budget is not None:
             remaining = config.token_budget - run.usage.total_tokens
@@ -100,7 +103,7 @@ class LLMExtractor:
         model = VerbatimLLMLetter if config.verbatim_reask else LLMLetter
         answer, stats = self.call(doc, config, region, part, parts, run, model, self.client)
         if self.cache is not None:
-            self.cache.put(key, answer.model_dump(mode="json"), stats.usage, stats.attempts)
+            self.cache.put(key, answer.to_cache(), stats.usage, stats.attempts)
         return answer
 
     def call(
@@ -117,6 +120,7 @@ class LLMExtractor:
         """One structured call for ``region``, its cost added to ``run`` whatever its outcome."""
         stats = CallStats()
         part_text = doc.text[region[0] : region[1]]
+        context = {"letter": part_text}
         try:
             answer, stats = structured_call(
                 doc.path or doc.name,
@@ -124,8 +128,10 @@ class LLMExtractor:
                 self.messages(part_text, part, parts),
                 model,
                 client=client,
-                context={"letter": part_text},
+                context=context,
                 stats=stats,
+                deadline=run.deadline,
+                salvage=lambda raw: salvage_raw(model, raw, context),
             )
         except LLMError as exc:
             # The error reports what the whole letter cost, earlier parts included.
@@ -150,7 +156,7 @@ class LLMExtractor:
 
         Letter-level values come from the first region that states them; items from all.
         """
-        run = LLMRun(chunks=len(regions))
+        run = LLMRun(chunks=len(regions), deadline=Deadline.after(self.config.letter_seconds))
         merged: LetterFound | None = None
         for part, region in enumerate(regions, start=1):
             answer = self._answer(doc, region, part, len(regions), run)

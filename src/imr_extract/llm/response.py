@@ -4,17 +4,28 @@ The model fills ``LLMLetter``: flat, verbatim-string fields that a small model c
 quotes for what it cannot copy as a value (the decision line, each guideline line). Nothing it
 returns is trusted for position: ``to_letter_found`` *locates* every value in the letter, and a
 value that is not found keeps no span (its provenance says ``absent``).
+
+Invariant: an answer that is the letter object never breaks the letter. A value that breaks the
+schema is re-asked about first (instructor's validation retries); if the last answer still
+breaks it, ``salvage`` drops each bad value (an optional field to its default, a list element,
+or the item or citation a required value belongs to) and keeps the rest, each drop a warning on
+the record. Whatever survives maps onto values the record contract accepts.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import re
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -38,6 +49,22 @@ def _none_if_blank(v: Any) -> Any:
     return v
 
 
+def _as_value(value: str) -> str:
+    return " ".join(value.split()).rstrip(".:,; ")
+
+
+def _not_blank(v: Any) -> Any:
+    """A name the record needs (an item's request, a citation's source) must have a word."""
+    if isinstance(v, str) and not _as_value(v):
+        raise ValueError("is blank")
+    return v
+
+
+def _empty_if_none(v: Any) -> Any:
+    """A quote given as null is no quote."""
+    return "" if v is None else v
+
+
 class LLMCitation(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -45,6 +72,8 @@ class LLMCitation(BaseModel):
     source: str = Field(description="Guideline name, verbatim, without a leading 'MTUS'.")
     sections: list[str] = Field(default_factory=list)
     pages: list[int] = Field(default_factory=list)
+
+    _source = field_validator("source")(classmethod(lambda cls, v: _not_blank(v)))
 
     @field_validator("kind", mode="before")
     @classmethod
@@ -62,6 +91,8 @@ class LLMGuideline(BaseModel):
     cited: bool = True
     outside_mtus: bool = False
     citations: list[LLMCitation] = Field(default_factory=list)
+
+    _quote = field_validator("quote", mode="before")(classmethod(lambda cls, v: _empty_if_none(v)))
 
 
 class LLMItem(BaseModel):
@@ -83,12 +114,19 @@ class LLMItem(BaseModel):
     _blank = field_validator("original_request", "authorized", mode="before")(
         classmethod(lambda cls, v: _none_if_blank(v))
     )
+    _quote = field_validator("decision_quote", mode="before")(
+        classmethod(lambda cls, v: _empty_if_none(v))
+    )
+    _request = field_validator("request")(classmethod(lambda cls, v: _not_blank(v)))
 
 
 class LLMLetter(BaseModel):
     """What the model is asked to return for one letter (or one part of a long letter)."""
 
     model_config = ConfigDict(extra="ignore", title="IMRLetter")
+
+    #: What ``salvage`` dropped from the answer, one line each (warnings on the record).
+    _dropped: list[str] = PrivateAttr(default_factory=list)
 
     case_number: str | None = None
     date_assigned: str | None = None
@@ -129,6 +167,166 @@ class LLMLetter(BaseModel):
         mode="before",
     )(classmethod(lambda cls, v: _none_if_blank(v)))  # fmt: skip
 
+    @property
+    def dropped(self) -> list[str]:
+        return list(self._dropped)
+
+    def to_cache(self) -> dict[str, Any]:
+        """The answer as JSON for the cache, with what was dropped from it."""
+        data = self.model_dump(mode="json")
+        if self._dropped:
+            data[DROPPED_KEY] = list(self._dropped)
+        return data
+
+    @classmethod
+    def from_cache(cls, data: dict[str, Any]) -> LLMLetter:
+        answer = cls.model_validate(data)
+        answer._dropped = [str(x) for x in data.get(DROPPED_KEY) or []]
+        return answer
+
+
+#: The key a cached answer keeps its salvage notes under (not a field: the schema is unchanged).
+DROPPED_KEY = "__dropped__"
+
+# --------------------------------------------------------------------------- salvage
+
+M = TypeVar("M", bound=LLMLetter)
+
+#: Validations ``salvage`` makes of one answer at most (one drops every bad value it reports).
+MAX_PASSES = 10
+
+
+def answer_json(raw: str) -> dict[str, Any] | None:
+    """The JSON object in a model's raw answer: bare, in a ```json fence, or amid prose."""
+    text = raw.strip()
+    candidates = [text]
+    fence = re.search(r"```(?:json)?\s*(.*?)```", text, re.DOTALL)
+    if fence:
+        candidates.append(fence.group(1))
+    if "{" in text:
+        candidates.append(text[text.index("{") : text.rindex("}") + 1])
+    for candidate in candidates:
+        try:
+            value = json.loads(candidate, strict=False)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def salvage_raw(model: type[M], raw: str, context: dict[str, Any] | None = None) -> M | None:
+    """``salvage`` of the JSON object in a raw answer; None when there is none to salvage."""
+    data = answer_json(raw)
+    if data is None:
+        return None
+    try:
+        return salvage(model, data, context)
+    except ValidationError:
+        return None
+
+
+def salvage(model: type[M], data: Any, context: dict[str, Any] | None = None) -> M:
+    """``data`` validated as ``model``, each value that breaks the schema dropped with a note.
+
+    An optional field's bad value is dropped (the field keeps its default, as if the model had
+    left it out); a bad list element is dropped from its list; a required value (an item's
+    request or decision, a citation's kind or source) takes the item or citation with it.
+
+    Raises:
+        ValidationError: the answer is not the letter object at all (or another whole-answer
+            check failed): nothing to salvage.
+    """
+    data = copy.deepcopy(data)
+    notes: list[str] = []
+    for _ in range(MAX_PASSES):
+        try:
+            answer = model.model_validate(data, context=context)
+        except ValidationError as exc:
+            targets: dict[tuple[Any, ...], tuple[Any, Any, str]] = {}
+            for error in exc.errors():
+                target = _target(model, data, tuple(error["loc"]))
+                if target is None:
+                    raise
+                at, container, key = target
+                targets.setdefault(at, (container, key, _note(at, error)))
+            # A value inside one that is dropped goes with it; later list elements go first,
+            # so the positions of earlier ones hold.
+            outer = [at for at in targets if not any(_within(at, o) for o in targets if o != at)]
+            for at in sorted(outer, key=_order, reverse=True):
+                container, key, _ = targets[at]
+                del container[key]
+            notes.extend(targets[at][2] for at in targets if at in outer)  # in schema order
+            continue
+        answer._dropped = notes
+        return answer
+    answer = model.model_validate(data, context=context)  # raises: too broken to salvage
+    answer._dropped = notes
+    return answer
+
+
+def _note(at: tuple[Any, ...], error: Any) -> str:
+    shown = json.dumps(error.get("input"), default=str)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    return f"model answer: {_path(at)} dropped ({error['msg']}: {shown})"
+
+
+def _within(at: tuple[Any, ...], outer: tuple[Any, ...]) -> bool:
+    return len(at) > len(outer) and at[: len(outer)] == outer
+
+
+def _order(at: tuple[Any, ...]) -> tuple[tuple[int, int, str], ...]:
+    return tuple((0, p, "") if isinstance(p, int) else (1, 0, str(p)) for p in at)
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _inner(annotation: Any) -> Any:
+    """``list[X]`` -> ``X``; ``X | None`` -> ``X``; anything else as it is."""
+    origin = get_origin(annotation)
+    if origin is list:
+        return get_args(annotation)[0]
+    if origin in (Union, UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else annotation
+    return annotation
+
+
+def _target(
+    model: type[BaseModel], data: Any, loc: tuple[Any, ...]
+) -> tuple[tuple[Any, ...], Any, Any] | None:
+    """What to remove for an error at ``loc``: (its location, its container, its key) -- the
+    value itself, or what holds it when it is required; None when ``loc`` is not in a field."""
+    # Walk down: (container, key, model of the container when it is an object) at each level.
+    steps: list[tuple[Any, Any, type[BaseModel] | None]] = []
+    node: Any = data
+    kind: Any = model
+    for key in loc:
+        is_model = isinstance(kind, type) and issubclass(kind, BaseModel)
+        if isinstance(node, dict) and is_model and isinstance(key, str):
+            field = kind.model_fields.get(key)
+            if field is None:
+                return None
+            steps.append((node, key, kind))
+            if key not in node:
+                break  # a required value missing: what holds it goes
+            node, kind = node[key], _inner(field.annotation)
+        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+            steps.append((node, key, None))
+            node = node[key]  # ``kind`` is already the element's type
+        else:
+            break  # a location inside a value (a union's branch): drop the value itself
+    for depth in range(len(steps) - 1, -1, -1):
+        container, key, owner = steps[depth]
+        if owner is None or (key in container and not owner.model_fields[key].is_required()):
+            return loc[: depth + 1], container, key
+    return None
+
 
 # --------------------------------------------------------------------------- mapping
 
@@ -158,9 +356,9 @@ class _Locator:
         return Found(value, loc.start, loc.end, self.rule)
 
     def string(self, value: str | None, regions: list[tuple[int, int]]) -> Found[str] | None:
-        if value is None or not value.strip():
+        if value is None or not _as_value(value):
             return None
-        value = " ".join(value.split()).rstrip(".:,; ")
+        value = _as_value(value)
         return self.found(value, locate_near(self.text, value, regions))
 
 
@@ -178,7 +376,9 @@ def _guideline(
     citations = []
     for c in g.citations:
         kind = CitationKind(c.kind)
-        source = loc.string(c.source, regions) or loc.found(c.source, None)
+        source = loc.string(c.source, regions)
+        if source is None:  # a blank source (the schema refuses one; kept out all the same)
+            continue
         kind_word = "Non-MTUS" if kind is CitationKind.NON_MTUS else "MTUS"
         kind_loc = locate_near(loc.text, kind_word, regions)
         src_region = [(source.start, source.end)] if source.end > source.start else []
@@ -203,7 +403,7 @@ def to_letter_found(
     """Locate every value of a model answer in ``text``; ``region`` is the part the model saw."""
     loc = _Locator(text, rule)
     whole = [region] if region else []
-    found = LetterFound()
+    found = LetterFound(warnings=answer.dropped)
     found.case_number = loc.string(answer.case_number, whole)
     for name, attr in _DATE_FIELDS.items():
         raw = getattr(answer, attr)
@@ -264,10 +464,6 @@ def to_letter_found(
         if word is not None:
             search_from = word.end()
     return found
-
-
-def _as_value(value: str) -> str:
-    return " ".join(value.split()).rstrip(".:,; ")
 
 
 class VerbatimLLMLetter(LLMLetter):
