@@ -484,8 +484,14 @@ def read_bytes(
     return read_text_bytes(data, name, path)
 
 
-def read_path(path: str | os.PathLike[str], pdf_engine: str | None = None) -> Document:
-    """Read one letter file (or ``-`` for standard input)."""
+def read_path(
+    path: str | os.PathLike[str],
+    pdf_engine: str | None = None,
+    *,
+    limits: limits.Limits | None = None,
+) -> Document:
+    """Read one letter file (or ``-`` for standard input), within ``limits`` (default:
+    ``limits.DEFAULT_LIMITS``)."""
     if str(path) == STDIN:
         return read_bytes(sys.stdin.buffer.read(), "<stdin>", None, pdf_engine)
     p = Path(path)
