@@ -918,6 +918,8 @@ def verify_command(
     summary: Annotated[
         bool, typer.Option("--summary/--no-summary", help="Summary at the end.")
     ] = True,
+    max_pages: MaxPagesOption = None,
+    max_chars: MaxCharsOption = None,
 ) -> None:
     """Verify records made by another tool against their letters.
 
@@ -939,6 +941,7 @@ def verify_command(
     )
 
     _check_pdf_engine(pdf_engine)
+    limits = make_limits(max_pages, max_chars)
     if not letters.is_dir():
         raise _usage_error(f"--letters {letters}: not a directory")
     if str(records) != "-" and not records.is_file():
@@ -950,8 +953,9 @@ def verify_command(
             rows = csv.DictWriter(stream, fieldnames=VALUE_COLUMNS, extrasaction="raise")
             if fmt is VerifyFormat.CSV:
                 rows.writeheader()
+            index = LetterIndex(letters)
             for outcome in verify_records(
-                iter_record_file(records), LetterIndex(letters), pdf_engine=pdf_engine
+                iter_record_file(records), index, pdf_engine=pdf_engine, limits=limits
             ):
                 stats.add(outcome)
                 if outcome.error is not None:
@@ -1106,6 +1110,10 @@ def review(
     base_url: BaseUrlOption = None,
     mode: ModeOption = None,
     timeout: TimeoutOption = None,
+    max_pages: MaxPagesOption = None,
+    max_chars: MaxCharsOption = None,
+    max_items: MaxItemsOption = None,
+    max_stdin: MaxStdinOption = None,
 ) -> None:
     """Write one self-contained HTML page to check a letter's records against its text.
 
@@ -1118,8 +1126,9 @@ def review(
     from .schema import LetterRecord
 
     _check_pdf_engine(pdf_engine)
+    limits = make_limits(max_pages, max_chars, max_items, max_stdin=max_stdin)
     try:
-        doc = read_path(letter, pdf_engine=pdf_engine)
+        doc = read_path(letter, pdf_engine=pdf_engine, limits=limits)
     except ImrExtractError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None

@@ -30,6 +30,7 @@ few commits, never corrupt the file).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import functools
@@ -450,8 +451,19 @@ class RunStore:
                     f"store version {version}, this imr-extract writes "
                     f"{STORE_VERSION}: use another --store",
                 )
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, OSError, StoreError) as exc:
+            if hasattr(self, "db"):
+                self.db.close()
+            if isinstance(exc, StoreError):
+                raise
+            if not readonly and self._read_only():
+                exc = sqlite3.OperationalError(f"read-only: {exc}")
             raise StoreUnusableError(str(self.path), _cause(exc, "open")) from exc
+
+    def _read_only(self) -> bool:
+        """The store, or the directory its journal files go in, cannot be written."""
+        where = self.path if self.path.exists() else self.path.parent
+        return not os.access(where, os.W_OK) or not os.access(self.path.parent, os.W_OK)
 
     def _connect_readonly(self) -> sqlite3.Connection:
         """A connection that never writes. A WAL store needs its ``-shm`` file, which a
@@ -520,8 +532,7 @@ class RunStore:
             try:
                 yield self.db
             except BaseException:
-                self.db.execute("ROLLBACK TO one")
-                self.db.execute("RELEASE one")
+                self._undo("ROLLBACK TO one", "RELEASE one")
                 raise
             self.db.execute("RELEASE one")
             return
@@ -529,9 +540,18 @@ class RunStore:
         try:
             yield self.db
         except BaseException:
-            self.db.execute("ROLLBACK")
+            self._undo("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+
+    def _undo(self, *statements: str) -> None:
+        """Roll back after a failure, keeping that failure the one reported: on a full disk or
+        an I/O error SQLite may have rolled the whole transaction back already."""
+        if not self.db.in_transaction:
+            return
+        with contextlib.suppress(sqlite3.Error):
+            for statement in statements:
+                self.db.execute(statement)
 
     @_guarded("write")
     def begin_group(self) -> None:
