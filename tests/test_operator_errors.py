@@ -171,6 +171,26 @@ def test_a_review_page_that_cannot_be_written(tmp_path):
     assert one_line(result.stderr).startswith(f"error: {page}: cannot write")
 
 
+def test_every_commands_output_that_cannot_be_made_is_one_line(store, tmp_path):
+    (tmp_path / "file").write_text("")
+    target = tmp_path / "file" / "out"
+    records = tmp_path / "records.jsonl"
+    assert cli.invoke(app, ["export", "--store", str(store), "-o", str(records)]).exit_code == 0
+    gold = Path(__file__).parent / "data" / "gold"
+    for args in (
+        ["schema"],
+        ["export", "--store", str(store)],
+        ["eval", str(records), "--gold", str(gold)],
+        ["verify", str(records), "--letters", str(tmp_path / "in")],
+        ["compare", str(records), str(records)],
+    ):
+        result = cli.invoke(app, [*args, "-o", str(target)])
+        assert result.exit_code == EXIT_OUTPUT, (args, result.output)
+        assert one_line(result.stderr) == (
+            f"error: {target}: cannot create its directory (Not a directory)"
+        )
+
+
 # --------------------------------------------------------------------------- the run store
 
 

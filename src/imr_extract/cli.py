@@ -38,6 +38,7 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
 
 from . import __version__, layouts
 from .errors import ImrExtractError
@@ -56,7 +57,7 @@ from .output import (
     stdout_stream,
 )
 from .schema import Backend, Decision, Usage, json_schema_text, schema_hash
-from .store import DEFAULT_STORE, RecordRow
+from .store import DEFAULT_STORE, RecordRow, StoreUnusableError
 from .verify.external import FITS_SCHEMA, ExternalOutcome
 
 if TYPE_CHECKING:
@@ -65,7 +66,22 @@ if TYPE_CHECKING:
     from .fields import RecordLike
     from .runner import BatchOutcome
 
+
+class _Commands(TyperGroup):
+    """Every command: an output file or a run store that fails is one line naming the file and
+    the cause, with its exit code (the commands handle what they expect; this is the net)."""
+
+    def invoke(self, ctx: Any) -> Any:  # a typer (click) Context
+        try:
+            return super().invoke(ctx)
+        except OutputError as exc:
+            raise _file_error(exc, EXIT_OUTPUT) from None
+        except StoreUnusableError as exc:
+            raise _file_error(exc, EXIT_STORE) from None
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="imr-extract",
     help="Extract structured, verified records from California IMR final determination letters.",
     no_args_is_help=True,
@@ -196,10 +212,28 @@ class BatchSummary:
 
 
 def _open_out(stack: ExitStack, out: Path | None) -> TextIO:
-    if out is None or str(out) == "-":
-        return sys.stdout
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return stack.enter_context(out.open("w", encoding="utf-8", newline=""))
+    """``-o``: a file (its directory made), or standard output; a failure names it."""
+    return _open_outputs(stack, out)[0]
+
+
+def _open_outputs(stack: ExitStack, *paths: Path | None) -> list[TextIO]:
+    """Each output (None or ``-``: standard output), opened all before any is emptied.
+
+    Raises:
+        OutputError: one cannot be made or written (none has been emptied).
+    """
+    files = OutputFiles()
+    stack.callback(files.abandon)  # a no-op once committed
+    wanted = [p is not None and str(p) != "-" for p in paths]
+    for path, want in zip(paths, wanted, strict=True):
+        if want:
+            assert path is not None
+            files.open(path)
+    opened = iter(files.commit())
+    streams = [next(opened) if want else stdout_stream() for want in wanted]
+    for stream in streams:
+        stack.enter_context(stream)
+    return streams
 
 
 #: The environment variable whose presence means a model is configured (hybrid becomes the
@@ -761,11 +795,8 @@ def schema(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file.")] = None,
 ) -> None:
     """Print the JSON Schema of one output record."""
-    text = json_schema_text()
-    if out is None:
-        sys.stdout.write(text)
-    else:
-        out.write_text(text, encoding="utf-8")
+    with ExitStack() as stack:
+        _open_out(stack, out).write(json_schema_text())
 
 
 @app.command(name="layouts")
@@ -972,6 +1003,8 @@ def verify_command(
                     }
                     stream.write(json.dumps(row) + "\n")
                 stream.flush()
+    except OutputError as exc:
+        raise _file_error(exc, EXIT_OUTPUT) from None
     except ImrExtractError as exc:  # the records file itself cannot be read
         raise _usage_error(str(exc)) from None
     if summary:
@@ -1355,12 +1388,11 @@ def batch_collect(
     stats = BatchSummary()
     try:
         with ExitStack() as stack:
-            writer = make_writer(fmt, _open_out(stack, out))
-            errors = (
-                stack.enter_context(errors_out.open("w", encoding="utf-8"))
-                if errors_out is not None
-                else None
-            )
+            if errors_out is not None:
+                stream, errors = _open_outputs(stack, out, errors_out)
+            else:
+                stream, errors = _open_out(stack, out), None
+            writer = make_writer(fmt, stream)
             for outcome in jobs.collect_job(state, fallback=fallback):
                 stats.add(outcome)
                 if outcome.record is not None:
