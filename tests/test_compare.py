@@ -26,7 +26,7 @@ from imr_extract.schema import LetterRecord, MatchKind
 from imr_extract.text import fold
 from imr_extract.verify.grounding import span_holds, value_at
 from llm_cassettes import RECORD_BASE_URL, RECORD_MODEL, recorded
-from test_llm_replay import cassette_name, meta_for, replay_config
+from test_llm_replay import FULL_LETTERS, LONG_ANSWERS, cassette_name, meta_for, replay_config
 
 runner = CliRunner()
 LETTERS = ["CM16-0231706.pdf", "000_95767a46bf993051.txt"]
@@ -380,3 +380,34 @@ def test_cli_compare_usage_errors(result_files, tmp_path):
         result = run("compare", *args)
         assert result.exit_code == 2, (args, result.output)
         assert message in result.stderr, (args, result.stderr)
+
+
+# --- the documentation's excerpt ----------------------------------------------------------------
+
+COMPARE_DOCS = Path(__file__).parents[1] / "docs" / "reference" / "compare-eval.md"
+
+
+def test_the_docs_compare_excerpt_is_what_compare_prints(request, tmp_path, monkeypatch):
+    """docs/reference/compare-eval.md shows `compare` on the eight recorded letters: every line it
+    shows is a line the command prints on those records."""
+    from test_docs import blocks, shown_lines_appear
+
+    records = []
+    for name in FULL_LETTERS:
+        doc = document(name)
+        config = replay_config(tmp_path / name, max_tokens=LONG_ANSWERS.get(name, 2048))
+        extractor = LLMExtractor(config)
+        with recorded(request, cassette_name(name), meta_for(extractor, doc.sha256)):
+            records.append(extractor(doc))
+    monkeypatch.chdir(tmp_path)
+    Path("rules.jsonl").write_text(
+        "".join(rules_record(n).model_dump_json() + "\n" for n in FULL_LETTERS)
+    )
+    Path("llm.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in records))
+    printed = run("compare", "rules.jsonl", "llm.jsonl").stdout
+    name = "test_the_docs_compare_excerpt_is_what_compare_prints"
+    excerpt = next(b for b in blocks(COMPARE_DOCS) if b.note.endswith(name))
+    shown = excerpt.code.splitlines()
+    assert len(shown) >= 10
+    missing = shown_lines_appear(shown, printed)
+    assert missing is None, f"not printed: {missing!r}\n{printed}"

@@ -60,7 +60,8 @@ def one_line(stderr: str) -> str:
 def test_exit_codes_are_distinct():
     codes = [EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_PENDING, EXIT_OUTPUT, EXIT_STORE, EXIT_BUSY]
     assert len(set(codes)) == len(codes)
-    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    page = Path(__file__).parents[1] / "docs" / "reference" / "inputs-outputs.md"
+    readme = " ".join(page.read_text().split())
     for code, what in (
         (EXIT_OUTPUT, "an output file"),
         (EXIT_STORE, "the run store cannot be used"),

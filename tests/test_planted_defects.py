@@ -103,7 +103,7 @@ NOT_YET_CAUGHT_IN_FULL: dict[str, str] = {
     "the hyphen is the word's own (X-\\nray): the text cannot tell them apart",
     "split_word/plain": "a word broken across a line with no hyphen ('injec' / 'tions') is caught "
     "only where the letter prints the whole word elsewhere and never the pieces on their own; "
-    "otherwise only a dictionary could tell (named in the README)",
+    "otherwise only a dictionary could tell (named in docs/explanation/verification.md)",
 }
 
 #: Every kind/form is planted at least this often, on at least this many letters.

@@ -22,7 +22,9 @@ from imr_extract.runner import BatchRunner
 from imr_extract.schema import LetterRecord, schema_hash
 from imr_extract.store import ResultKey, RunStore, StoreError, code_version
 
-README = Path(__file__).parents[1] / "README.md"
+DOCS = Path(__file__).parents[1] / "docs"
+QUERIES = DOCS / "how-to" / "query-store.md"
+SHARDING = DOCS / "how-to" / "shard.md"
 KEY = ResultKey("rules", schema_hash=schema_hash(), version=code_version())
 FIVE = ["CM16-0231706.pdf", "CM16-0231745.pdf", "CM17-0014449.pdf", "CM16-0240900.pdf"]
 cli = CliRunner()
@@ -207,9 +209,9 @@ def test_export_equals_extract_output(tmp_path):
     assert missing.exit_code == 2 and "no run store" in missing.stderr
 
 
-def readme_sql(marker: str) -> str:
-    """The SQL block in the README that follows ``marker``."""
-    text = README.read_text(encoding="utf-8")
+def readme_sql(marker: str, page: Path = QUERIES) -> str:
+    """The SQL block in the documentation page that follows ``marker``."""
+    text = page.read_text(encoding="utf-8")
     after = text[text.index(marker) :]
     start = after.index("```sql\n") + len("```sql\n")
     return after[start : after.index("```", start)]
@@ -244,9 +246,7 @@ def test_every_readme_query_runs(tmp_path):
     db = tmp_path / "s.sqlite"
     with RunStore(db) as store:
         run(store, [str(corpus(tmp_path))])
-    text = README.read_text(encoding="utf-8")
-    section = text[text.index("## Batch runs") :]
-    section = section[: section.index("\n## ", 5)]
+    section = QUERIES.read_text(encoding="utf-8")
     blocks = [b.split("```")[0] for b in section.split("```sql\n")[1:]]
     queries = [b for b in blocks if "ATTACH" not in b]
     assert len(queries) >= 4
@@ -261,8 +261,8 @@ def test_stores_from_two_machines_merge_with_the_readme_sql(tmp_path):
             run(store, [str(p) for p in half])
     with RunStore(tmp_path / "whole.sqlite") as store:
         run(store, [str(p) for p in halves[0] + halves[1]])
-    merge = readme_sql("merge the shards").replace(
-        "shard-2.sqlite", str(tmp_path / "shard-1.sqlite")
+    merge = readme_sql("merge the shards", SHARDING).replace(
+        "shard-01.sqlite", str(tmp_path / "shard-1.sqlite")
     )
     con = sqlite3.connect(tmp_path / "shard-0.sqlite", isolation_level=None)
     con.executescript(merge)

@@ -35,7 +35,7 @@ from test_verify import GOLD as VERIFY_GOLD
 from test_verify import wrong_paths
 
 runner = CliRunner()
-README = Path(__file__).parents[1] / "README.md"
+VERIFY_HOWTO = Path(__file__).parents[1] / "docs" / "how-to" / "verify-records.md"
 PARTIAL = "CM16-0231706"  # one partly authorised item, every header date, two licensure states
 TWO_ITEMS = "000_95767a46bf993051"  # two items, pages in both guideline lines
 GOLD_NAMES = [g.stem for g in gold_files()]
@@ -451,13 +451,12 @@ def test_extract_refuses_the_external_backend(tmp_path):
 
 
 def test_the_readme_verify_example_runs_and_says_what_it_shows(monkeypatch):
-    text = README.read_text(encoding="utf-8")
-    section = text[text.index("## Verify anyone's record") :]
+    section = VERIFY_HOWTO.read_text(encoding="utf-8")
     start = section.index("```python\n") + len("```python\n")
     code = section[start : section.index("```", start)]
-    monkeypatch.chdir(README.parent)
+    monkeypatch.chdir(VERIFY_HOWTO.parents[2])
     namespace: dict[str, Any] = {}
-    exec(compile(code, "README.md", "exec"), namespace)  # our own README
+    exec(compile(code, str(VERIFY_HOWTO), "exec"), namespace)  # our own docs
     record = namespace["record"]
     assert record.provenance["case_number"].status is Status.VERIFIED
     assert record.provenance["items[0].decision"].status is Status.CONTRADICTED

@@ -170,6 +170,8 @@ class StoreUnusableError(StoreError):
     Raised for every ``sqlite3`` error of a store method, naming the store's file and the cause.
     """
 
+    code = "store-unusable"
+
 
 class RunBusyError(StoreError):
     """The run is held by another live process (``claim_run``)."""
