@@ -45,6 +45,8 @@ def fenced(payload: dict[str, Any], **kw: Any) -> BatchReply:
 
 
 Responder = Callable[[dict[str, Any]], BatchReply | None]
+#: Refuses a call before it is served: (method, path, headers) -> (status, body) or None.
+Refuser = Callable[[str, str, dict[str, str]], tuple[int, dict[str, Any]] | None]
 
 
 @dataclass
@@ -58,6 +60,7 @@ class FakeBatchAPI:
     headers: list[dict[str, str]] = field(default_factory=list)
     base_url: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
+    refuse: Refuser | None = None
 
     def count(self, method: str, pattern: str) -> int:
         return sum(1 for m, p in self.calls if m == method and re.fullmatch(pattern, p))
@@ -242,8 +245,17 @@ def _handler(api: FakeBatchAPI) -> type[BaseHTTPRequestHandler]:
             api.headers.append({k.lower(): v for k, v in self.headers.items()})
             return path
 
+        def _refused(self, method: str, path: str) -> bool:
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            refusal = api.refuse(method, path, headers) if api.refuse else None
+            if refusal is not None:
+                self._send(*refusal)
+            return refusal is not None
+
         def do_GET(self) -> None:
             path = self._log("GET")
+            if self._refused("GET", path):
+                return
             with api.lock:
                 if m := re.fullmatch(r"/v1/files/([\w-]+)/content", path):
                     f = api.files.get(m.group(1))
@@ -274,6 +286,8 @@ def _handler(api: FakeBatchAPI) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             path = self._log("POST")
             raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if self._refused("POST", path):
+                return
             with api.lock:
                 if path == "/v1/files":
                     fields = _multipart(self.headers["Content-Type"], raw)
@@ -298,9 +312,11 @@ def _handler(api: FakeBatchAPI) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def serve(responder: Responder, final: str = "completed") -> Iterator[FakeBatchAPI]:
+def serve(
+    responder: Responder, final: str = "completed", refuse: Refuser | None = None
+) -> Iterator[FakeBatchAPI]:
     """Run a ``FakeBatchAPI`` on a free loopback port for the duration of the block."""
-    api = FakeBatchAPI(responder, final=final)
+    api = FakeBatchAPI(responder, final=final, refuse=refuse)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(api))
     server.daemon_threads = True
     api.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"

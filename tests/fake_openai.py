@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,12 +35,18 @@ def answer(payload: dict[str, Any], **kw: Any) -> Reply:
     return Reply(content="```json\n" + json.dumps(payload) + "\n```", **kw)
 
 
+#: Answers one request from what it was sent: its JSON body and its headers (lower-cased names).
+Responder = Callable[[dict[str, Any], dict[str, str]], Reply]
+
+
 @dataclass
 class FakeOpenAI:
     script: list[Reply]
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     base_url: str = ""
+    #: Replaces the script: each request is answered by ``respond(body, headers)``.
+    respond: Responder | None = None
 
     def next_reply(self) -> Reply:
         return self.script[min(len(self.requests) - 1, len(self.script) - 1)]
@@ -54,9 +60,11 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", 0))
             raw = self.rfile.read(length)
-            fake.requests.append(json.loads(raw or b"{}"))
-            fake.headers.append({k.lower(): v for k, v in self.headers.items()})
-            reply = fake.next_reply()
+            sent = json.loads(raw or b"{}")
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            fake.requests.append(sent)
+            fake.headers.append(headers)
+            reply = fake.respond(sent, headers) if fake.respond else fake.next_reply()
             if reply.delay_s:
                 time.sleep(reply.delay_s)
             if reply.body is not None:
@@ -99,9 +107,9 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def serve(script: list[Reply]) -> Iterator[FakeOpenAI]:
+def serve(script: list[Reply], respond: Responder | None = None) -> Iterator[FakeOpenAI]:
     """Run a ``FakeOpenAI`` on a free loopback port for the duration of the block."""
-    fake = FakeOpenAI(list(script))
+    fake = FakeOpenAI(list(script), respond=respond)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
     server.daemon_threads = True
     fake.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"

@@ -17,6 +17,7 @@ import os
 import re
 import sys
 import time
+import traceback
 from collections import Counter
 from contextlib import ExitStack, chdir
 from dataclasses import replace
@@ -56,6 +57,7 @@ from .output import (
     make_writer,
     stdout_stream,
 )
+from .redact import redact
 from .schema import Backend, Decision, Usage, json_schema_text, schema_hash
 from .store import DEFAULT_STORE, RecordRow, StoreUnusableError
 from .verify.external import FITS_SCHEMA, ExternalOutcome
@@ -113,6 +115,10 @@ def _main(
     ] = False,
 ) -> None:
     """Extract structured, verified records from California IMR final determination letters."""
+    # A library's warning with no handler to take it goes to stderr: redacted there too.
+    last = logging.lastResort
+    if last is not None and not any(isinstance(f, _Redact) for f in last.filters):
+        last.addFilter(_Redact([]))
 
 
 class BatchSummary:
@@ -375,9 +381,8 @@ class _RateColumn(ProgressColumn):
 
 
 class _Redact(logging.Filter):
-    """Masks the API key (and any bearer token) in every log line, exception text included."""
-
-    _BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\"]+")
+    """Masks the API key (and anything shaped like a key or token) in every log line, exception
+    text included: each line passes through ``redact.redact``."""
 
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
@@ -392,9 +397,7 @@ class _Redact(logging.Filter):
         if record.stack_info:
             message += "\n" + record.stack_info
             record.stack_info = None
-        for secret in self.secrets:
-            message = message.replace(secret, "[redacted]")
-        record.msg = self._BEARER.sub(r"\1[redacted]", message)
+        record.msg = redact(message, self.secrets)
         record.args, record.exc_text = None, None
         return True
 
@@ -704,7 +707,7 @@ def extract(
                     writer.write(outcome.record)
                 elif outcome.error is not None:
                     bar.console.print(
-                        f"error: {escape_name(str(outcome.error))}",
+                        redact(f"error: {escape_name(str(outcome.error))}"),
                         markup=False,
                         highlight=False,
                         soft_wrap=True,
@@ -713,7 +716,7 @@ def extract(
                         failed = {
                             "letter": escape_name(outcome.source),
                             "error": outcome.error.code,
-                            "cause": outcome.error.cause,
+                            "cause": redact(outcome.error.cause),
                         }
                         errors.write(json.dumps(failed) + "\n")
                         errors.flush()
@@ -755,7 +758,7 @@ def _shown(exc: BaseException) -> str:
 
 def _file_error(exc: ImrExtractError, code: int) -> typer.Exit:
     """One line naming the file and the cause, and the exit code for that kind of file."""
-    typer.echo(f"error: {_shown(exc)}", err=True)
+    typer.echo(redact(f"error: {_shown(exc)}"), err=True)
     return typer.Exit(code)
 
 
@@ -815,7 +818,7 @@ _RESULT_SUFFIXES = (".jsonl", ".json", ".ndjson")
 
 
 def _usage_error(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(redact(f"error: {message}"), err=True)
     return typer.Exit(EXIT_USAGE)
 
 
@@ -1097,7 +1100,7 @@ def compare_command(
                         records.append(outcome.record)
                     else:
                         failed += 1
-                        typer.echo(f"error: {name}: {outcome.error}", err=True)
+                        typer.echo(redact(f"error: {name}: {outcome.error}"), err=True)
                 sides.append((name, records))
         (left_name, left_records), (right_name, right_records) = sides
         comparison = compare(
@@ -1181,7 +1184,7 @@ def review(
             try:
                 found.append((label, extractor(doc)))
             except ImrExtractError as exc:
-                typer.echo(f"warning: {label}: {exc}", err=True)
+                typer.echo(redact(f"warning: {label}: {exc}"), err=True)
     try:
         found.append(("rules", extract_document(doc)))
     except ImrExtractError as exc:
@@ -1224,7 +1227,7 @@ _JOB_OPTION = typer.Option("--job", "-j", help="The job file (JSON) that records
 
 
 def _batch_error(exc: Exception, code: int) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
+    typer.echo(redact(f"error: {exc}"), err=True)
     return typer.Exit(code)
 
 
@@ -1398,12 +1401,12 @@ def batch_collect(
                 if outcome.record is not None:
                     writer.write(outcome.record)
                 elif outcome.error is not None:
-                    typer.echo(f"error: {outcome.error}", err=True)
+                    typer.echo(redact(f"error: {outcome.error}"), err=True)
                     if errors is not None:
                         failure = {
                             "letter": outcome.source,
                             "error": outcome.error.code,
-                            "cause": outcome.error.cause,
+                            "cause": redact(outcome.error.cause),
                         }
                         errors.write(json.dumps(failure) + "\n")
             writer.close()
@@ -1470,7 +1473,11 @@ def export(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as exc:  # escaped every handler (a bug): its text may quote a key
+        sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -2,10 +2,15 @@
 
 The CLI turns any ``ImrExtractError`` into a per-file failure line and carries on with the batch;
 anything else escaping the library is a bug in imr-extract.
+
+A cause is often built from what an endpoint or a library said (an error body, an exception's
+text, a URL): it is redacted (``redact.redact``) where the error is made, so no error carries a
+key into a line, a row or a record.
 """
 
 from __future__ import annotations
 
+from .redact import redact
 from .schema import Usage
 
 
@@ -17,8 +22,8 @@ class ImrExtractError(Exception):
 
     def __init__(self, source: str, cause: str) -> None:
         self.source = source
-        self.cause = cause
-        super().__init__(f"{source}: {cause}")
+        self.cause = redact(cause)
+        super().__init__(f"{source}: {self.cause}")
 
     def __reduce__(self) -> tuple[object, ...]:
         # Pickle by (source, cause): errors cross process boundaries in a batch with --workers.

@@ -31,6 +31,7 @@ from .errors import ImrExtractError, LLMError, NoDecisionsError
 from .ingest import Document
 from .layouts._regions import find_regions
 from .merge import merge
+from .redact import redact
 from .schema import Backend, ExtractorInfo, LetterRecord, Method, Status, Usage, schema_hash
 from .verify import expected_paths, verify
 
@@ -165,7 +166,7 @@ def rules_standing(rules: LetterRecord, exc: ImrExtractError, info: ExtractorInf
     Raises:
         NoDecisionsError: the rules found no item either, naming both causes.
     """
-    failure = f"{exc.code}: {exc.cause}"
+    failure = redact(f"{exc.code}: {exc.cause}")  # the endpoint's words: no key in the record
     if not rules.items:
         raise NoDecisionsError(
             exc.source,

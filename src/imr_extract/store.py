@@ -50,6 +50,7 @@ from typing import Any, TypeVar
 
 from .errors import ImrExtractError
 from .names import escape_name, has_surrogates, unescape_name
+from .redact import redact, redact_json
 from .schema import LetterRecord
 
 DEFAULT_STORE = "imr-extract.sqlite"
@@ -598,14 +599,14 @@ class RunStore:
                     socket.gethostname(),
                     os.getpid(),
                     escape_name(os.getcwd()),
-                    _json_names([scrub(a) for a in argv]),
+                    _json_names([redact(scrub(a)) for a in argv]),  # a key in a URL, a flag
                     _json_names([scrub(a) for a in inputs]),
                     key.version,
                     key.backend,
                     key.model,
                     key.prompt,
                     key.schema_hash,
-                    scrub(_json(config)),
+                    scrub(_json(redact_json(config))),
                 ),
             )
         return run_id
@@ -755,7 +756,7 @@ class RunStore:
                 "INSERT INTO letters (key, sha256, backend, prompt, model, schema_hash, version,"
                 " run_id, path, letter, status, error_code, cause, finished_at"
                 ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'error', ?, ?, ?)",
-                (*common, Path(path).name, error.code, error.cause, now_iso()),
+                (*common, Path(path).name, error.code, redact(error.cause), now_iso()),
             )
             return
         db.execute(
@@ -777,7 +778,7 @@ class RunStore:
                 len(row.items),
                 row.warnings,
                 row.routed,
-                row.model_error,
+                redact(row.model_error) if row.model_error else None,
                 *row.usage,
                 row.cost_usd,
                 int(row.cached),

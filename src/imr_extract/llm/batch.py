@@ -66,6 +66,7 @@ import openai
 from ..errors import ImrExtractError, LLMError
 from ..extract import Outcome
 from ..ingest import Document, default_pdf_engine, iter_paths, read_bytes
+from ..redact import redact, redact_json, register_secret
 from ..schema import Backend, ExtractorInfo, LetterRecord, Usage, schema_hash
 from .chunking import plan_regions
 from .client import make_openai_client, structured_call
@@ -230,6 +231,7 @@ def job_config(job: BatchJob, env: dict[str, str] | None = None) -> LLMConfig:
 
 def make_batch_client(config: LLMConfig) -> openai.OpenAI:
     """The official client, for files and batches; the SDK retries 429/5xx/connection errors."""
+    register_secret(config.api_key)
     return openai.OpenAI(
         base_url=config.base_url,
         api_key=config.api_key or "no-key",
@@ -443,7 +445,8 @@ def _record_batch(job: BatchJob, batch: Any) -> None:
     job.data["error_file_id"] = getattr(batch, "error_file_id", None)
     errors = getattr(getattr(batch, "errors", None), "data", None) or []
     job.data["batch_errors"] = [
-        {"code": e.code, "message": e.message, "line": e.line, "param": e.param} for e in errors
+        {"code": e.code, "message": redact(e.message or ""), "line": e.line, "param": e.param}
+        for e in errors
     ]
 
 
@@ -584,7 +587,8 @@ def download_results(job: BatchJob, client: openai.OpenAI) -> BatchJob:
                 continue
             ok = result["error"] is None and result["status_code"] == 200
             if ok or cid not in results:
-                results[cid] = result
+                # Kept in the job file: an error body (or an answer) may repeat the key.
+                results[cid] = redact_json(result)
     job.data["results"] = results
     job.data["warnings"] = warnings
     job.data["results_downloaded"] = True
@@ -773,7 +777,7 @@ def describe(job: BatchJob) -> str:
     failed = f", {counts['failed']} failed" if counts.get("failed") else ""
     where = f"batch {job.batch_id}" if job.batch_id else "not submitted"
     line = f"{job.path}: {where} ({job.status}{done}{failed}); {len(job.requests)} request(s)"
-    line += f" for {n} letter(s) on {job.data['settings']['base_url']}"
+    line += f" for {n} letter(s) on {redact(job.data['settings']['base_url'])}"
     if job.status in TERMINAL and job.data.get("results_downloaded"):
         line += f"; {len(job.results)} result(s) downloaded"
     return line

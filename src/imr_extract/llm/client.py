@@ -37,6 +37,7 @@ from ..errors import (
     LLMTruncatedError,
     LLMValidationError,
 )
+from ..redact import register_secret
 from ..schema import Usage
 from .config import LLMConfig, LLMMode
 
@@ -174,6 +175,7 @@ _INSTRUCTOR_MODES = {
 
 def make_openai_client(config: LLMConfig, http_client: Any = None) -> openai.OpenAI:
     # The SDK's own retries are off: tenacity does them, so they are counted and bounded once.
+    register_secret(config.api_key)  # in this process too (a config unpickled in a worker)
     return openai.OpenAI(
         base_url=config.base_url,
         api_key=config.api_key or "no-key",  # local servers need none; the SDK needs a string

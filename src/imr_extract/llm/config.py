@@ -12,6 +12,8 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlparse
 
+from ..redact import register_secret
+
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-4o-mini"
 
@@ -72,6 +74,9 @@ class LLMConfig:
     cache_dir: Path = field(default_factory=default_cache_dir)
     use_cache: bool = True
     prices: dict[str, Price] = field(default_factory=lambda: dict(PRICES))
+
+    def __post_init__(self) -> None:
+        register_secret(self.api_key)  # masked wherever it appears (redact.redact)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> LLMConfig:
