@@ -124,8 +124,9 @@ def _pypdf_reader(name: str):  # type: ignore[no-untyped-def]
 @functools.cache
 def pdfium_pages(name: str) -> tuple[str, ...]:
     from imr_extract.ingest import _pdf_pages_pdfium
+    from imr_extract.limits import DEFAULT_LIMITS
 
-    return tuple(_pdf_pages_pdfium(letter_path(name).read_bytes(), name))
+    return tuple(_pdf_pages_pdfium(letter_path(name).read_bytes(), name, DEFAULT_LIMITS).pages)
 
 
 @functools.cache

@@ -120,7 +120,7 @@ def assemble(
     prov = ProvenanceMap(doc, method)
     if extractor is None:
         extractor = ExtractorInfo(backend=Backend.RULES, schema_hash=schema_hash())
-    warnings = list(found.warnings)
+    warnings = [*doc.reading_warnings(), *found.warnings]
     dates: dict[str, dt.date] = {
         name: prov.add(f"dates.{name}", f) for name, f in found.dates.items()
     }

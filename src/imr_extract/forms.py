@@ -23,6 +23,20 @@ SECTION_RX = re.compile(
 )
 #: The sentence that opens the 2016-17 decisions list ("... are set forth below:").
 SECTION_INTRO_RX = re.compile(r"set\s+forth\s+below\s*:")
+#: The heading each form prints once, over the section that states its decisions (the 2016-17
+#: and prose forms, the MAXIMUS decisions form, the MEDICAL PROFESSIONAL REVIEW form, the 2013
+#: notice), in capitals as printed. Unlike ``SECTION_RX`` it leaves out "ISSUE AT DISPUTE",
+#: which lists the items without deciding them. Printed twice, it is a letter's structure
+#: made up (or two letters): the decisions are read under one heading only.
+DECISIONS_HEADING_RX = re.compile(
+    r"IMR\s+ISSUES,?\s+DECISIONS?\s+AND\s+RATIONALES?"
+    r"|IMR\s+DECISION\(?S?\)?\s+AND\s+RATIONALE\(?S?\)?"
+    r"|DETERMINATIONS?\s+AND\s+RATIONALES?"
+    r"|INDEPENDENT\s+MEDICAL\s+REVIEW\s+DECISION\s+AND\s+RATIONALE"
+)
+#: The heading of the case summary, in the forms' wordings ("CLINICAL CASE SUMMARY", "EXPERT
+#: REVIEWER CASE SUMMARY", "CASE SUMMARY", the notice's "Expert Reviewer Case Summary:").
+SUMMARY_HEADING_RX = re.compile(r"CASE\s+SUMMARY|Case\s+Summary\s*:")
 
 # --- item labels ---------------------------------------------------------------------------------
 # As the 2016-17 form prints them ("Claims Administrator guideline:", "MAXIMUS guideline:",
@@ -47,6 +61,13 @@ IMR_LABEL_RX = re.compile(
 )
 RATIONALE_LABEL_RX = re.compile(
     r"(?:Decision\s+)?rationale\s*:|Rationale\s+for\s+the\s+Decision\s*:", re.IGNORECASE
+)
+
+#: The item labels with their spacing left out, matched at the start of a line whose whitespace is
+#: removed: a PDF-to-text tool may split a label's word ("Claims Administrator gui deline:").
+ITEM_LABELS_UNSPACED: tuple[re.Pattern[str], ...] = tuple(
+    re.compile(rx.pattern.replace(r"\s+", "").replace(r"\s*", ""), rx.flags)
+    for rx in (CA_LABEL_RX, IMR_LABEL_RX, RATIONALE_LABEL_RX)
 )
 
 # --- one per letter ------------------------------------------------------------------------------

@@ -10,10 +10,10 @@ from ..rules import (
     find_credential_prose,
     find_dates,
     find_injury_date_in_prose,
-    find_items,
     find_patient,
     find_priority,
 )
+from ..rules.items import find_decided_items
 from ..rules.numbered import find_numbered_items
 from ._regions import find_regions
 
@@ -30,13 +30,15 @@ def read_header_form(doc: Document) -> LetterFound:
     """2016-17 letters: a labelled header block and labelled credentials lines."""
     text = doc.text
     r = find_regions(text)
+    items, warnings = find_decided_items(text)
     found = LetterFound(
         case_number=find_case_number(text, r.header_end),
         dates=find_dates(text, r.header_end),
         priority=find_priority(text, r.header_end),
         reviewer=find_credential_lines(text, *r.credentials),
         patient=find_patient(text, *r.summary),
-        items=find_items(text),
+        items=items,
+        warnings=warnings,
     )
     if found.reviewer.empty():
         found.reviewer = find_credential_prose(text, *r.credentials)
@@ -47,10 +49,12 @@ def read_prose_form(doc: Document) -> LetterFound:
     """Older letters: no header block; credentials stated in a sentence."""
     text = doc.text
     r = find_regions(text)
+    items, warnings = find_decided_items(text)
     found = LetterFound(
         reviewer=find_credential_prose(text, *r.credentials),
         patient=find_patient(text, *r.summary),
-        items=find_items(text),
+        items=items,
+        warnings=warnings,
     )
     if found.reviewer.empty():
         found.reviewer = find_credential_lines(text, *r.credentials)
@@ -63,13 +67,15 @@ def read_generic(doc: Document) -> LetterFound:
     text = doc.text
     r = find_regions(text)
     head = max(r.header_end, min(len(text), 1500))
+    items, warnings = find_decided_items(text, any_case=True)
     found = LetterFound(
         case_number=find_case_number(text, head),
         dates=find_dates(text, head),
         priority=find_priority(text, head),
         reviewer=find_credential_lines(text, 0, len(text)),
         patient=find_patient(text, *r.summary),
-        items=find_items(text, any_case=True),
+        items=items,
+        warnings=warnings,
     )
     if found.reviewer.empty():
         found.reviewer = find_credential_prose(text, 0, len(text))

@@ -22,10 +22,10 @@ from ..rules import (
     find_credential_lines,
     find_credential_prose,
     find_dates,
-    find_items,
     find_patient,
     find_priority,
 )
+from ..rules.items import find_decided_items
 from . import HEADER_FORM_EXPECTED_FIELDS, Layout, register
 from ._readers import numbered_fallback
 from ._regions import find_regions
@@ -59,13 +59,15 @@ def read(doc: Document) -> LetterFound:
     # The qualifications run to the case summary's heading (find_regions gives them the rest).
     summary = _SUMMARY_RX.search(text, r.credentials[0])
     cred = (r.credentials[0], summary.start() if summary else r.credentials[1])
+    items, warnings = find_decided_items(text)
     found = LetterFound(
         case_number=find_case_number(text, header_end),
         dates=find_dates(text, header_end),
         priority=find_priority(text, header_end),
         reviewer=find_credential_lines(text, *cred),
         patient=find_patient(text, *r.summary),
-        items=find_items(text),
+        items=items,
+        warnings=warnings,
     )
     if found.reviewer.empty():
         found.reviewer = find_credential_prose(text, *cred)

@@ -8,6 +8,9 @@ RATIONALE, an item to a block: "Item 1: X" / "Determination: Upheld" / "Guidelin
 the Claims Administrator: ..." / "Guidelines relied upon by the Medical Reviewer: ..." /
 "Rationale: ...". The item rules know those labels (``rules.items``), so verification ties each
 value to its item as on the 2016 form.
+
+Invariant: items are read only after the DETERMINATION AND RATIONALE heading, never from the
+list at dispute or the case summary before it.
 """
 
 from __future__ import annotations
@@ -19,12 +22,11 @@ from ..rules import (
     LetterFound,
     find_case_number,
     find_dates,
-    find_items,
     find_patient,
     find_priority,
 )
 from ..rules.header import date_label_patterns
-from ..rules.items import ItemFound, is_double_spaced, parse_request
+from ..rules.items import ItemFound, find_decided_items, is_double_spaced, parse_request
 from ..rules.reviewer import ReviewerFound, split_states
 from ..text import found_text
 from . import HEADER_FORM_EXPECTED_FIELDS, Layout, register
@@ -119,8 +121,17 @@ def read(doc: Document) -> LetterFound:
     header_end = dispute.start() if dispute else min(n, 1500)
     summary = _SUMMARY_RX.search(text)
     quals = _QUALIFICATIONS_RX.search(text)
-    determinations = _DETERMINATIONS_RX.search(text)
+    # The determinations follow the qualifications: a copy of their heading printed earlier
+    # (in the case summary) does not open them.
+    determinations = _DETERMINATIONS_RX.search(text, quals.end() if quals else 0)
+    if determinations is None:
+        determinations = _DETERMINATIONS_RX.search(text)
     decisions_start = determinations.start() if determinations else n
+    # Items only under DETERMINATION AND RATIONALE: the list at dispute decides nothing, and
+    # the case summary between them is no place for an item.
+    items, warnings = find_decided_items(
+        text, start=determinations.end() if determinations else None
+    )
     summary_region = (0, decisions_start)  # the whole letter before the decisions, unheaded
     if summary is not None:
         after = quals.start() if quals and quals.start() > summary.end() else n
@@ -131,7 +142,8 @@ def read(doc: Document) -> LetterFound:
         priority=find_priority(text, header_end),
         reviewer=_credentials(text, quals.end() if quals else 0, decisions_start),
         patient=find_patient(text, *summary_region),
-        items=find_items(text),
+        items=items,
+        warnings=warnings,
     )
     if dispute is not None:
         list_end = summary.start() if summary and summary.start() > dispute.end() else n

@@ -41,7 +41,7 @@ from ..rules import (
     find_priority,
 )
 from ..rules.header import date_label_patterns
-from ..rules.numbered import DECISION_SENTENCE_RX, find_numbered_items
+from ..rules.numbered import DECISION_SENTENCE_RX, find_item_sections, find_numbered_items
 from . import HEADER_FORM_EXPECTED_FIELDS, Layout, register
 
 # Matched against the lower-cased head: a literal first word is found by a fast substring search,
@@ -67,7 +67,10 @@ def _first(text: str, *rxs: re.Pattern[str], start: int = 0) -> int | None:
 def read(doc: Document) -> LetterFound:
     text = doc.text
     n = len(text)
-    first_item = _first(text, NOTICE_ITEM_HEADING_RX)
+    # The first item section that has its guideline lines (an item heading alone in the case
+    # summary does not end the summary).
+    sections = find_item_sections(text)
+    first_item = sections[0].start if sections else _first(text, NOTICE_ITEM_HEADING_RX)
     items_at = n if first_item is None else first_item
     quals = NOTICE_QUALIFICATIONS_RX.search(text, 0, items_at)
     summary = NOTICE_SUMMARY_RX.search(text, quals.end() if quals else 0, items_at)
@@ -92,7 +95,10 @@ def read(doc: Document) -> LetterFound:
     summary_start = summary.end() if summary else quals.end() if quals else 0
     summary_region = (summary_start, items_at)
 
-    items, warnings = find_numbered_items(text)
+    # Decision sentences stand in the decisions section, before the qualifications and the
+    # case summary; one printed later is not read as a decision.
+    sentences_end = quals.start() if quals else summary.start() if summary else None
+    items, warnings = find_numbered_items(text, sentences_end)
     if not items:
         items = find_items(text, any_case=True)
         if items:

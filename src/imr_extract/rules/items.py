@@ -12,6 +12,13 @@ it is a label inside the request ("..., DOS:" / "11/11/2016: Upheld"), not its e
 authorised request spans sentences ("X was the original request. Y was authorized by the Claims
 Administrator. The remaining IMR eligible portion of the original request, Z is: Upheld"), so the
 walk goes on until the sentence that names the original request is included.
+
+Invariant: items are read only from the decisions section, and only where the form's item
+structure stands: a decision line is an item when one of the item's labels (a guideline line or
+its rationale) follows it within ``LABEL_REACH`` characters with no sentence between. A line
+shaped like an item anywhere else (in the case summary, inside a rationale, under a second
+copy of the decisions heading) is not obeyed: it is left out, and a warning names it. (Where no
+decision line of a letter has such a label, the form prints none and every one is read.)
 """
 
 from __future__ import annotations
@@ -22,7 +29,10 @@ from dataclasses import dataclass
 
 from ..forms import (
     CA_LABEL_RX,
+    DECISIONS_HEADING_RX,
     IMR_LABEL_RX,
+    ITEM_LABELS_UNSPACED,
+    NOTICE_DECISION_OPENING,
     RATIONALE_LABEL_RX,
     SECTION_INTRO_RX,
     SECTION_RX,
@@ -68,6 +78,16 @@ PARTIAL_LEAVING_RX = re.compile(
     + r"\s+(?P<req>.+?)\s*$",
     re.DOTALL | re.IGNORECASE,
 )
+
+
+#: How far after an item's decision word its first label may start.
+LABEL_REACH = 400
+# A sentence ending between a decision line and a label: the label is not that item's.
+_SENTENCE_END_RX = re.compile(r"\w[)\"']?\.(?=\s)")
+_ITEM_LABELS = (CA_LABEL_RX, IMR_LABEL_RX, RATIONALE_LABEL_RX)
+_DECISION_OPENING_RX = re.compile(NOTICE_DECISION_OPENING, re.IGNORECASE)
+# The rest of a decision line, blank lines, then the next line of text.
+_NEXT_LINE_RX = re.compile(r"[^\n]*\n(?:[ \t\f]*\n)*([^\n]*)")
 
 
 @dataclass
@@ -181,14 +201,80 @@ def _last_label_end(text: str, start: int, end: int) -> int:
     return start
 
 
-def find_items(text: str, *, any_case: bool = False) -> list[ItemFound]:
-    """Every decided item, in the letter's order."""
+def find_items(text: str, *, any_case: bool = False, start: int | None = None) -> list[ItemFound]:
+    """Every decided item, in the letter's order (``find_decided_items`` without warnings)."""
+    return find_decided_items(text, any_case=any_case, start=start)[0]
+
+
+def _labelled(text: str, word_end: int, limit: int) -> bool:
+    """Whether an item label follows the decision word ending at ``word_end`` (before
+    ``limit``, the next decision line), close and with no sentence between."""
+    stop = min(limit, word_end + LABEL_REACH)
+    first = min(
+        (m.start() for rx in _ITEM_LABELS if (m := rx.search(text, word_end, stop))), default=None
+    )
+    if first is not None and _SENTENCE_END_RX.search(text, word_end, first) is None:
+        return True
+    # A label whose words a tool split ("gui deline:") on the first line of text below.
+    m = _NEXT_LINE_RX.match(text, word_end, stop)
+    squeezed = re.sub(r"\s+", "", m.group(1)) if m else ""
+    return any(rx.match(squeezed) for rx in ITEM_LABELS_UNSPACED)
+
+
+def _excerpt(text: str, start: int, end: int) -> str:
+    line_start = text.rfind("\n", 0, start) + 1
+    return " ".join(text[max(line_start, start - 60) : end].split())[-80:]
+
+
+def find_decided_items(
+    text: str, *, any_case: bool = False, start: int | None = None
+) -> tuple[list[ItemFound], list[str]]:
+    """Every decided item in the decisions section (from ``start``, else after its heading),
+    in the letter's order, and a warning for each item-shaped line not read as an item."""
+    warnings: list[str] = []
     section = find_section(text)
-    lower = section[1] if section else 0
+    lower = start if start is not None else section[1] if section else 0
     rx = DECISION_ANYCASE_RX if any_case else DECISION_RX
-    markers = list(rx.finditer(text, lower))
+    headings = [m.start() for m in DECISIONS_HEADING_RX.finditer(text)]
+    if len(headings) > 1:
+        warnings.append(
+            f"the decisions heading is printed {len(headings)} times (at offsets "
+            f"{', '.join(map(str, headings[:5]))}): a letter prints it once; items are read "
+            "only where an item's guideline and rationale lines follow them"
+        )
+    if section is not None or start is not None:
+        for m in rx.finditer(text, 0, lower):
+            warnings.append(
+                f"an item-shaped line at offset {m.start()} "
+                f"({_excerpt(text, m.start(), m.end())!r}) lies outside the decisions section: "
+                "not read as an item"
+            )
+    found = list(rx.finditer(text, lower))
+    limits = [n.start() for n in found[1:]] + [len(text)] if found else []
+    labelled = [_labelled(text, m.end(), limit) for m, limit in zip(found, limits, strict=True)]
+    if any(labelled):
+        markers = []
+        for m, ok in zip(found, labelled, strict=True):
+            if ok:
+                markers.append(m)
+                continue
+            warnings.append(
+                f"an item-shaped line at offset {m.start()} "
+                f"({_excerpt(text, m.start(), m.end())!r}) has no guideline or rationale line "
+                "after it: not read as an item"
+            )
+    else:
+        markers = found
     if not markers:
-        return []
+        return [], warnings
+    # A form that lists its decisions as items states none in a sentence: one printed anyway
+    # ("MAXIMUS Federal Services, Inc. has determined the request for X is ...") is named.
+    for m in _DECISION_OPENING_RX.finditer(text):
+        warnings.append(
+            f"a decision sentence at offset {m.start()} "
+            f"({_excerpt(text, m.start(), m.end() + 40)!r}) where this form lists its decisions "
+            "as items: not read"
+        )
     double_spaced = is_double_spaced(text)
 
     # First pass: where each item's request starts. An item cannot start before the previous
@@ -230,4 +316,4 @@ def find_items(text: str, *, any_case: bool = False) -> list[ItemFound]:
                 end=end,
             )
         )
-    return items
+    return items, warnings

@@ -11,7 +11,8 @@ Invariant: each item number yields one item, however often the letter prints it.
 the numbered sentence's (where no such sentence is printed, the closing sentences'); its request,
 guideline lines and rationale come from its detailed section (the sentence's request where it has
 none). Where two printings of one item disagree, a warning names the item; nothing is merged
-silently.
+silently. A decision sentence after the decisions section, or an item heading with no guideline
+lines after it, is not read (a warning names it): a case summary cannot add an item.
 """
 
 from __future__ import annotations
@@ -138,10 +139,32 @@ def _request_end(text: str, start: int, labels_at: int, end: int) -> int | None:
     return m.start() if m else None
 
 
-def find_item_sections(text: str, start: int = 0, end: int | None = None) -> list[ItemSection]:
-    """Every item's detailed section in ``text[start:end]``, in printed order."""
+def find_item_sections(
+    text: str, start: int = 0, end: int | None = None, warnings: list[str] | None = None
+) -> list[ItemSection]:
+    """Every item's detailed section in ``text[start:end]``, in printed order.
+
+    A section is one where the item's labels stand (a guideline line or its rationale); where
+    the letter prints such sections, an item heading with none after it ("3. Regarding the
+    request for X:" alone in a case summary) is not a section, and ``warnings`` names it.
+    """
     stop = len(text) if end is None else end
     heads = list(NOTICE_ITEM_HEADING_RX.finditer(text, start, stop))
+    labelled = []
+    for k, h in enumerate(heads):
+        sec_end = heads[k + 1].start() if k + 1 < len(heads) else stop
+        labelled.append(
+            any(rx.search(text, h.end(), sec_end) for rx in (CA_LABEL_RX, IMR_LABEL_RX))
+        )
+    if any(labelled):
+        for h, ok in zip(heads, labelled, strict=True):
+            if not ok and warnings is not None:
+                line = " ".join(text[h.start() : text.find("\n", h.end())].split())[:80]
+                warnings.append(
+                    f"an item heading at offset {h.start()} ({line!r}) has no guideline lines "
+                    "after it: not read as an item"
+                )
+        heads = [h for h, ok in zip(heads, labelled, strict=True) if ok]
     out: list[ItemSection] = []
     for k, h in enumerate(heads):
         sec_end = heads[k + 1].start() if k + 1 < len(heads) else stop
@@ -180,11 +203,25 @@ def _same(a: str, b: str) -> bool:
     return fold(a).casefold() == fold(b).casefold()
 
 
-def find_numbered_items(text: str) -> tuple[list[ItemFound], list[str]]:
-    """One item per number the letter prints, and warnings where two printings disagree."""
+def find_numbered_items(
+    text: str, sentences_end: int | None = None
+) -> tuple[list[ItemFound], list[str]]:
+    """One item per number the letter prints, and warnings where two printings disagree.
+
+    Decision sentences are read before ``sentences_end`` only (the notice's decisions section
+    ends where the reviewer's qualifications begin): one printed after it, in the case summary
+    or a rationale, is named in a warning and not read.
+    """
     warnings: list[str] = []
     sentences: dict[int, DecisionSentence] = {}
-    for s in find_decision_sentences(text):
+    stop = len(text) if sentences_end is None else sentences_end
+    for s in find_decision_sentences(text, stop):
+        line = " ".join(text[s.start : s.end].split())[:80]
+        warnings.append(
+            f"a numbered decision sentence at offset {s.start} ({line!r}) lies outside the "
+            "decisions section: not read"
+        )
+    for s in find_decision_sentences(text, 0, stop):
         first = sentences.setdefault(s.number, s)
         if first is not s and (
             first.decision.value is not s.decision.value
@@ -194,7 +231,7 @@ def find_numbered_items(text: str) -> tuple[list[ItemFound], list[str]]:
                 f"item {s.number}: its decision sentence is printed twice and the two differ"
             )
     sections: dict[int, ItemSection] = {}
-    for found in find_item_sections(text):
+    for found in find_item_sections(text, warnings=warnings):
         if sections.setdefault(found.number, found) is not found:
             warnings.append(f"item {found.number}: its detailed section is printed twice")
 

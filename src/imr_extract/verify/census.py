@@ -21,6 +21,20 @@ The statements it counts:
 
 A letter holding several letters (two "HOW THE IMR FINAL DETERMINATION WAS MADE" headings, or
 two case numbers printed after their label) is reported by ``letters``.
+
+Structure a letter cannot fake (``stray``, ``headings``, ``ambiguous_headings``): a statement is
+*stray*, and backs no item, where the form never states a decision:
+
+- a ``colon`` statement that no item label follows (the next line past blanks and page
+  furniture holds no guideline or rationale label), where the letter's other decision lines
+  have one: an item-shaped line in a summary or a rationale;
+- a ``colon`` or ``sentence`` statement in the case summary (after its heading, before the first
+  item that has its labels);
+- a decision-list sentence (numbered, or "MAXIMUS ... has determined") after the first item
+  has opened: the list stands before the items.
+
+The decisions heading is printed once; where it is printed more than once and more than one
+copy opens a decision, the items those copies open cannot be told from one another.
 """
 
 from __future__ import annotations
@@ -30,7 +44,17 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..forms import CA_LABEL_RX, IMR_LABEL_RX, ONE_PER_LETTER_HEADINGS, REGARDING_RX
+from ..forms import (
+    CA_LABEL_RX,
+    DECISIONS_HEADING_RX,
+    IMR_LABEL_RX,
+    ITEM_LABELS_UNSPACED,
+    ONE_PER_LETTER_HEADINGS,
+    ORIGINAL_FOLLOWED_BY,
+    RATIONALE_LABEL_RX,
+    REGARDING_RX,
+    SUMMARY_HEADING_RX,
+)
 from ..schema import Decision
 from .scan import labels_at_colons, lowered, near
 
@@ -100,6 +124,16 @@ class Census:
     #: decision statement (or named subject) since the previous line of its kind, a sign of
     #: an item whose decision the letter does not state where a reader would find it.
     orphan_lines: list[tuple[int, int]] = field(default_factory=list)
+    #: Statements (by index) that stand where the form states no decision, and why: they are
+    #: left out of the accounting, so an item that rests on one alone is backed by nothing.
+    stray: dict[int, str] = field(default_factory=dict)
+    #: Item headings ("3. Regarding the request for X:") with no guideline line after them.
+    stray_mentions: list[tuple[int, int]] = field(default_factory=list)
+    #: Every printing of the decisions heading: (start, end).
+    headings: list[tuple[int, int]] = field(default_factory=list)
+    #: Where the heading is printed more than once and more than one copy opens a decision:
+    #: those copies' offsets, and the statements (by index) they open.
+    ambiguous_headings: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -278,7 +312,139 @@ def take_census(text: str) -> Census:
         (ln.start, ln.end) for ln in lines if ln.content and _is_gap(ln.content, furniture)
     ]
     census.orphan_lines = _orphan_lines(text, census)
+    _structure(text, lines, furniture, census)
     return census
+
+
+# --- structure -----------------------------------------------------------------------------------
+
+#: Item labels: the first line after an item's decision (or its heading) holds one.
+_ITEM_LABELS = (CA_LABEL_RX, IMR_LABEL_RX, RATIONALE_LABEL_RX)
+#: A line that ends a sentence (a word, then a full stop).
+_SENTENCE_LINE_RX = re.compile(r"[^\W\d_]{2}[)\"']?\.$")
+#: A decision-list sentence: numbered at its line's start, or stated by MAXIMUS.
+_LIST_SENTENCE_RX = re.compile(
+    r"(?:^|\n)[ \t]*\d{1,2}[ \t]*[.)][ \t]+MAXIMUS\b"
+    r"|MAXIMUS\s+Federal\s+Services,?\s+Inc\.?,?\s+has\s+determined",
+    re.IGNORECASE,
+)
+_ORIGINAL_RX = re.compile(r"\s+".join(ORIGINAL_FOLLOWED_BY.split()), re.IGNORECASE)
+#: A heading opens a decision that follows it within this many characters.
+HEADING_OPENS_REACH = 800
+
+
+def _line_index(lines: list[_Line], pos: int) -> int:
+    return bisect.bisect_right([ln.start for ln in lines], pos) - 1
+
+
+def _label_follows(text: str, lines: list[_Line], k: int, furniture: set[str]) -> bool:
+    """Whether the first line after line ``k`` that holds anything (past blanks and page
+    furniture) opens with an item label, or holds one."""
+    j, furniture_lines = k + 1, 0
+    while j < len(lines) and _is_gap(lines[j].content, furniture):
+        furniture_lines += bool(lines[j].content)  # blank lines, however many, are no text
+        if furniture_lines > MAX_GAP_LINES:
+            return False
+        j += 1
+    if j >= len(lines):
+        return False
+    ln = lines[j]
+    squeezed = re.sub(r"\s+", "", ln.content)  # a label whose words a tool split
+    if any(rx.match(squeezed) for rx in ITEM_LABELS_UNSPACED):
+        return True
+    window = text[ln.start : ln.end + 120]  # a label may wrap onto the next line
+    return any(
+        (m := rx.search(window)) is not None and m.start() < ln.end - ln.start
+        for rx in _ITEM_LABELS
+    )
+
+
+def _structure(text: str, lines: list[_Line], furniture: set[str], census: Census) -> None:
+    statements = census.statements
+    colon = [k for k, st in enumerate(statements) if st.kind == "colon"]
+    labelled = {
+        k: _label_follows(text, lines, _line_index(lines, statements[k].word[0]), furniture)
+        for k in colon
+    }
+    stray: dict[int, str] = {}
+    # An item-shaped line: judged only where the letter's decision lines carry labels at all.
+    if any(labelled.values()):
+        for k, ok in labelled.items():
+            if not ok:
+                stray[k] = "no guideline or rationale line follows it"
+    mention_ok = [
+        (span, _label_follows(text, lines, _line_index(lines, text.find(":", span[1])), furniture))
+        for span in census.mentions
+    ]
+    if any(ok for _span, ok in mention_ok):
+        census.stray_mentions = [span for span, ok in mention_ok if not ok]
+    # Where the items open: the first decision line or item heading that has its labels.
+    openers = sorted(
+        [statements[k].word[0] for k, ok in labelled.items() if ok and k not in stray]
+        + [span[0] for span, ok in mention_ok if ok]
+    )
+    first_opener = openers[0] if openers else len(text)
+    headings = [m.span() for m in DECISIONS_HEADING_RX.finditer(text)]
+    for head in SUMMARY_HEADING_RX.finditer(text):
+        ends = bisect.bisect_right(openers, head.end())
+        if ends < len(openers):
+            until = openers[ends]
+        else:  # no item with its labels after it: the summary ends at the decisions heading
+            later = [a for a, _b in headings if a > head.end()]
+            if not later:
+                continue
+            until = later[-1]
+        for k, st in enumerate(statements):
+            if st.kind != "restatement" and head.end() <= st.word[0] < until:
+                stray.setdefault(k, "it stands in the case summary")
+    for k, st in enumerate(statements):
+        if st.kind != "sentence" or st.word[0] < first_opener or k in stray:
+            continue
+        # The sentence's opening: the line that says "determined" and the line above it.
+        at = _line_index(lines, lowered(text).rfind("determined", 0, st.anchor))
+        lead = text[lines[max(0, at - 1)].start : st.subject[0] if st.subject else st.anchor]
+        if _LIST_SENTENCE_RX.search(lead):
+            stray[k] = "a decision-list sentence after the items have opened"
+    census.stray = stray
+    census.headings = headings
+    if len(census.headings) > 1:
+        census.ambiguous_headings = _headings_that_open(text, census)
+
+
+def _headings_that_open(text: str, census: Census) -> dict[int, int]:
+    """Heading offset -> the statement it opens: the first statement after it that is not
+    stray, within reach, with no other heading between and nothing but the section's
+    opening words (or the item's own request) before it. Returned only when two or more
+    headings open one."""
+    opens: dict[int, int] = {}
+    starts = [h[0] for h in census.headings] + [
+        m.start() for m in SUMMARY_HEADING_RX.finditer(text)
+    ]
+    for h_start, h_end in census.headings:
+        k = next(
+            (
+                k
+                for k, st in enumerate(census.statements)
+                if st.word[0] > h_end and k not in census.stray and st.kind != "restatement"
+            ),
+            None,
+        )
+        if k is None:
+            continue
+        st = census.statements[k]
+        if st.anchor - h_end > HEADING_OPENS_REACH or any(h_end < s < st.anchor for s in starts):
+            continue
+        gap = [ln.strip() for ln in text[h_end : st.anchor].split("\n")]
+        last_intro = max((i for i, ln in enumerate(gap) if ln.endswith(":")), default=-1)
+        block = "\n".join(gap[last_intro + 1 :])
+        # The request's own sentences (a partial authorisation's) are no text between.
+        partial = _ORIGINAL_RX.search(block)
+        if partial is not None:
+            block = block[: partial.start()]
+        if any(_SENTENCE_LINE_RX.search(ln) for ln in block.split("\n")):
+            continue
+        opens[h_start] = k
+    return opens if len(opens) > 1 else {}
 
 
 def _orphan_lines(text: str, census: Census) -> list[tuple[int, int]]:
@@ -362,6 +528,8 @@ def account(census: Census, items: list[ItemAnchor], text: str) -> Accounting:
     last_item: int | None = None
     last_at = -(10**9)
     for k, st in enumerate(census.statements):
+        if k in census.stray:
+            continue  # stands where the form states no decision: it backs no item
         holder: ItemAnchor | None = None
         if st.kind == "colon":
             holder = by_word.get(st.word[0])

@@ -12,7 +12,9 @@ provenance entry:
    the rationale's closing "is (not) medically necessary" agree with it? is every cited page,
    section and source in *this* item's own guideline line? are there as many decision lines as
    items? are the header dates in order? are the partial-authorisation parts in the item's
-   sentence?
+   sentence? is every decision stated where the form states them (one decisions heading, no
+   item-shaped line or decision sentence in a summary or a rationale: ``census`` leaves those
+   out of the accounting, so an item resting on one is backed by nothing)?
 3. **Status.** ``contradicted`` when a check fails; ``verified`` when grounded and, for values
    that belong to an item, when the check that ties them to their item passed; else
    ``unverified``. A value found somewhere in the letter but not where its item is (a model's
@@ -67,7 +69,7 @@ from ..schema import (
 )
 from ..text import fold
 from ..vocabulary import respaced
-from .census import Census, ItemAnchor, Statement, account, take_census, tokens
+from .census import Accounting, Census, ItemAnchor, Statement, account, take_census, tokens
 from .citations import Verdict, read_line
 from .conclusion import Conclusion, last_conclusion
 from .credentials import judge_age, judge_sex, judge_state, judge_whole_slot, state_in_slot
@@ -219,6 +221,9 @@ class _Checker:
     unaccounted: int = 0
     unaccounted_citations: int = 0
     several_letters: bool = False
+    #: The letter's structure is not what its form prints (a second decisions heading, a
+    #: decision stated where the form states none): the record is never complete.
+    structure_faked: bool = False
 
     def add(
         self,
@@ -629,6 +634,7 @@ class _Checker:
                 f"the text holds {len(census.letters)} letters (starting at offsets "
                 f"{', '.join(map(str, census.letters[:5]))}); split it into one file per letter",
             )
+        self.decisions_heading_once()
         if not census.statements:
             self.add(
                 "decisions_accounted_for",
@@ -649,6 +655,7 @@ class _Checker:
         ]
         acc = account(census, anchors, self.text)
         self.accounting_done = True
+        self.decisions_where_the_form_states_them(frames, acc)
         self.unaccounted = len(acc.unaccounted) + len(census.orphan_lines)
         if census.orphan_lines:
             where = ", ".join(f"{a}-{b}" for a, b in census.orphan_lines[:5])
@@ -714,6 +721,72 @@ class _Checker:
                 CheckResult.FAILED,
                 [f"items[{i}].decision"],
                 f"the letter states {st.decision.value!r} at {st.word[0]}-{st.word[1]}",
+                i,
+            )
+
+    def _line_of(self, pos: int) -> str:
+        text = self.text
+        start = text.rfind("\n", 0, pos) + 1
+        end = text.find("\n", pos)
+        return fold(text[start : end if end >= 0 else len(text)])[:80]
+
+    def decisions_heading_once(self) -> None:
+        """A letter prints its decisions heading once: a second copy is a made-up structure
+        (or a second letter, which ``one_letter_per_text`` names)."""
+        headings = self.census.headings
+        if len(headings) < 2 or self.several_letters:
+            return
+        self.structure_faked = True
+        where = "; ".join(f"{a}: {self._line_of(a)!r}" for a, _b in headings[:4])
+        self.add(
+            "decisions_heading_printed_once",
+            CheckResult.FAILED,
+            [],
+            f"the decisions heading is printed {len(headings)} times (at {where})",
+        )
+
+    def decisions_where_the_form_states_them(
+        self, frames: list[ItemFrame], acc: Accounting
+    ) -> None:
+        """A decision stated where the form states none (an item-shaped line with no guideline
+        lines after it, a decision in the case summary, a decision-list sentence among the
+        items) backs no item (``census`` leaves it out of the accounting, so an item resting
+        on it alone fails ``item_backed_by_census``), and the letter is flagged, naming it.
+        Where two copies of the decisions heading each open a decision, the items they open,
+        and the items whose text runs over a copy, cannot be told from a made-up one: none is
+        verified."""
+        census, text = self.census, self.text
+        if census.stray or census.stray_mentions:
+            self.structure_faked = True
+            shown = [
+                f"{census.statements[k].describe(text)} ({why})"
+                for k, why in sorted(census.stray.items())[:3]
+            ] + [
+                f"'{self._line_of(a)}' at {a} (an item heading with no guideline lines)"
+                for a, _b in census.stray_mentions[:2]
+            ]
+            count = len(census.stray) + len(census.stray_mentions)
+            self.add(
+                "decisions_only_where_the_form_states_them",
+                CheckResult.FAILED,
+                [],
+                f"{count} decision(s) or item(s) stated outside the decisions list, not read "
+                f"as items: {'; '.join(shown)}",
+            )
+        if not census.ambiguous_headings:
+            return
+        heads = sorted(census.ambiguous_headings)
+        suspects = {
+            acc.by_statement[k] for k in census.ambiguous_headings.values() if k in acc.by_statement
+        }
+        suspects |= {f.index for f in frames if any(f.start < h < f.end for h in heads)}
+        for i in sorted(suspects):
+            self.add(
+                "one_decisions_section",
+                CheckResult.INCONCLUSIVE,
+                [f"items[{i}].request", f"items[{i}].decision"],
+                f"the decisions heading is printed at {', '.join(map(str, heads))} and each "
+                "copy opens a decision: this item may be one a copy made up",
                 i,
             )
 
@@ -1204,6 +1277,7 @@ def verify_entries(
         and checker.unaccounted == 0
         and checker.unaccounted_citations == 0
         and not checker.several_letters
+        and not checker.structure_faked
         and not any(
             c["result"] is CheckResult.FAILED and c["name"] == "item_backed_by_census"
             for c in checker.checks

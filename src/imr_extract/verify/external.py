@@ -34,7 +34,7 @@ from .. import layouts
 from ..errors import ImrExtractError, InputError
 from ..forms import CA_LABEL_RX, IMR_LABEL_RX, RATIONALE_LABEL_RX
 from ..ingest import Document, iter_paths, read_path
-from ..limits import Limits
+from ..limits import DEFAULT_LIMITS, Limits
 from ..locate import Location, locate, locate_near
 from ..names import unescape_name
 from ..rows import PROBLEMS_KEY, read_csv_records
@@ -559,7 +559,7 @@ def verify_external(
     letter: Document | str | os.PathLike[str],
     *,
     pdf_engine: str | None = None,
-    limits: Limits | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> LetterRecord:
     """``data`` (a record in the output shape, from any tool) verified against its letter
     (read within ``limits``).
@@ -718,7 +718,7 @@ def verify_records(
     letters: str | os.PathLike[str] | LetterIndex,
     *,
     pdf_engine: str | None = None,
-    limits: Limits | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Iterator[ExternalOutcome]:
     """Verify each ``(where, data)`` against its letter under ``letters``; never raises per record.
 
