@@ -63,8 +63,10 @@ def cli_markdown() -> str:
         _paragraphs(root.help),
         "",
         "Exit codes: 0 every letter done; 1 some letters failed (each named on stderr with its "
-        "cause, the rest still written); 2 a usage error. `imr-extract --version` prints the "
-        "version.",
+        "cause, the rest still written); 2 a usage error; 3 `batch collect --no-wait`: not "
+        "ended yet; 4 an output file cannot be made or written; 5 the run store cannot be used "
+        "(corrupt, read-only, a full disk); 6 the run is running in another process. A file "
+        "problem is one line, `error: FILE: cause`. `imr-extract --version` prints the version.",
         "",
     ]
     for path, cmd in _commands(root, ["imr-extract"]):

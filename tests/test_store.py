@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import LETTERS, letter_path
-from imr_extract.cli import app
+from imr_extract.cli import EXIT_BUSY, EXIT_STORE, app
 from imr_extract.extract import extract_document
 from imr_extract.ingest import Document, read_path
 from imr_extract.runner import BatchRunner
@@ -173,7 +173,7 @@ def test_cli_resume_last_reuses_the_runs_inputs(tmp_path):
     with sqlite3.connect(db) as con:
         con.execute("UPDATE runs SET status = 'running', pid = ?", (os.getppid(),))
     result = cli.invoke(app, ["extract", "--resume", "last", "--store", str(db)])
-    assert result.exit_code == 2 and "is still running" in result.stderr
+    assert result.exit_code == EXIT_BUSY and "is still running" in result.stderr
     with sqlite3.connect(db) as con:
         con.execute("UPDATE runs SET status = 'interrupted'")
     # resuming with other settings is refused: the results would not match the run's
@@ -285,7 +285,7 @@ def test_a_failure_mid_write_leaves_nothing_of_that_letter(tmp_path, monkeypatch
     with RunStore(db) as store:
         run(store, [str(good)])
         monkeypatch.setattr(RunStore, "_insert_items", boom)
-        with pytest.raises(sqlite3.OperationalError):
+        with pytest.raises(StoreError, match="simulated"):  # named: the store and the cause
             run(store, [str(bad)])
     assert rows(db, "SELECT letter FROM letters") == [("CM16-0231706.pdf",)]
     assert {r[0] for r in rows(db, "SELECT letter FROM items")} == {"CM16-0231706.pdf"}
@@ -296,7 +296,7 @@ def test_a_failure_mid_write_leaves_nothing_of_that_letter(tmp_path, monkeypatch
     assert rows(db, "SELECT count(*) FROM items WHERE letter = 'CM16-0231745.pdf'") == [(5,)]
 
 
-def test_a_store_that_cannot_be_opened_is_a_usage_error(tmp_path):
+def test_a_store_that_cannot_be_opened_is_named_with_its_exit_code(tmp_path):
     (tmp_path / "dir.sqlite").mkdir()
     with pytest.raises(StoreError, match="cannot open the run store"):
         RunStore(tmp_path / "dir.sqlite")
@@ -304,7 +304,7 @@ def test_a_store_that_cannot_be_opened_is_a_usage_error(tmp_path):
         app,
         ["extract", str(letter_path("CM16-0231706.pdf")), "--store", str(tmp_path / "dir.sqlite")],
     )
-    assert result.exit_code == 2 and "cannot open the run store" in result.stderr
+    assert result.exit_code == EXIT_STORE and "cannot open the run store" in result.stderr
     result = cli.invoke(app, ["extract", "--resume", "last", "--no-store"])
     assert result.exit_code == 2
 

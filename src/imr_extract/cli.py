@@ -1,19 +1,26 @@
 """The ``imr-extract`` command: a thin layer that parses options, calls the library, renders.
 
 Exit codes: 0 every letter extracted; 1 some letters failed (each is named on stderr with its
-cause, and the rest of the batch is still written); 2 usage errors (bad option, nothing to read).
+cause, and the rest of the batch is still written); 2 usage errors (bad option, nothing to read);
+3 ``batch collect --no-wait``: not ended yet; 4 an output file cannot be written; 5 the run store
+cannot be used; 6 the run is running in another process. Every problem with a file is one line
+on stderr naming the file and the cause, and no output file is emptied before every one of them
+(and the run store) is known to be usable.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
 import sys
 import time
 import traceback
 from collections import Counter
-from contextlib import ExitStack
+from contextlib import ExitStack, chdir
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TextIO
@@ -32,15 +39,27 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
 
 from . import __version__, layouts
+from .errors import ImrExtractError
 from .extract import Extractor, Outcome, extract_document
 from .ingest import PDF_ENGINES, iter_paths
+from .limits import DEFAULT_LIMITS, Limits
 from .llm.config import LLMMode
-from .output import JsonlWriter, OutputFormat, make_writer
+from .names import escape_name
+from .output import (
+    JsonlWriter,
+    OutputError,
+    OutputFiles,
+    OutputFormat,
+    make_parent,
+    make_writer,
+    stdout_stream,
+)
 from .redact import redact
 from .schema import Backend, Decision, Usage, json_schema_text, schema_hash
-from .store import DEFAULT_STORE, RecordRow
+from .store import DEFAULT_STORE, RecordRow, StoreUnusableError
 from .verify.external import FITS_SCHEMA, ExternalOutcome
 
 if TYPE_CHECKING:
@@ -49,7 +68,22 @@ if TYPE_CHECKING:
     from .fields import RecordLike
     from .runner import BatchOutcome
 
+
+class _Commands(TyperGroup):
+    """Every command: an output file or a run store that fails is one line naming the file and
+    the cause, with its exit code (the commands handle what they expect; this is the net)."""
+
+    def invoke(self, ctx: Any) -> Any:  # a typer (click) Context
+        try:
+            return super().invoke(ctx)
+        except OutputError as exc:
+            raise _file_error(exc, EXIT_OUTPUT) from None
+        except StoreUnusableError as exc:
+            raise _file_error(exc, EXIT_STORE) from None
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="imr-extract",
     help="Extract structured, verified records from California IMR final determination letters.",
     no_args_is_help=True,
@@ -59,6 +93,13 @@ app = typer.Typer(
 err = Console(stderr=True, highlight=False)
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
+#: (3, ``EXIT_PENDING``: ``batch collect --no-wait`` on a batch that has not ended; see below.)
+#: An output file (``-o``, ``--errors``, ``--log-file``, a review page) cannot be made or written.
+EXIT_OUTPUT = 4
+#: The run store cannot be opened, read or written (corrupt, not a store, read-only, disk full).
+EXIT_STORE = 5
+#: The run is running in another process now (``--resume`` of a run that has not stopped).
+EXIT_BUSY = 6
 
 
 def _version(value: bool) -> None:
@@ -177,10 +218,28 @@ class BatchSummary:
 
 
 def _open_out(stack: ExitStack, out: Path | None) -> TextIO:
-    if out is None or str(out) == "-":
-        return sys.stdout
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return stack.enter_context(out.open("w", encoding="utf-8", newline=""))
+    """``-o``: a file (its directory made), or standard output; a failure names it."""
+    return _open_outputs(stack, out)[0]
+
+
+def _open_outputs(stack: ExitStack, *paths: Path | None) -> list[TextIO]:
+    """Each output (None or ``-``: standard output), opened all before any is emptied.
+
+    Raises:
+        OutputError: one cannot be made or written (none has been emptied).
+    """
+    files = OutputFiles()
+    stack.callback(files.abandon)  # a no-op once committed
+    wanted = [p is not None and str(p) != "-" for p in paths]
+    for path, want in zip(paths, wanted, strict=True):
+        if want:
+            assert path is not None
+            files.open(path)
+    opened = iter(files.commit())
+    streams = [next(opened) if want else stdout_stream() for want in wanted]
+    for stream in streams:
+        stack.enter_context(stream)
+    return streams
 
 
 #: The environment variable whose presence means a model is configured (hybrid becomes the
@@ -215,6 +274,97 @@ CacheOption = Annotated[
     bool, typer.Option("--cache/--no-cache", help="Reuse cached answers.", rich_help_panel="LLM")
 ]
 CacheDirOption = Annotated[Path | None, _llm_option("Answer cache (env IMR_CACHE_DIR).")]
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``512M``, ``2G``, ``1.5g``, ``65536`` (powers of 1024; ``0``: no limit).
+
+    Raises:
+        ValueError: not a size.
+    """
+    found = _SIZE.match(text)
+    if found is None:
+        raise ValueError(f"not a size: {text!r} (e.g. 512M, 2G, 0 for no limit)")
+    number, unit = found.groups()
+    return int(float(number) * 1024 ** " kmgt".index(unit.lower() or " "))
+
+
+def _limit_option(help_text: str, *names: str, **kw: Any) -> Any:
+    return typer.Option(*names, help=help_text, rich_help_panel="Limits", **kw)
+
+
+_D = DEFAULT_LIMITS
+MaxPagesOption = Annotated[
+    int | None, _limit_option(f"Pages per PDF (default {_D.max_pages}; 0: no limit).", min=0)
+]
+MaxCharsOption = Annotated[
+    int | None,
+    _limit_option(
+        f"Characters of text per letter, PDF or text (default {_D.max_chars:,}; 0: no limit).",
+        min=0,
+    ),
+]
+MaxItemsOption = Annotated[
+    int | None,
+    _limit_option(f"Decided items per letter (default {_D.max_items}; 0: no limit).", min=0),
+]
+LetterTimeoutOption = Annotated[
+    float | None,
+    _limit_option(
+        f"Seconds per letter, wall clock, model calls included (default {_D.letter_seconds:g}; "
+        "0: no limit).",
+        "--letter-timeout",
+        min=0,
+    ),
+]
+WorkerMemoryOption = Annotated[
+    str | None,
+    _limit_option(
+        f"Memory per worker process, e.g. 512M, 2G (default {_D.worker_memory // 2**30}G; "
+        "0: no limit).",
+        "--worker-memory",
+        metavar="SIZE",
+    ),
+]
+MaxStdinOption = Annotated[
+    str | None,
+    _limit_option(
+        f"Bytes read from standard input, e.g. 64M (default {_D.max_stdin_bytes // 2**20}M; "
+        "0: no limit).",
+        "--max-stdin",
+        metavar="SIZE",
+    ),
+]
+
+
+def make_limits(
+    max_pages: int | None = None,
+    max_chars: int | None = None,
+    max_items: int | None = None,
+    letter_timeout: float | None = None,
+    worker_memory: str | None = None,
+    max_stdin: str | None = None,
+) -> Limits:
+    """``Limits`` from the limit flags (a flag not given keeps its default)."""
+    given: dict[str, Any] = {
+        "max_pages": max_pages,
+        "max_chars": max_chars,
+        "max_items": max_items,
+        "letter_seconds": letter_timeout,
+    }
+    for name, flag, text in (
+        ("worker_memory", "--worker-memory", worker_memory),
+        ("max_stdin_bytes", "--max-stdin", max_stdin),
+    ):
+        if text is not None:
+            try:
+                given[name] = parse_size(text)
+            except ValueError as exc:
+                raise _usage_error(f"{flag}: {exc}") from None
+    return replace(DEFAULT_LIMITS, **{k: v for k, v in given.items() if v is not None})
 
 
 def _check_pdf_engine(pdf_engine: str | None) -> None:
@@ -265,12 +415,6 @@ def _log_to(path: Path, level: str) -> None:
 
 def _batch_option(help_text: str, *names: str, **kw: Any) -> Any:
     return typer.Option(*names, help=help_text, rich_help_panel="Batch", **kw)
-
-
-def _resolve_inputs(run: Any) -> list[str]:
-    """A resumed run's inputs, as it was given them (relative to its own directory)."""
-    base = Path(run.cwd or ".")
-    return [p if p == "-" or Path(p).is_absolute() else str(base / p) for p in run.inputs]
 
 
 @app.command()
@@ -380,6 +524,12 @@ def extract(
     log_level: Annotated[
         str, _batch_option("Level for --log-file: DEBUG, INFO, WARNING, ERROR.", "--log-level")
     ] = "INFO",
+    max_pages: MaxPagesOption = None,
+    max_chars: MaxCharsOption = None,
+    max_items: MaxItemsOption = None,
+    letter_timeout: LetterTimeoutOption = None,
+    worker_memory: WorkerMemoryOption = None,
+    max_stdin: MaxStdinOption = None,
 ) -> None:
     """Extract records from letters, with the rules (default) or a language model.
 
@@ -389,15 +539,24 @@ def extract(
     The LLM backend reads OPENAI_API_KEY from the environment (never from a flag).
     """
     from .runner import BatchRunner, RateLimiter, default_workers
-    from .store import ResultKey, RunStore, StoreError, code_version
+    from .store import (
+        ResultKey,
+        RunBusyError,
+        RunStore,
+        StoreError,
+        StoreUnusableError,
+        code_version,
+        new_run_id,
+    )
 
     _check_pdf_engine(pdf_engine)
     if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise _usage_error(f"--log-level must be DEBUG, INFO, WARNING or ERROR, not {log_level!r}")
     if no_store and resume is not None:
         raise _usage_error("--resume needs the run store (not --no-store)")
+    limits = make_limits(max_pages, max_chars, max_items, letter_timeout, worker_memory, max_stdin)
     if log_file is not None:
-        _log_to(log_file, log_level)
+        _open_log(log_file, log_level)
     extractor: Extractor = extract_document
     if backend is Backend.EXTERNAL:
         raise _usage_error("--backend external is for records made elsewhere: see `verify`")
@@ -405,6 +564,10 @@ def extract(
         backend = Backend.HYBRID if model_configured(model, base_url) else Backend.RULES
     key = ResultKey(backend.value, schema_hash=schema_hash(), version=code_version())
     settings: dict[str, Any] = {"backend": backend.value, "pdf_engine": pdf_engine}
+    if limits != DEFAULT_LIMITS:
+        settings["limits"] = {
+            k: v for k, v in vars(limits).items() if v != getattr(DEFAULT_LIMITS, k)
+        }
     if backend is not Backend.RULES:
         if log_file is None:
             # instructor logs every failed attempt at ERROR; the CLI reports each failure itself.
@@ -437,15 +600,26 @@ def extract(
         raise _usage_error("give the letters to read (files, directories or '-')")
     store: RunStore | None = None
     run_id: str | None = None
+    # Every output is opened (not emptied) and the store checked before any output is emptied.
+    files = OutputFiles()
+    try:
+        out_at = files.open(out) if out is not None and str(out) != "-" else None
+        errors_at = files.open(errors_out) if errors_out is not None else None
+    except OutputError as exc:
+        files.abandon()
+        raise _file_error(exc, EXIT_OUTPUT) from None
     with ExitStack() as stack:
+        stack.callback(files.abandon)  # a no-op once committed
         if not no_store:
             try:
                 store = stack.enter_context(RunStore(store_path or Path(DEFAULT_STORE)))
                 if resume is not None:
                     run = store.run(resume)
+                    store.claim_run(run.id)  # a second process resuming it is refused
                     if run.still_running():
-                        raise _usage_error(
-                            f"run {run.id} is still running (pid {run.pid}): stop it first"
+                        raise RunBusyError(
+                            str(store.path),
+                            f"run {run.id} is still running (pid {run.pid}): stop it first",
                         )
                     made = (run.backend, run.model, run.prompt, run.schema_hash, run.version)
                     now = (key.backend, key.model, key.prompt, key.schema_hash, key.version)
@@ -461,17 +635,30 @@ def extract(
                             "or start a new run (without --resume)"
                         )
                     if not paths:
-                        paths = _resolve_inputs(run)
+                        paths = list(run.inputs)
+                        where = _resume_directory(run)
+                        if where is not None:  # read them where the run was given them
+                            stack.enter_context(chdir(where))
                         total = sum(1 for _ in iter_paths(paths))
                     store.resume_run(run.id)
                     run_id = run.id
                 else:
                     settings["workers"] = workers or default_workers()
-                    run_id = store.start_run(
-                        key, argv=sys.argv[1:], inputs=list(paths or []), config=settings
+                    run_id = new_run_id()
+                    store.claim_run(run_id)
+                    store.start_run(
+                        key,
+                        argv=sys.argv[1:],
+                        inputs=list(paths or []),
+                        config=settings,
+                        run_id=run_id,
                     )
+            except RunBusyError as exc:
+                raise _file_error(exc, EXIT_BUSY) from None
+            except StoreUnusableError as exc:
+                raise _file_error(exc, EXIT_STORE) from None
             except StoreError as exc:
-                raise _usage_error(str(exc)) from None
+                raise _usage_error(_shown(exc)) from None
         assert paths
         runner = BatchRunner(
             extractor,
@@ -482,17 +669,20 @@ def extract(
             run_id=run_id,
             key=key if store is not None else None,
             retry_model_errors=retry_model_errors,
+            limits=limits,
         )
         show_progress = err.is_terminal if progress is None else progress
         stats = BatchSummary()
         status = "interrupted"
+        failure: tuple[ImrExtractError, int] | None = None
         try:
-            writer = make_writer(fmt, _open_out(stack, out))
-            errors = (
-                stack.enter_context(errors_out.open("w", encoding="utf-8"))
-                if errors_out is not None
-                else None
-            )
+            opened = iter(files.commit())
+            stream = next(opened) if out_at is not None else stdout_stream()
+            errors = next(opened) if errors_at is not None else None
+            for f in (stream, errors):
+                if f is not None:
+                    stack.enter_context(f)
+            writer = make_writer(fmt, stream)
             bar = stack.enter_context(
                 Progress(
                     TextColumn("[progress.description]{task.description}"),
@@ -517,26 +707,43 @@ def extract(
                     writer.write(outcome.record)
                 elif outcome.error is not None:
                     bar.console.print(
-                        redact(f"error: {outcome.error}"),
+                        redact(f"error: {escape_name(str(outcome.error))}"),
                         markup=False,
                         highlight=False,
                         soft_wrap=True,
                     )
                     if errors is not None:
-                        failure = {
-                            "letter": outcome.source,
+                        failed = {
+                            "letter": escape_name(outcome.source),
                             "error": outcome.error.code,
                             "cause": redact(outcome.error.cause),
                         }
-                        errors.write(json.dumps(failure) + "\n")
+                        errors.write(json.dumps(failed) + "\n")
                         errors.flush()
                     bar.update(task, description=f"extracting ({len(stats.failures)} failed)")
                 bar.advance(task)
             writer.close()
+            for f in (stream, errors):
+                if f is not None:
+                    f.flush()
             status = "finished"
+        except OutputError as exc:
+            failure = (exc, EXIT_OUTPUT)
+        except StoreUnusableError as exc:
+            failure = (exc, EXIT_STORE)
         finally:
             if store is not None and run_id is not None:
-                store.finish_run(run_id, letters=stats.letters, reused=stats.reused, status=status)
+                try:
+                    store.finish_run(
+                        run_id, letters=stats.letters, reused=stats.reused, status=status
+                    )
+                except StoreUnusableError as exc:
+                    failure = failure or (exc, EXIT_STORE)
+            if failure is not None:
+                with contextlib.suppress(ImrExtractError):
+                    stack.close()  # a file that cannot be written cannot be closed either
+    if failure is not None:
+        raise _file_error(*failure)
     if summary:
         err.print(stats.table())
         if store is not None:
@@ -544,16 +751,55 @@ def extract(
     raise typer.Exit(EXIT_FAILURES if stats.failures else EXIT_OK)
 
 
+def _shown(exc: BaseException) -> str:
+    """An error as one line of text: a name that is not UTF-8 as the records write it."""
+    return escape_name(str(exc)).replace("\n", " ")
+
+
+def _file_error(exc: ImrExtractError, code: int) -> typer.Exit:
+    """One line naming the file and the cause, and the exit code for that kind of file."""
+    typer.echo(redact(f"error: {_shown(exc)}"), err=True)
+    return typer.Exit(code)
+
+
+def _open_log(path: Path, level: str) -> None:
+    """``--log-file``: appended to (never emptied); its directory is made if missing."""
+    try:
+        make_parent(path)
+        _log_to(path, level)
+    except OutputError as exc:
+        raise _file_error(exc, EXIT_OUTPUT) from None
+    except OSError as exc:
+        cause = f"cannot open for writing ({exc.strerror or exc})"
+        raise _file_error(OutputError(escape_name(str(path)), cause), EXIT_OUTPUT) from None
+
+
+def _resume_directory(run: Any) -> Path | None:
+    """Where a resumed run's inputs are read from so that its letters keep the paths the run
+    first gave them: the run's own directory, when that is not this one (None: stay here)."""
+    if not run.cwd:
+        return None
+    where = Path(run.cwd)
+    if where == Path.cwd() or all(p == "-" or Path(p).is_absolute() for p in run.inputs):
+        return None
+    if not where.is_dir():
+        err.print(
+            f"note: the run's directory {escape_name(run.cwd)} is gone: its inputs are read "
+            "from this one",
+            markup=False,
+            highlight=False,
+        )
+        return None
+    return where
+
+
 @app.command()
 def schema(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file.")] = None,
 ) -> None:
     """Print the JSON Schema of one output record."""
-    text = json_schema_text()
-    if out is None:
-        sys.stdout.write(text)
-    else:
-        out.write_text(text, encoding="utf-8")
+    with ExitStack() as stack:
+        _open_out(stack, out).write(json_schema_text())
 
 
 @app.command(name="layouts")
@@ -706,6 +952,8 @@ def verify_command(
     summary: Annotated[
         bool, typer.Option("--summary/--no-summary", help="Summary at the end.")
     ] = True,
+    max_pages: MaxPagesOption = None,
+    max_chars: MaxCharsOption = None,
 ) -> None:
     """Verify records made by another tool against their letters.
 
@@ -727,6 +975,7 @@ def verify_command(
     )
 
     _check_pdf_engine(pdf_engine)
+    limits = make_limits(max_pages, max_chars)
     if not letters.is_dir():
         raise _usage_error(f"--letters {letters}: not a directory")
     if str(records) != "-" and not records.is_file():
@@ -738,8 +987,9 @@ def verify_command(
             rows = csv.DictWriter(stream, fieldnames=VALUE_COLUMNS, extrasaction="raise")
             if fmt is VerifyFormat.CSV:
                 rows.writeheader()
+            index = LetterIndex(letters)
             for outcome in verify_records(
-                iter_record_file(records), LetterIndex(letters), pdf_engine=pdf_engine
+                iter_record_file(records), index, pdf_engine=pdf_engine, limits=limits
             ):
                 stats.add(outcome)
                 if outcome.error is not None:
@@ -756,6 +1006,8 @@ def verify_command(
                     }
                     stream.write(json.dumps(row) + "\n")
                 stream.flush()
+    except OutputError as exc:
+        raise _file_error(exc, EXIT_OUTPUT) from None
     except ImrExtractError as exc:  # the records file itself cannot be read
         raise _usage_error(str(exc)) from None
     if summary:
@@ -894,6 +1146,10 @@ def review(
     base_url: BaseUrlOption = None,
     mode: ModeOption = None,
     timeout: TimeoutOption = None,
+    max_pages: MaxPagesOption = None,
+    max_chars: MaxCharsOption = None,
+    max_items: MaxItemsOption = None,
+    max_stdin: MaxStdinOption = None,
 ) -> None:
     """Write one self-contained HTML page to check a letter's records against its text.
 
@@ -906,8 +1162,9 @@ def review(
     from .schema import LetterRecord
 
     _check_pdf_engine(pdf_engine)
+    limits = make_limits(max_pages, max_chars, max_items, max_stdin=max_stdin)
     try:
-        doc = read_path(letter, pdf_engine=pdf_engine)
+        doc = read_path(letter, pdf_engine=pdf_engine, limits=limits)
     except ImrExtractError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
@@ -952,9 +1209,9 @@ def review(
     try:
         write_review(doc, label_records(found), target)
     except OSError as exc:
-        typer.echo(f"error: {target}: cannot write ({exc.strerror or exc})", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
-    typer.echo(str(target))
+        cause = f"cannot write ({exc.strerror or exc})"
+        raise _file_error(OutputError(escape_name(str(target)), cause), EXIT_OUTPUT) from None
+    typer.echo(escape_name(str(target)))
 
 
 # --- batch: large LLM jobs through the OpenAI Batch API ------------------------------------------
@@ -1134,12 +1391,11 @@ def batch_collect(
     stats = BatchSummary()
     try:
         with ExitStack() as stack:
-            writer = make_writer(fmt, _open_out(stack, out))
-            errors = (
-                stack.enter_context(errors_out.open("w", encoding="utf-8"))
-                if errors_out is not None
-                else None
-            )
+            if errors_out is not None:
+                stream, errors = _open_outputs(stack, out, errors_out)
+            else:
+                stream, errors = _open_out(stack, out), None
+            writer = make_writer(fmt, stream)
             for outcome in jobs.collect_job(state, fallback=fallback):
                 stats.add(outcome)
                 if outcome.record is not None:
@@ -1185,14 +1441,18 @@ def export(
 ) -> None:
     """Write the records kept in a run store, as `extract` writes them (failures are not
     records: query the store's letters table for them)."""
-    from .store import RunStore, StoreError
+    from .store import RunStore, StoreError, StoreUnusableError
 
     if not store_path.is_file():
-        raise _usage_error(f"{store_path}: no run store here (see --store)")
+        raise _usage_error(f"{escape_name(str(store_path))}: no run store here (see --store)")
+    files = OutputFiles()
     try:
-        with RunStore(store_path) as store, ExitStack() as stack:
+        at = files.open(out) if out is not None and str(out) != "-" else None
+        # Read only: a store on read-only media, or another user's, is exported as it is.
+        with RunStore(store_path, readonly=True) as store, ExitStack() as stack:
             run_id = store.run(run).id if run is not None else None
-            stream = _open_out(stack, out)
+            stream = files.commit()[0] if at is not None else stdout_stream()
+            stack.enter_context(stream)
             if fmt is OutputFormat.JSONL:  # the stored text as it is: no parse, no re-dump
                 for text in store.record_texts(run_id):
                     stream.write(text + "\n")
@@ -1202,8 +1462,14 @@ def export(
             for record in store.records(run_id):
                 writer.write(record)
             writer.close()
+    except OutputError as exc:
+        raise _file_error(exc, EXIT_OUTPUT) from None
+    except StoreUnusableError as exc:
+        raise _file_error(exc, EXIT_STORE) from None
     except StoreError as exc:
-        raise _usage_error(str(exc)) from None
+        raise _usage_error(_shown(exc)) from None
+    finally:
+        files.abandon()
 
 
 def main() -> None:

@@ -1,16 +1,27 @@
 """Record writers: JSONL (one record per line), JSON (an array), CSV (one row per item).
 
 Writers stream: each record is written as it arrives, so a batch never holds all its records.
+Output files are opened together (``OutputFiles``): none is emptied before every one is open, and
+any failure to write one is an ``OutputError`` naming that file and the cause.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
+import io
 import json
+import os
+import stat
+import sys
 from collections.abc import Iterable
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from .errors import ImrExtractError
+from .names import escape_name
 from .schema import Guideline, LetterRecord
 
 
@@ -92,7 +103,7 @@ def item_rows(record: LetterRecord) -> Iterable[dict[str, Any]]:
     """One flat row per item (a letter without items still gets one row)."""
     d = record.dates
     letter = {
-        "letter": record.letter,
+        "letter": escape_name(record.letter),  # as the JSON writes it (see names)
         "case_number": record.case_number,
         "layout": record.layout,
         "date_assigned": d.assigned,
@@ -175,3 +186,134 @@ WRITERS: dict[OutputFormat, type[JsonlWriter | JsonWriter | CsvWriter]] = {
 
 def make_writer(fmt: OutputFormat, stream: TextIO) -> RecordWriter:
     return WRITERS[fmt](stream)
+
+
+# --------------------------------------------------------------------------- output files
+
+
+class OutputError(ImrExtractError):
+    """An output file cannot be opened or written: the file and the operating system's cause."""
+
+    code = "output"
+
+
+def _os_cause(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+class NamedStream(io.TextIOBase):
+    """A text stream whose every failure is an ``OutputError`` naming its file."""
+
+    def __init__(self, stream: TextIO, name: str, owned: bool = True) -> None:
+        super().__init__()
+        self.stream = stream
+        self.name_shown = name
+        self.owned = owned  # closed with this one (a file), or only flushed (standard output)
+
+    def _failed(self, exc: OSError) -> OutputError:
+        return OutputError(self.name_shown, f"cannot write ({_os_cause(exc)})")
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except OSError as exc:
+            raise self._failed(exc) from exc
+
+    def flush(self) -> None:
+        if self.stream.closed:  # closed already (``close`` flushes once more)
+            return
+        try:
+            self.stream.flush()
+        except OSError as exc:
+            raise self._failed(exc) from exc
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            if self.owned:
+                self.stream.close()
+            else:
+                self.stream.flush()
+        except OSError as exc:
+            raise self._failed(exc) from exc
+        finally:
+            super().close()
+
+
+def make_parent(path: Path) -> None:
+    """Make the directory ``path`` goes in, as ``-o`` always has.
+
+    Raises:
+        OutputError: it cannot be made (a file of that name, no permission, read-only).
+    """
+    if path.parent == Path(""):
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:  # a file where a directory should be
+        cause = f"cannot create its directory ({os.strerror(errno.ENOTDIR)})"
+        raise OutputError(escape_name(str(path)), cause) from exc
+    except OSError as exc:
+        cause = f"cannot create its directory ({_os_cause(exc)})"
+        raise OutputError(escape_name(str(path)), cause) from exc
+
+
+def stdout_stream() -> TextIO:
+    """Standard output, its failures named ``<stdout>`` (flushed, never closed, by its user)."""
+    return NamedStream(sys.stdout, "<stdout>", owned=False)  # type: ignore[return-value]
+
+
+class OutputFiles:
+    """Output files opened together, so that none is emptied unless all can be written.
+
+    ``open`` creates each file (and its directory) *without truncating it*; only when every
+    one is open (and whatever else must be checked first, the run store, has been) does
+    ``commit`` empty them and hand out their streams. ``abandon`` closes them, removing the
+    ones ``open`` created: a run that cannot start leaves every earlier output as it was.
+    """
+
+    def __init__(self) -> None:
+        self._open: list[tuple[Path, int, bool]] = []  # path, descriptor, created here
+
+    def open(self, path: Path) -> int:
+        """Open ``path`` for writing, untouched; returns an index for ``commit``'s list.
+
+        Raises:
+            OutputError: the file or its directory cannot be made or written.
+        """
+        shown = escape_name(str(path))
+        make_parent(path)
+        try:
+            existed = os.path.lexists(path)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except OSError as exc:
+            raise OutputError(shown, f"cannot open for writing ({_os_cause(exc)})") from exc
+        self._open.append((path, fd, not existed))
+        return len(self._open) - 1
+
+    def commit(self) -> list[TextIO]:
+        """Empty every file (a regular file; not a device or a pipe) and return its stream."""
+        streams: list[TextIO] = []
+        for path, fd, _ in self._open:
+            shown = escape_name(str(path))
+            try:
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    os.ftruncate(fd, 0)
+            except OSError as exc:
+                raise OutputError(shown, f"cannot empty ({_os_cause(exc)})") from exc
+            text = open(fd, "w", encoding="utf-8", newline="", closefd=True)  # noqa: SIM115
+            streams.append(NamedStream(text, shown))  # type: ignore[arg-type]
+        self._open = []
+        return streams
+
+    def abandon(self) -> None:
+        for path, fd, created in self._open:
+            os.close(fd)
+            if created:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+        self._open = []

@@ -20,7 +20,7 @@ import html
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from .errors import ImrExtractError
 from .ingest import PAGE_BREAK, Document
+from .names import escape_name, has_surrogates
 from .schema import DATA_FIELDS, CheckResult, LetterRecord, Provenance, Status
 
 # --------------------------------------------------------------------------- field groups
@@ -671,6 +672,10 @@ def _legend(views: list[_View]) -> str:
 
 def render_review(doc: Document, records: Mapping[str, LetterRecord]) -> str:
     """One self-contained HTML page reviewing ``records`` (the first is the primary) on ``doc``."""
+    if has_surrogates(doc.name) or has_surrogates(doc.path or ""):
+        # A name that is not UTF-8 is shown as the records write it (see ``names``).
+        path = escape_name(doc.path) if doc.path is not None else None
+        doc = replace(doc, name=escape_name(doc.name), path=path)
     views = [
         _build_view(i, label, record, doc) for i, (label, record) in enumerate(records.items())
     ]

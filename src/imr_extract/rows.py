@@ -7,7 +7,8 @@ JSON); a cell that does not convert is passed on as it is, so that ``verify_exte
 as an invalid value, never guessed at. What the rows cannot say is reported under the record's
 ``_invalid`` key (path, value, reason): letter fields that differ between the rows of one letter
 (the first row's value is kept), a column the output CSV does not have, sections or pages that
-cannot be tied to one citation without the citations JSON.
+cannot be tied to one citation without the citations JSON. A ``letter`` written with ``\\xNN``
+escapes (a file name that is not UTF-8, see ``names``) is read back as that name.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from .names import unescape_name
 from .output import CSV_COLUMNS
 
 #: The key under which a converted record carries what the conversion could not say.
@@ -145,7 +147,8 @@ def records_from_rows(
 def _record(name: str, group: list[Mapping[str, str | None]]) -> dict[str, Any]:
     problems: list[tuple[str, Any, str]] = []
     first = group[0]
-    data: dict[str, Any] = {"letter": name}
+    # A name that is not UTF-8 is written \xNN in the CSV: back to the name that opens its file.
+    data: dict[str, Any] = {"letter": unescape_name(name)}
     for column, path in _LETTER_COLUMNS.items():
         value = _letter_value(column, first.get(column))
         _set(data, path, value)

@@ -53,6 +53,7 @@ from . import layouts
 from .errors import ImrExtractError, InternalError
 from .extract import Extractor, extract_document
 from .ingest import STDIN, Document, iter_paths, read_bytes, read_path
+from .limits import DEFAULT_LIMITS, Limits
 from .schema import LetterRecord
 from .store import RecordRow, ResultKey, RunStore, finished
 
@@ -412,6 +413,8 @@ class BatchRunner:
     min_pool_letters: int = MIN_POOL_LETTERS
     #: Letters per store commit (None: ``COMMIT_EVERY`` for the rules, 1 with a model).
     commit_every: int | None = None
+    #: What each letter may use (pages, characters, items, seconds, memory, stdin bytes).
+    limits: Limits = DEFAULT_LIMITS
     reused: int = 0
 
     def __post_init__(self) -> None:

@@ -17,7 +17,9 @@ import json
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, PlainSerializer
+
+from .names import escape_name, unescape_name
 
 SCHEMA_VERSION = "1"
 
@@ -222,10 +224,17 @@ class Alternative(_Strict):
     spans: list[Span] = Field(default_factory=list)
 
 
+#: A file name or path: in memory with surrogate escapes for bytes that are not UTF-8 (it opens
+#: its file); in JSON with each such byte written ``\\xNN`` (see ``names``), read back the same.
+FileName = Annotated[
+    str, AfterValidator(unescape_name), PlainSerializer(escape_name, when_used="json")
+]
+
+
 class SourceInfo(_Strict):
     """What was read, and how."""
 
-    path: str | None = None
+    path: FileName | None = None
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     media: str = Field(description="'pdf' or 'text'.")
     text_engine: str = Field(description="pypdfium2, pypdf, or the text encoding used.")
@@ -285,7 +294,7 @@ class ExtractorInfo(_Strict):
 class LetterRecord(_Strict):
     """One extracted IMR final determination letter."""
 
-    letter: str = Field(description="The file name of the letter.")
+    letter: FileName = Field(description="The file name of the letter.")
     case_number: str | None = None
     dates: Dates = Field(default_factory=Dates)
     priority: str | None = None

@@ -30,6 +30,8 @@ few commits, never corrupt the file).
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import datetime as dt
 import functools
 import hashlib
@@ -39,13 +41,15 @@ import re
 import secrets
 import socket
 import sqlite3
-from collections.abc import Iterator
+import urllib.parse
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import ImrExtractError
+from .names import escape_name, has_surrogates, unescape_name
 from .redact import redact, redact_json
 from .schema import LetterRecord
 
@@ -156,9 +160,60 @@ CREATE INDEX IF NOT EXISTS items_decision ON items (decision, decision_date);
 
 
 class StoreError(ImrExtractError):
-    """The store cannot be opened or does not hold what was asked for."""
+    """The store does not hold what was asked for (no such run, another version's store)."""
 
     code = "store"
+
+
+class StoreUnusableError(StoreError):
+    """The store cannot be opened, read or written: corrupt, not a store, read-only, disk full.
+
+    Raised for every ``sqlite3`` error of a store method, naming the store's file and the cause.
+    """
+
+    code = "store-unusable"
+
+
+class RunBusyError(StoreError):
+    """The run is held by another live process (``claim_run``)."""
+
+    code = "busy"
+
+
+def _cause(exc: BaseException, doing: str) -> str:
+    """What an operator reads for a SQLite or OS error met while ``doing`` something."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+    low = text.lower()
+    if "disk is full" in low or "no space" in low:
+        why = "the disk is full"
+    elif "readonly" in low or "read-only" in low or "permission denied" in low:
+        why = "it is read-only"
+    elif "malformed" in low or "not a database" in low or "corrupt" in low:
+        why = "it is corrupt or not a run store"
+    else:
+        return f"cannot {doing} the run store ({text})"
+    return f"cannot {doing} the run store: {why} ({text})"
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _guarded(doing: str) -> Callable[[_F], _F]:
+    """Turn a store method's ``sqlite3.Error`` into a ``StoreUnusableError`` naming the file."""
+
+    def wrap(method: _F) -> _F:
+        @functools.wraps(method)
+        def guarded(self: RunStore, *args: Any, **kw: Any) -> Any:
+            try:
+                return method(self, *args, **kw)
+            except sqlite3.Error as exc:
+                raise StoreUnusableError(str(self.path), _cause(exc, doing)) from exc
+
+        return guarded  # type: ignore[return-value]
+
+    return wrap
 
 
 @functools.cache
@@ -192,7 +247,7 @@ class ResultKey:
 
     def _hash(self, *ident: str) -> str:
         parts = [*ident, self.backend, self.prompt, self.model, self.schema_hash, self.version]
-        return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+        return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
     def key(self, sha256: str | None, path: str) -> str:
         """The letters.key of a record: by content (the same bytes anywhere are one letter)."""
@@ -270,6 +325,14 @@ def scrub(text: str) -> str:
 
 #: One encoder for every row: ``json.dumps`` with options builds a new encoder on each call.
 _json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_json_ascii = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _json_names(value: Any) -> str:
+    """JSON of ``value`` (argv, inputs), exact for names that are not UTF-8: their surrogate
+    escapes are written as JSON ``\\udcNN`` escapes, which ``json.loads`` reads back as is."""
+    text = _json(value)
+    return _json_ascii(value) if has_surrogates(text) else text
 
 
 def _guideline_columns(g: Any) -> tuple[Any, ...]:
@@ -315,8 +378,9 @@ class RecordRow:
         x, v = record.extractor, record.verification
         decided = record.dates.decision.isoformat() if record.dates.decision else None
         u = x.usage
+        letter = escape_name(record.letter)  # a column and CSV text: no surrogates
         return cls(
-            letter=record.letter,
+            letter=letter,
             record_json=record_json if record_json is not None else record.model_dump_json(),
             sha256=record.source.sha256,
             case_number=record.case_number,
@@ -334,7 +398,7 @@ class RecordRow:
             statuses=(v.verified, v.unverified, v.contradicted) if v is not None else (0, 0, 0),
             items=tuple(
                 (
-                    record.letter,
+                    letter,
                     record.case_number,
                     decided,
                     item.request,
@@ -357,32 +421,101 @@ class RecordRow:
 class RunStore:
     """A SQLite run store. Not thread-safe: use it from the thread that opened it."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
+        """Open (or create) the store at ``path``; ``readonly``: open an existing store only to
+        read it, never writing to it (``export``: a store on read-only media or another user's).
+
+        Raises:
+            StoreUnusableError: it cannot be opened, or is not a run store.
+            StoreError: it is another version's store.
+        """
         self.path = Path(path)
+        self._lock_fd: int | None = None
         try:
-            if self.path.parent != Path(""):
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=60.0)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.executescript(SCHEMA_SQL)
+            if readonly:
+                self.db = self._connect_readonly()
+            else:
+                if self.path.parent != Path(""):
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(self.path, isolation_level=None, timeout=60.0)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.execute("PRAGMA foreign_keys=ON")
+                self.db.executescript(SCHEMA_SQL)
             found = self.db.execute("SELECT value FROM meta WHERE key = 'store_version'").fetchone()
-            if found is None:
+            if found is None and not readonly:
                 self.db.execute(
                     "INSERT OR IGNORE INTO meta VALUES ('store_version', ?)", (STORE_VERSION,)
                 )
-            elif found[0] != STORE_VERSION:
+            elif found is None or found[0] != STORE_VERSION:
+                version = "no" if found is None else found[0]
                 raise StoreError(
                     str(self.path),
-                    f"store version {found[0]}, this imr-extract writes "
+                    f"store version {version}, this imr-extract writes "
                     f"{STORE_VERSION}: use another --store",
                 )
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(str(self.path), f"cannot open the run store ({exc})") from exc
+        except (sqlite3.Error, OSError, StoreError) as exc:
+            if hasattr(self, "db"):
+                self.db.close()
+            if isinstance(exc, StoreError):
+                raise
+            if not readonly and self._read_only():
+                exc = sqlite3.OperationalError(f"read-only: {exc}")
+            raise StoreUnusableError(str(self.path), _cause(exc, "open")) from exc
+
+    def _read_only(self) -> bool:
+        """The store, or the directory its journal files go in, cannot be written."""
+        where = self.path if self.path.exists() else self.path.parent
+        return not os.access(where, os.W_OK) or not os.access(self.path.parent, os.W_OK)
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """A connection that never writes. A WAL store needs its ``-shm`` file, which a
+        read-only directory cannot hold: then the file is read as immutable (nobody can be
+        writing a store on read-only media)."""
+        if not self.path.is_file():
+            raise StoreUnusableError(str(self.path), "no run store here (see --store)")
+        uri = "file:" + urllib.parse.quote(os.fsencode(self.path.absolute()))
+        db = sqlite3.connect(uri + "?mode=ro", uri=True, isolation_level=None, timeout=60.0)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError:
+            db.close()
+        db = sqlite3.connect(uri + "?immutable=1", uri=True, isolation_level=None)
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return db
+
+    def claim_run(self, run_id: str) -> None:
+        """Hold ``run_id`` for this process until the store is closed (or the process dies,
+        even by SIGKILL): an advisory lock on one byte of ``<store>.lock`` per run.
+
+        Raises:
+            RunBusyError: another process holds it (the same run resumed twice at once).
+        """
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        offset = int(hashlib.sha256(run_id.encode()).hexdigest()[:8], 16)
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: the pid check stands alone
+            return
+        try:
+            fd = self._lock_fd
+            if fd is None:
+                fd = self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+        except BlockingIOError as exc:
+            raise RunBusyError(
+                str(self.path),
+                f"run {run_id} is running in another process now: wait for it to end, or stop it",
+            ) from exc
+        except OSError as exc:
+            raise StoreUnusableError(str(lock_path), _cause(exc, "lock")) from exc
 
     def close(self) -> None:
         self.db.close()
+        if self._lock_fd is not None:  # closing it releases the run's lock
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def __enter__(self) -> RunStore:
         return self
@@ -402,8 +535,7 @@ class RunStore:
             try:
                 yield self.db
             except BaseException:
-                self.db.execute("ROLLBACK TO one")
-                self.db.execute("RELEASE one")
+                self._undo("ROLLBACK TO one", "RELEASE one")
                 raise
             self.db.execute("RELEASE one")
             return
@@ -411,10 +543,20 @@ class RunStore:
         try:
             yield self.db
         except BaseException:
-            self.db.execute("ROLLBACK")
+            self._undo("ROLLBACK")
             raise
         self.db.execute("COMMIT")
 
+    def _undo(self, *statements: str) -> None:
+        """Roll back after a failure, keeping that failure the one reported: on a full disk or
+        an I/O error SQLite may have rolled the whole transaction back already."""
+        if not self.db.in_transaction:
+            return
+        with contextlib.suppress(sqlite3.Error):
+            for statement in statements:
+                self.db.execute(statement)
+
+    @_guarded("write")
     def begin_group(self) -> None:
         """Open a transaction that ``commit_group`` commits: the ``write`` calls in between
         share one commit.
@@ -427,12 +569,14 @@ class RunStore:
         if not self.db.in_transaction:
             self.db.execute("BEGIN IMMEDIATE")
 
+    @_guarded("write")
     def commit_group(self) -> None:
         if self.db.in_transaction:
             self.db.execute("COMMIT")
 
     # ------------------------------------------------------------------ runs
 
+    @_guarded("write")
     def start_run(
         self,
         key: ResultKey,
@@ -440,8 +584,10 @@ class RunStore:
         argv: list[str],
         inputs: list[str],
         config: dict[str, Any],
+        run_id: str | None = None,
     ) -> str:
-        run_id = new_run_id()
+        """Record a new run (``run_id``: one made by ``new_run_id``, perhaps claimed already)."""
+        run_id = run_id or new_run_id()
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO runs (id, started_at, status, host, pid, cwd, argv, inputs, version,"
@@ -452,9 +598,9 @@ class RunStore:
                     now_iso(),
                     socket.gethostname(),
                     os.getpid(),
-                    os.getcwd(),
-                    _json([redact(scrub(a)) for a in argv]),  # a key in a URL, a flag
-                    _json([scrub(a) for a in inputs]),
+                    escape_name(os.getcwd()),
+                    _json_names([redact(scrub(a)) for a in argv]),  # a key in a URL, a flag
+                    _json_names([scrub(a) for a in inputs]),
                     key.version,
                     key.backend,
                     key.model,
@@ -465,6 +611,7 @@ class RunStore:
             )
         return run_id
 
+    @_guarded("read")
     def run(self, ref: str) -> RunRow:
         """The run named ``ref`` (an id, or ``last`` for the latest started)."""
         args: tuple[str, ...]
@@ -487,11 +634,12 @@ class RunStore:
             schema_hash=r["schema_hash"],
             version=r["version"],
             inputs=json.loads(r["inputs"]),
-            cwd=r["cwd"],
+            cwd=unescape_name(r["cwd"]) if r["cwd"] is not None else None,
             host=r["host"],
             pid=r["pid"],
         )
 
+    @_guarded("write")
     def resume_run(self, run_id: str) -> None:
         with self.transaction() as db:
             db.execute(
@@ -500,6 +648,7 @@ class RunStore:
                 (os.getpid(), socket.gethostname(), run_id),
             )
 
+    @_guarded("write")
     def finish_run(
         self, run_id: str, *, letters: int, reused: int, status: str = "finished"
     ) -> None:
@@ -529,6 +678,7 @@ class RunStore:
 
     # ------------------------------------------------------------------ letters
 
+    @_guarded("read")
     def lookup(self, key: str) -> StoredLetter | None:
         row = self.db.execute(
             "SELECT key, path, status, record, model_error, error_code, cause"
@@ -537,6 +687,7 @@ class RunStore:
         ).fetchone()
         return StoredLetter(*row) if row is not None else None
 
+    @_guarded("write")
     def write(
         self,
         key: ResultKey,
@@ -555,6 +706,10 @@ class RunStore:
         stands is already stored for this content (the same bytes met twice in a batch, one of
         them perhaps failing in the model while the other succeeded).
         """
+        path = escape_name(path)  # the path column (and an error's key) as written text
+        if error is not None and has_surrogates(error.cause):
+            error = copy.copy(error)
+            error.cause = escape_name(error.cause)
         content_key = key.key(sha256, path)
         with self.transaction() as db:
             existing = self.lookup(content_key) if sha256 is not None else None
@@ -641,6 +796,12 @@ class RunStore:
 
     def record_texts(self, run_id: str | None = None) -> Iterator[str]:
         """The stored records (JSON text, as ``extract`` writes them), in the order written."""
+        try:
+            yield from self._record_texts(run_id)
+        except sqlite3.Error as exc:
+            raise StoreUnusableError(str(self.path), _cause(exc, "read")) from exc
+
+    def _record_texts(self, run_id: str | None) -> Iterator[str]:
         query = "SELECT record FROM letters WHERE status = 'ok'"
         args: tuple[str, ...] = ()
         if run_id is not None:

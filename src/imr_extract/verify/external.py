@@ -34,7 +34,9 @@ from .. import layouts
 from ..errors import ImrExtractError, InputError
 from ..forms import CA_LABEL_RX, IMR_LABEL_RX, RATIONALE_LABEL_RX
 from ..ingest import Document, iter_paths, read_path
+from ..limits import DEFAULT_LIMITS, Limits
 from ..locate import Location, locate, locate_near
+from ..names import unescape_name
 from ..rows import PROBLEMS_KEY, read_csv_records
 from ..schema import (
     Backend,
@@ -557,8 +559,10 @@ def verify_external(
     letter: Document | str | os.PathLike[str],
     *,
     pdf_engine: str | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> LetterRecord:
-    """``data`` (a record in the output shape, from any tool) verified against its letter.
+    """``data`` (a record in the output shape, from any tool) verified against its letter
+    (read within ``limits``).
 
     Every value that fits the schema is located in the letter and judged by ``verify``; each that
     does not is reported as a failed ``value_fits_schema`` check (``verification.checks``, with
@@ -570,7 +574,7 @@ def verify_external(
         ImrExtractError: the letter cannot be read (given as a path).
     """
     clean, invalid = parse_external(data)
-    doc = letter if isinstance(letter, Document) else read_path(letter, pdf_engine)
+    doc = letter if isinstance(letter, Document) else read_path(letter, pdf_engine, limits=limits)
     layout, _score = layouts.detect(doc.text)
     placer = _Placer(doc)
     _place_header(placer, clean)
@@ -658,7 +662,7 @@ class LetterIndex:
         Raises:
             LetterNotFoundError: no such letter under the directory.
         """
-        name = Path(letter).name
+        name = Path(unescape_name(letter)).name  # a name written \xNN: see ``names``
         path = self.by_name.get(name) or self.by_stem.get(Path(name).stem)
         if path is None:
             raise LetterNotFoundError(letter, f"no letter named {name!r} under {self.root}")
@@ -714,6 +718,7 @@ def verify_records(
     letters: str | os.PathLike[str] | LetterIndex,
     *,
     pdf_engine: str | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Iterator[ExternalOutcome]:
     """Verify each ``(where, data)`` against its letter under ``letters``; never raises per record.
 
@@ -732,7 +737,7 @@ def verify_records(
             continue
         letter = data["letter"]
         try:
-            record = verify_external(data, index.find(letter), pdf_engine=pdf_engine)
+            record = verify_external(data, index.find(letter), pdf_engine=pdf_engine, limits=limits)
         except ImrExtractError as exc:
             yield ExternalOutcome(letter, error=exc)
         else:
