@@ -382,47 +382,63 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:,.0f} MiB"
 
 
-def _module_of(extractor: Extractor | None) -> list[str]:
-    """The module a worker imports to unpickle ``extractor`` (none for this package's)."""
+def _module_of(extractor: Extractor | None) -> str | None:
+    """The module a worker imports to unpickle ``extractor`` (None for this package's)."""
     fn: Any = extractor
     while isinstance(fn, functools.partial):
         fn = fn.func
     name = getattr(fn, "__module__", None) or type(fn).__module__
-    if extractor is None or name in ("__main__", "builtins") or name.startswith("imr_extract"):
-        return []
-    return [name] if name in sys.modules else []
+    if extractor is None or name == "builtins" or name.startswith("imr_extract"):
+        return None
+    return name
 
 
-def _start_forkserver(ctx: Any, modules: list[str]) -> None:
-    """Start the forkserver (once per process) with the main module, what every worker needs,
-    and ``modules`` (the extractor's) loaded, so that each worker forked from it starts in
-    milliseconds.
+@contextlib.contextmanager
+def _preparation(main: bool) -> Iterator[None]:
+    """While a process starts: with ``main``, the main module goes with it (and to the
+    forkserver, whose ``main_path`` CPython 3.11-3.13 never fill in: without it the server never
+    preloads ``__main__`` and every worker imported it again); without, it is left out, so a
+    worker never runs the main module (the CLI's, say) at all."""
+    from multiprocessing import spawn
 
-    CPython's ``ensure_running`` (3.11-3.13) passes the server a ``main_path`` that
-    ``get_preparation_data`` never sets (it sets ``init_main_from_path``), so the server never
-    preloads ``__main__`` and every worker imported it again as it started: 0.2-1 s per worker
-    for the CLI, paid again for each worker a letter kills. The key is supplied here.
-    """
-    from multiprocessing import forkserver, spawn
-
-    ctx.set_forkserver_preload(["__main__", "imr_extract._preload", *modules])
     real = spawn.get_preparation_data
 
-    def with_main_path(name: str) -> dict[str, Any]:
+    def prepared(name: str) -> dict[str, Any]:
         data = real(name)
-        if "init_main_from_path" in data:
+        if not main:
+            data.pop("init_main_from_path", None)
+            data.pop("init_main_from_name", None)
+        elif "init_main_from_path" in data:
             data.setdefault("main_path", data["init_main_from_path"])
         return data
 
-    # The server ignores the sys_path it is given: it gets this process's through PYTHONPATH,
-    # so that it finds the main module's own imports, and the extractor's module.
-    env = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    spawn.get_preparation_data = with_main_path  # type: ignore[assignment]
+    spawn.get_preparation_data = prepared  # type: ignore[assignment]
     try:
-        forkserver.ensure_running()
+        yield
     finally:
         spawn.get_preparation_data = real
+
+
+def _start_forkserver(ctx: Any, module: str | None) -> None:
+    """Start the forkserver (once per process) with what every worker needs loaded, and the
+    extractor's ``module`` (the main module's too when it is that), so that each worker forked
+    from it, and each that replaces one a letter killed, starts in milliseconds.
+
+    The server ignores the ``sys_path`` it is given: it gets this process's through PYTHONPATH,
+    so that it finds the extractor's module (and the main module's own imports).
+    """
+    from multiprocessing import forkserver
+
+    preload = ["imr_extract._preload"]
+    if module is not None:
+        preload.insert(0, module)
+    ctx.set_forkserver_preload(preload)
+    env = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    try:
+        with _preparation(main=module == "__main__"):
+            forkserver.ensure_running()
+    finally:
         if env is None:
             del os.environ["PYTHONPATH"]
         else:
@@ -474,7 +490,9 @@ class _Pool:
         self.limits = limits
         self.args = (extractor, pdf_engine, os.getpid(), limits)
         self.ctx = multiprocessing.get_context("forkserver")
-        _start_forkserver(self.ctx, _module_of(extractor))
+        module = _module_of(extractor)
+        self.main = module == "__main__"  # the workers need the main module
+        _start_forkserver(self.ctx, module)
         #: The workers; None where one died and no letter has needed another since.
         self.procs: list[_Worker | None] = [self._spawn() for _ in range(workers)]
         self.todo: deque[list[_Slot]] = deque()
@@ -488,8 +506,17 @@ class _Pool:
         process = self.ctx.Process(
             target=_serve, args=(theirs, *self.args), name="imr-extract-worker", daemon=True
         )
-        process.start()
-        theirs.close()
+        try:
+            with _preparation(self.main):
+                process.start()
+        except (EOFError, OSError) as exc:
+            raise RuntimeError(
+                f"cannot start a worker process ({exc}): the forkserver died; if the batch "
+                "runs from a script, its module must import without side effects "
+                "(guard the batch with 'if __name__ == \"__main__\":')"
+            ) from exc
+        finally:
+            theirs.close()
         return _Worker(process, mine)
 
     def map(
