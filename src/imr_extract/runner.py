@@ -13,13 +13,24 @@ Two ways to spread the work:
   to ``N`` model calls are in flight at once. A ``RateLimiter`` shared by the threads keeps them
   under requests/minute and tokens/minute (see ``RateLimitedLLM``).
 
-``workers=1`` runs everything in this process (no pool). Worker processes are forked from a
-``forkserver`` (never from this possibly multi-threaded process) and replaced after
-``MAX_TASKS_PER_CHILD`` tasks. A worker that dies (a crash in a PDF library) costs only the
-letter it was reading: that letter is reported as an ``internal`` error and the batch goes on.
-A batch process that dies (even by SIGKILL) takes its workers with it. As with any
-``multiprocessing`` program, a script that runs a batch with ``workers > 1`` must guard its
-entry point with ``if __name__ == "__main__":``.
+Isolation (``isolate=True``, the default): every letter is read (and, with the rules, extracted)
+in a worker process, whatever the batch size; ``workers`` is how many. A worker answers letter
+by letter, so when one dies the batch knows the letter it was on: a crash or an abort in a PDF
+library costs that letter alone (``worker-crashed``), so does running out of the worker's memory
+allowance (``Limits.worker_memory``, an ``RLIMIT_AS`` set in each worker: a ``MemoryError``, or a
+death near the allowance, is ``out-of-memory``) and running past ``Limits.letter_seconds`` (the
+worker is killed: ``timeout``). The worker is replaced, the letters queued behind it go on, and
+the run finishes. A resumed run tries such letters again, as it does every error row, and each
+again costs only itself. Model calls (threads in this process) cannot be killed: their deadline
+is the model client's. ``isolate=False`` reads a batch of one worker, or under
+``min_pool_letters``, in this process (faster to start by the forkserver's start, ~1 s; but a
+crash there ends the batch, and no time or memory limit holds).
+
+Worker processes are forked from a ``forkserver`` (never from this possibly multi-threaded
+process) that has loaded the rules once, so a worker starts in milliseconds; each is replaced
+after ``MAX_TASKS_PER_CHILD`` chunks. A batch process that dies (even by SIGKILL) takes its
+workers with it. A script whose extractor is defined in its main module must guard its entry
+point with ``if __name__ == "__main__":`` (the forkserver imports that module).
 
 With a ``RunStore``, each letter is hashed first; one whose result already stands under the same
 key is not extracted again but served from the store (``reused``), and each new result is
@@ -74,8 +85,8 @@ COMMIT_EVERY = 64
 COMMIT_INTERVAL_S = 0.25
 #: Tasks a worker process runs before it is replaced (keeps a leaking library's memory flat).
 MAX_TASKS_PER_CHILD = 200
-#: Fewer letters than this are read in this process: starting the pool (about 1.5 s from the CLI,
-#: whose main module imports openai) costs more than it saves.
+#: Without isolation, fewer letters than this are read in this process: starting the pool (about
+#: 1 s, the forkserver's imports) costs more than it saves.
 MIN_POOL_LETTERS = 200
 
 
@@ -490,11 +501,12 @@ class _Pool:
         self.limits = limits
         self.args = (extractor, pdf_engine, os.getpid(), limits)
         self.ctx = multiprocessing.get_context("forkserver")
-        module = _module_of(extractor)
-        self.main = module == "__main__"  # the workers need the main module
-        _start_forkserver(self.ctx, module)
-        #: The workers; None where one died and no letter has needed another since.
-        self.procs: list[_Worker | None] = [self._spawn() for _ in range(workers)]
+        self.module = _module_of(extractor)
+        self.main = self.module == "__main__"  # the workers need the main module
+        self.started = False
+        #: The workers; None until a letter needs one (a batch the store serves whole starts
+        #: none), and where one died.
+        self.procs: list[_Worker | None] = [None] * workers
         self.todo: deque[list[_Slot]] = deque()
         #: Workers replaced after a letter killed them (or ran past its time).
         self.replaced = 0
@@ -502,6 +514,9 @@ class _Pool:
         self.chunksize = DEFAULT_CHUNKSIZE
 
     def _spawn(self) -> _Worker:
+        if not self.started:
+            _start_forkserver(self.ctx, self.module)
+            self.started = True
         mine, theirs = self.ctx.Pipe()
         process = self.ctx.Process(
             target=_serve, args=(theirs, *self.args), name="imr-extract-worker", daemon=True
@@ -561,6 +576,8 @@ class _Pool:
                 self._retire(w)  # keeps a leaking library's memory flat
                 w = self.procs[i] = self._spawn()
             while self.todo and len(w.queued) <= self.chunksize:
+                if w.queued and any(slot.task.data is not None for slot in self.todo[0]):
+                    break  # standard input's bytes go to an idle worker: a send never blocks
                 slots = self.todo.popleft()
                 if not w.queued and w.ready:
                     w.started, w.peak = time.monotonic(), 0
