@@ -292,6 +292,9 @@ def _init_worker(
     _worker["extractor"] = extractor
     _worker["pdf_engine"] = pdf_engine
     _worker["limits"] = limits
+    # Ctrl-C reaches the whole process group: the batch process stops its workers itself, and
+    # a worker that died of it would be charged to its letter as a crash.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with, args=(parent,), name="watch-parent", daemon=True).start()
     settle_heap()
     if limits.worker_memory:
