@@ -154,10 +154,22 @@ class _Task(NamedTuple):
 
 @dataclass(frozen=True)
 class _Ready:
-    """An input settled without a worker (reused from the store)."""
+    """An input settled without a worker: reused from the store, or (``fresh``) refused
+    before any worker saw it (standard input past its cap), written to the store as new."""
 
     position: int
     outcome: BatchOutcome
+    fresh: bool = False
+
+
+def _read_stdin(limits: Limits) -> bytes:
+    """Standard input, stopped at ``limits.max_stdin_bytes`` where ingest streams it."""
+    try:
+        from .ingest import read_stdin  # type: ignore[attr-defined]
+    except ImportError:  # an ingest without the streamed reader
+        return sys.stdin.buffer.read()
+    data: bytes = read_stdin(limits=limits)
+    return data
 
 
 #: What a worker returns per letter: (record, its row, error). One of the first two is set on
@@ -810,7 +822,11 @@ class BatchRunner:
     def _plan(self, paths: Iterable[str]) -> Iterator[_Task | _Ready]:
         """Hash each input and settle the ones the store already holds."""
         for position, path in enumerate(paths):
-            data = sys.stdin.buffer.read() if path == STDIN else None
+            try:
+                data = _read_stdin(self.limits) if path == STDIN else None
+            except ImrExtractError as exc:
+                yield _Ready(position, BatchOutcome(path, error=exc), fresh=True)
+                continue
             sha: str | None = None
             if data is not None:
                 sha = hashlib.sha256(data).hexdigest()
@@ -915,12 +931,12 @@ class BatchRunner:
         try:
             for item, result in results:
                 if isinstance(item, _Ready):
-                    self.reused += 1
+                    self.reused += not item.fresh
                     outcome = item.outcome
                 else:
                     assert result is not None
                     outcome = self._outcome(item, result)
-                if store is not None and not isinstance(item, _Ready):
+                if store is not None and not (isinstance(item, _Ready) and not item.fresh):
                     if not held:
                         store.begin_group()
                         since = time.monotonic()
