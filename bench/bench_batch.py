@@ -3,9 +3,10 @@
 For text letters and for PDF letters, with 1 and with 2 workers, it prints:
 
   letters/s        wall clock, from the command's start to its exit (start-up included)
-  per core         letters per CPU-second, for 1 worker only: the batch is then one process,
-                   so its CPU time (from wait4) is exact and this is the per-core figure
-  CPU s            that process's user + system seconds (1 worker)
+  per core         letters per CPU-second, for 1 worker only: the batch process's CPU time
+                   (exact, from wait4) and its worker's and forkserver's (sampled from /proc
+                   every 20 ms: they are not its children, so wait4 does not count them)
+  CPU s            those processes' user + system seconds (1 worker)
   RSS MiB          peak resident memory of the batch process (exact, from wait4), and of the
                    largest worker process (sampled every 20 ms)
   RSS 1/5 -> end   the batch process's memory a fifth of the way through and at the end:
@@ -70,6 +71,19 @@ def _rss(pid: int) -> int:
         return 0
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu(pid: int) -> float:
+    """User + system seconds ``pid`` has used so far (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def _children(pid: int) -> list[int]:
     """Every process below ``pid`` (the forkserver and its workers)."""
     parents: dict[int, list[int]] = {}
@@ -95,6 +109,8 @@ class Sampler:
     interval: float = 0.02
     main: list[tuple[float, int]] = field(default_factory=list)
     worker_peak: int = 0
+    #: CPU seconds of each process below the batch process, as last sampled.
+    cpu: dict[int, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -110,6 +126,7 @@ class Sampler:
                 kids = _children(self.pid)
             for kid in kids:
                 self.worker_peak = max(self.worker_peak, _rss(kid))
+                self.cpu[kid] = max(self.cpu.get(kid, 0.0), _cpu(kid))
             tick += 1
             self._stop.wait(self.interval)
 
@@ -169,9 +186,9 @@ def run_one(corpus: Path, kind: str, workers: int, n: int, tmp: Path, store: boo
         workers=workers,
         letters=n,
         seconds=seconds,
-        cpu_s=usage.ru_utime + usage.ru_stime if workers == 1 else None,
+        cpu_s=usage.ru_utime + usage.ru_stime + sum(sampler.cpu.values()) if workers == 1 else None,
         main_peak_mib=usage.ru_maxrss / 1024,
-        worker_peak_mib=sampler.worker_peak / 2**20 if workers > 1 else None,
+        worker_peak_mib=sampler.worker_peak / 2**20 or None,
         rss_fifth_mib=fifth / 2**20,
         rss_end_mib=end / 2**20,
     )

@@ -584,6 +584,9 @@ def extract(
             max_reasks=max_reasks,
             token_budget=token_budget,
             timeout_s=timeout,
+            # A letter's model calls end by the letter's wall clock too (threads cannot be
+            # killed: the client stops its own tries at this deadline).
+            letter_seconds=limits.letter_seconds,
             use_cache=cache,
             cache_dir=cache_dir,
             verbatim_reask=verbatim_reask,

@@ -2,6 +2,10 @@
 
 ``extract_many`` is the batch entry point: it never raises for a bad file. Each input yields one
 ``Outcome`` holding either a record or the ``ImrExtractError`` that names the file and the cause.
+
+Invariant: no record leaves here with more decided items than its ``Limits.max_items``: a letter
+past it is ``TooManyItemsError`` (``too-many-items``), refused before its items are verified (the
+expensive part), so a 10,000-item letter costs the time to find its items, no more.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ from dataclasses import dataclass
 
 from . import layouts
 from .assemble import refuse_several_letters, verified_record
-from .errors import ImrExtractError, NoDecisionsError
+from .errors import ImrExtractError, NoDecisionsError, TooManyItemsError
 from .ingest import Document, iter_paths, read_bytes, read_path
+from .limits import DEFAULT_LIMITS, Limits
 from .schema import LetterRecord, Method
 
 
@@ -30,12 +35,25 @@ class Outcome:
         return self.record is not None
 
 
-def extract_document(doc: Document) -> LetterRecord:
+def check_items(source: str, count: int, limits: Limits = DEFAULT_LIMITS) -> None:
+    """Raise ``TooManyItemsError`` when ``count`` decided items are past ``limits.max_items``
+    (0: no limit). Every extractor's record is held to it (the batch runner checks the records
+    of the others; ``extract_document`` checks before it verifies)."""
+    if limits.max_items and count > limits.max_items:
+        raise TooManyItemsError(
+            source,
+            f"{count} decided items, more than the limit of {limits.max_items} "
+            "(--max-items; a real letter has 1-30)",
+        )
+
+
+def extract_document(doc: Document, limits: Limits = DEFAULT_LIMITS) -> LetterRecord:
     """Read ``doc`` with the rules of its detected layout.
 
     Raises:
         NoDecisionsError: the text holds no decided item the rules can find.
         SeveralLettersError: the text holds more than one letter.
+        TooManyItemsError: more decided items than ``limits.max_items``.
     """
     refuse_several_letters(doc)
     layout, _score = layouts.detect(doc.text)
@@ -48,6 +66,7 @@ def extract_document(doc: Document) -> LetterRecord:
         raise NoDecisionsError(
             doc.path or doc.name, f"no decisions found (read as layout {layout.name!r})"
         )
+    check_items(doc.path or doc.name, len(found.items), limits)
     return verified_record(doc, layout.name, found, Method.RULES)
 
 

@@ -13,13 +13,24 @@ Two ways to spread the work:
   to ``N`` model calls are in flight at once. A ``RateLimiter`` shared by the threads keeps them
   under requests/minute and tokens/minute (see ``RateLimitedLLM``).
 
-``workers=1`` runs everything in this process (no pool). Worker processes are forked from a
-``forkserver`` (never from this possibly multi-threaded process) and replaced after
-``MAX_TASKS_PER_CHILD`` tasks. A worker that dies (a crash in a PDF library) costs only the
-letter it was reading: that letter is reported as an ``internal`` error and the batch goes on.
-A batch process that dies (even by SIGKILL) takes its workers with it. As with any
-``multiprocessing`` program, a script that runs a batch with ``workers > 1`` must guard its
-entry point with ``if __name__ == "__main__":``.
+Isolation (``isolate=True``, the default): every letter is read (and, with the rules, extracted)
+in a worker process, whatever the batch size; ``workers`` is how many. A worker answers letter
+by letter, so when one dies the batch knows the letter it was on: a crash or an abort in a PDF
+library costs that letter alone (``worker-crashed``), so does running out of the worker's memory
+allowance (``Limits.worker_memory``, an ``RLIMIT_AS`` set in each worker: a ``MemoryError``, or a
+death near the allowance, is ``out-of-memory``) and running past ``Limits.letter_seconds`` (the
+worker is killed: ``timeout``). The worker is replaced, the letters queued behind it go on, and
+the run finishes. A resumed run tries such letters again, as it does every error row, and each
+again costs only itself. Model calls (threads in this process) cannot be killed: their deadline
+is the model client's. ``isolate=False`` reads a batch of one worker, or under
+``min_pool_letters``, in this process (faster to start by the forkserver's start, ~1 s; but a
+crash there ends the batch, and no time or memory limit holds).
+
+Worker processes are forked from a ``forkserver`` (never from this possibly multi-threaded
+process) that has loaded the rules once, so a worker starts in milliseconds; each is replaced
+after ``MAX_TASKS_PER_CHILD`` chunks. A batch process that dies (even by SIGKILL) takes its
+workers with it. A script whose extractor is defined in its main module must guard its entry
+point with ``if __name__ == "__main__":`` (the forkserver imports that module).
 
 With a ``RunStore``, each letter is hashed first; one whose result already stands under the same
 key is not extracted again but served from the store (``reused``), and each new result is
@@ -30,29 +41,38 @@ model's one by one.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import hashlib
+import inspect
 import math
 import multiprocessing
 import os
 import select
+import signal
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from itertools import islice
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from . import layouts
-from .errors import ImrExtractError, InternalError
-from .extract import Extractor, extract_document
-from .ingest import STDIN, Document, iter_paths, read_bytes, read_path
+from .errors import (
+    ImrExtractError,
+    InternalError,
+    LetterTimeoutError,
+    OutOfMemoryError,
+    WorkerCrashedError,
+)
+from .extract import Extractor, check_items, extract_document
+from .ingest import STDIN, Document, iter_paths, read_bytes, read_path, read_stdin
 from .limits import DEFAULT_LIMITS, Limits
 from .schema import LetterRecord
 from .store import RecordRow, ResultKey, RunStore, finished
@@ -65,8 +85,8 @@ COMMIT_EVERY = 64
 COMMIT_INTERVAL_S = 0.25
 #: Tasks a worker process runs before it is replaced (keeps a leaking library's memory flat).
 MAX_TASKS_PER_CHILD = 200
-#: Fewer letters than this are read in this process: starting the pool (about 1.5 s from the CLI,
-#: whose main module imports openai) costs more than it saves.
+#: Without isolation, fewer letters than this are read in this process: starting the pool (about
+#: 1 s, the forkserver's imports) costs more than it saves.
 MIN_POOL_LETTERS = 200
 
 
@@ -134,10 +154,17 @@ class _Task(NamedTuple):
 
 @dataclass(frozen=True)
 class _Ready:
-    """An input settled without a worker (reused from the store)."""
+    """An input settled without a worker: reused from the store, or (``fresh``) refused
+    before any worker saw it (standard input past its cap), written to the store as new."""
 
     position: int
     outcome: BatchOutcome
+    fresh: bool = False
+
+
+def _read_stdin(limits: Limits) -> bytes:
+    """Standard input, streamed and stopped at ``limits.max_stdin_bytes``."""
+    return read_stdin(limits=limits)
 
 
 #: What a worker returns per letter: (record, its row, error). One of the first two is set on
@@ -148,9 +175,19 @@ _Result = tuple[LetterRecord | None, RecordRow | None, ImrExtractError | None]
 # --------------------------------------------------------------------------- worker side
 
 
-def _read(task: _Task, pdf_engine: str | None) -> Document:
+@functools.cache
+def _takes_limits(fn: Callable[..., Any]) -> bool:
+    """Whether an ingest reader takes ``limits=`` (it does once ingest enforces pages/text)."""
+    return "limits" in inspect.signature(fn).parameters
+
+
+def _read(task: _Task, pdf_engine: str | None, limits: Limits = DEFAULT_LIMITS) -> Document:
     if task.data is not None:
+        if _takes_limits(read_bytes):
+            return read_bytes(task.data, "<stdin>", None, pdf_engine, limits=limits)
         return read_bytes(task.data, "<stdin>", None, pdf_engine)
+    if _takes_limits(read_path):
+        return read_path(task.path, pdf_engine, limits=limits)
     return read_path(task.path, pdf_engine)
 
 
@@ -166,12 +203,26 @@ def _guard(path: str, fn: Callable[[], Any]) -> tuple[Any, ImrExtractError | Non
         return fn(), None
     except ImrExtractError as exc:
         return None, exc
+    except MemoryError:
+        return None, OutOfMemoryError(
+            path, "ran out of memory reading or extracting this letter (--worker-memory)"
+        )
     except Exception as exc:
         return None, _internal(path, exc)
 
 
-def _extract_task(task: _Task, extractor: Extractor, pdf_engine: str | None) -> _Result:
-    record, error = _guard(task.path, lambda: extractor(_read(task, pdf_engine)))
+def _extract(
+    task: _Task, extractor: Extractor, pdf_engine: str | None, limits: Limits
+) -> LetterRecord:
+    record = extractor(_read(task, pdf_engine, limits))
+    check_items(task.path, len(record.items), limits)  # whatever made the record
+    return record
+
+
+def _extract_task(
+    task: _Task, extractor: Extractor, pdf_engine: str | None, limits: Limits = DEFAULT_LIMITS
+) -> _Result:
+    record, error = _guard(task.path, lambda: _extract(task, extractor, pdf_engine, limits))
     return record, None, error
 
 
@@ -212,91 +263,445 @@ def settle_heap() -> None:
     gc.freeze()
 
 
-def _init_worker(extractor: Extractor, pdf_engine: str | None, parent: int) -> None:
+def memory_limit(nbytes: int) -> int:
+    """The address space a worker gets for an allowance of ``nbytes``: no more than the hard
+    limit this process already has (0: none can be set here)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return 0
+    limit = getattr(resource, "RLIMIT_AS", None)
+    if limit is None or nbytes <= 0:  # pragma: no cover - no such limit here
+        return 0
+    hard = resource.getrlimit(limit)[1]
+    return nbytes if hard == resource.RLIM_INFINITY else min(nbytes, hard)
+
+
+def set_memory_limit(nbytes: int) -> int:
+    """Cap this process's address space (``RLIMIT_AS``) at ``memory_limit(nbytes)``, and return
+    that. Past it, Python raises ``MemoryError`` and pdfium aborts the process.
+
+    ``RLIMIT_AS`` rather than ``RLIMIT_DATA``: both stop a decompression bomb in pypdfium2 here
+    (pdfium aborts either way), but ``RLIMIT_DATA`` counts mappings only since Linux 4.7. A
+    worker, with its threads, holds about 120 MB of address space before it reads a letter.
+    """
+    cap = memory_limit(nbytes)
+    if cap:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (cap, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    return cap
+
+
+def _init_worker(
+    extractor: Extractor | None, pdf_engine: str | None, parent: int, limits: Limits
+) -> None:
     _worker["extractor"] = extractor
     _worker["pdf_engine"] = pdf_engine
+    _worker["limits"] = limits
+    # Ctrl-C reaches the whole process group: the batch process stops its workers itself, and
+    # a worker that died of it would be charged to its letter as a crash.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with, args=(parent,), name="watch-parent", daemon=True).start()
     settle_heap()
+    if limits.worker_memory:
+        set_memory_limit(limits.worker_memory)
 
 
-def _extract_chunk(tasks: list[_Task]) -> list[_Result]:
-    out: list[_Result] = []
-    for task in tasks:
-        record, _, error = _extract_task(task, _worker["extractor"], _worker["pdf_engine"])
-        # The record travels as its row (JSON and plain columns): cheaper to pickle than the
-        # model (0.3 + 0.55 ms vs 0.9 + 1.5 ms for a five-item record), and the batch process
-        # needs no parse to store and write it.
-        out.append((None, RecordRow.of(record) if record is not None else None, error))
-    return out
+def _extract_one(task: _Task) -> _Result:
+    record, _, error = _extract_task(
+        task, _worker["extractor"], _worker["pdf_engine"], _worker["limits"]
+    )
+    # The record travels as its row (JSON and plain columns): cheaper to pickle than the
+    # model (0.3 + 0.55 ms vs 0.9 + 1.5 ms for a five-item record), and the batch process
+    # needs no parse to store and write it.
+    return None, RecordRow.of(record) if record is not None else None, error
 
 
-def _read_chunk(tasks: list[_Task]) -> list[tuple[Document | None, ImrExtractError | None]]:
-    return [_guard(t.path, functools.partial(_read, t, _worker["pdf_engine"])) for t in tasks]
+def _read_one(task: _Task) -> tuple[Document | None, ImrExtractError | None]:
+    return _guard(
+        task.path, functools.partial(_read, task, _worker["pdf_engine"], _worker["limits"])
+    )
+
+
+#: What a worker can be asked to do with a letter: read it, or read and extract it.
+_WORK: dict[str, Callable[[_Task], Any]] = {"extract": _extract_one, "read": _read_one}
+
+
+def _serve(
+    conn: Connection,
+    extractor: Extractor | None,
+    pdf_engine: str | None,
+    parent: int,
+    limits: Limits,
+) -> None:
+    """A worker process: receive chunks of letters, send back one result per letter as each
+    is done (so the batch process always knows which letter a worker is on), until told to
+    stop (``None``) or the batch process is gone."""
+    _init_worker(extractor, pdf_engine, parent, limits)
+    try:
+        conn.send("ready")  # a letter's clock starts now, not while the worker starts
+    except OSError:  # the batch is over already
+        os._exit(0)
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            os._exit(0)
+        if job is None:
+            os._exit(0)
+        kind, tasks = job
+        work = _WORK[kind]
+        for task in tasks:
+            result = work(task)
+            try:
+                conn.send(result)
+            except (EOFError, OSError):
+                os._exit(0)
+            except Exception as exc:  # a result that does not pickle: that letter's bug
+                conn.send(_failed(kind, _internal(task.path, exc)))
+
+
+def _failed(kind: str, error: ImrExtractError) -> Any:
+    """The result of a letter that failed, in the shape ``kind`` of work returns."""
+    return (None, None, error) if kind == "extract" else (None, error)
 
 
 # --------------------------------------------------------------------------- the pool
 
+#: How often a busy worker's address space is sampled (to name a death near its memory limit).
+SAMPLE_S = 0.05
+#: Workers that die before they can take a letter, in a row, before the batch gives up.
+MAX_FAILED_STARTS = 3
+#: A worker killed near this share of its memory allowance was stopped by it.
+NEAR_LIMIT = 0.75
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _address_space(pid: int) -> int:
+    """Bytes of address space ``pid`` holds now (0 when unknown)."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[0]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _how_it_ended(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "it did not answer"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"killed by {name}"
+    return f"exit status {exitcode}"
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.0f} MiB"
+
+
+def _module_of(extractor: Extractor | None) -> str | None:
+    """The module a worker imports to unpickle ``extractor`` (None for this package's)."""
+    fn: Any = extractor
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    name = getattr(fn, "__module__", None) or type(fn).__module__
+    if extractor is None or name == "builtins" or name.startswith("imr_extract"):
+        return None
+    return name
+
+
+@contextlib.contextmanager
+def _preparation(main: bool) -> Iterator[None]:
+    """While a process starts: with ``main``, the main module goes with it (and to the
+    forkserver, whose ``main_path`` CPython 3.11-3.13 never fill in: without it the server never
+    preloads ``__main__`` and every worker imported it again); without, it is left out, so a
+    worker never runs the main module (the CLI's, say) at all."""
+    from multiprocessing import spawn
+
+    real = spawn.get_preparation_data
+
+    def prepared(name: str) -> dict[str, Any]:
+        data = real(name)
+        if not main:
+            data.pop("init_main_from_path", None)
+            data.pop("init_main_from_name", None)
+        elif "init_main_from_path" in data:
+            data.setdefault("main_path", data["init_main_from_path"])
+        return data
+
+    spawn.get_preparation_data = prepared
+    try:
+        yield
+    finally:
+        spawn.get_preparation_data = real
+
+
+def _start_forkserver(ctx: Any, module: str | None) -> None:
+    """Start the forkserver (once per process) with what every worker needs loaded, and the
+    extractor's ``module`` (the main module's too when it is that), so that each worker forked
+    from it, and each that replaces one a letter killed, starts in milliseconds.
+
+    The server ignores the ``sys_path`` it is given: it gets this process's through PYTHONPATH,
+    so that it finds the extractor's module (and the main module's own imports).
+    """
+    from multiprocessing import forkserver
+
+    preload = ["imr_extract._preload"]
+    if module is not None:
+        preload.insert(0, module)
+    ctx.set_forkserver_preload(preload)
+    env = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    try:
+        with _preparation(main=module == "__main__"):
+            forkserver.ensure_running()
+    finally:
+        if env is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = env
+
+
+class _Slot:
+    """One letter given to the pool, and its result once it has one."""
+
+    __slots__ = ("done", "result", "task")
+
+    def __init__(self, task: _Task) -> None:
+        self.task = task
+        self.result: Any = None
+        self.done = False
+
+
+class _Worker:
+    """One worker process, its end of the pipe, and the letters sent to it, oldest first (the
+    first is the one it is reading)."""
+
+    def __init__(self, process: Any, conn: Connection) -> None:
+        self.process = process
+        self.conn = conn
+        self.queued: deque[_Slot] = deque()
+        self.started = time.monotonic()  # when its current letter began
+        self.letters = 0
+        self.peak = 0  # address space sampled while on its current letter
+        self.sampled = 0.0
+        self.timed_out = False
+        self.ready = False
+
 
 class _Pool:
-    """A process pool that is replaced when a worker dies; results keep their input order."""
+    """Worker processes, each reading (and extracting) one letter at a time and answering per
+    letter, so the letter a worker is on when it dies is known: that letter alone is charged
+    (``worker-crashed``, ``out-of-memory``, or ``timeout`` when it ran past
+    ``limits.letter_seconds`` and was killed), the worker is replaced, and the letters queued
+    behind it go to the next worker. Results keep their input order."""
 
-    def __init__(self, workers: int, extractor: Extractor, pdf_engine: str | None) -> None:
+    def __init__(
+        self,
+        workers: int,
+        extractor: Extractor | None,
+        pdf_engine: str | None,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
         self.workers = workers
-        self.initargs = (extractor, pdf_engine, os.getpid())
-        self.generation = 0
-        self.executor = self._new()
+        self.limits = limits
+        self.args = (extractor, pdf_engine, os.getpid(), limits)
+        self.ctx = multiprocessing.get_context("forkserver")
+        self.module = _module_of(extractor)
+        self.main = self.module == "__main__"  # the workers need the main module
+        self.started = False
+        #: The workers; None until a letter needs one (a batch the store serves whole starts
+        #: none), and where one died.
+        self.procs: list[_Worker | None] = [None] * workers
+        self.todo: deque[list[_Slot]] = deque()
+        #: Workers replaced after a letter killed them (or ran past its time).
+        self.replaced = 0
+        self.failed_starts = 0  # in a row
+        self.chunksize = DEFAULT_CHUNKSIZE
 
-    def _new(self) -> ProcessPoolExecutor:
-        ctx = multiprocessing.get_context("forkserver")
-        # The server imports the main module once; each worker forked from it then skips the
-        # re-import a spawned child does (1.4 s for the CLI, which imports openai).
-        ctx.set_forkserver_preload(["__main__", "imr_extract.runner"])
-        return ProcessPoolExecutor(
-            self.workers,
-            mp_context=ctx,
-            initializer=_init_worker,
-            initargs=self.initargs,
-            max_tasks_per_child=MAX_TASKS_PER_CHILD,
+    def _spawn(self) -> _Worker:
+        if not self.started:
+            _start_forkserver(self.ctx, self.module)
+            self.started = True
+        mine, theirs = self.ctx.Pipe()
+        process = self.ctx.Process(
+            target=_serve, args=(theirs, *self.args), name="imr-extract-worker", daemon=True
+        )
+        try:
+            with _preparation(self.main):
+                process.start()
+        except (EOFError, OSError) as exc:
+            raise RuntimeError(
+                f"cannot start a worker process ({exc}): the forkserver died; if the batch "
+                "runs from a script, its module must import without side effects "
+                "(guard the batch with 'if __name__ == \"__main__\":')"
+            ) from exc
+        finally:
+            theirs.close()
+        return _Worker(process, mine)
+
+    def map(
+        self, kind: str, items: Iterator[_Task | _Ready], chunksize: int
+    ) -> Iterator[tuple[_Task | _Ready, Any]]:
+        """(item, result) in input order; at most two chunks per worker ahead of the output."""
+        self.chunksize = chunksize
+        order: deque[tuple[_Task | _Ready, _Slot | None]] = deque()
+        window = 2 * self.workers * chunksize
+        exhausted = False
+        while True:
+            while not exhausted and len(order) < window:
+                chunk = list(islice(items, chunksize))
+                if not chunk:
+                    exhausted = True
+                    break
+                slots = []
+                for item in chunk:
+                    slot = _Slot(item) if isinstance(item, _Task) else None
+                    order.append((item, slot))
+                    if slot is not None:
+                        slots.append(slot)
+                if slots:
+                    self.todo.append(slots)
+            self._dispatch(kind)
+            if order and (order[0][1] is None or order[0][1].done):
+                while order and (order[0][1] is None or order[0][1].done):
+                    item, head = order.popleft()
+                    yield item, head.result if head is not None else None
+                continue
+            if not order:
+                return
+            self._wait(kind)
+
+    def _dispatch(self, kind: str) -> None:
+        for i, w in enumerate(self.procs):
+            if not self.todo:
+                return
+            if w is None:
+                w = self.procs[i] = self._spawn()
+            elif not w.queued and w.letters >= MAX_TASKS_PER_CHILD * self.chunksize:
+                self._retire(w)  # keeps a leaking library's memory flat
+                w = self.procs[i] = self._spawn()
+            while self.todo and len(w.queued) <= self.chunksize:
+                if w.queued and any(slot.task.data is not None for slot in self.todo[0]):
+                    break  # standard input's bytes go to an idle worker: a send never blocks
+                slots = self.todo.popleft()
+                if not w.queued and w.ready:
+                    w.started, w.peak = time.monotonic(), 0
+                w.queued.extend(slots)
+                try:
+                    w.conn.send((kind, [slot.task for slot in slots]))
+                except OSError:  # dead already: found by the next wait
+                    break
+
+    def _receive(self, w: _Worker) -> None:
+        """Take every result ``w`` has sent; EOFError once it is gone."""
+        while w.conn.poll():
+            result = w.conn.recv()
+            if not w.ready:  # its greeting: started
+                w.ready = True
+                self.failed_starts = 0
+                w.started = time.monotonic()
+                continue
+            slot = w.queued.popleft()
+            slot.result, slot.done = result, True
+            w.letters += 1
+            w.started, w.peak = time.monotonic(), 0
+
+    def _wait(self, kind: str) -> None:
+        busy = [w for w in self.procs if w is not None and w.queued]
+        if not busy:
+            return
+        seconds = self.limits.letter_seconds
+        timeout: float | None = SAMPLE_S if self.limits.worker_memory else None
+        timed = [w for w in busy if w.ready]
+        if seconds and timed:
+            now = time.monotonic()
+            left = max(0.0, min(w.started + seconds - now for w in timed))
+            timeout = left if timeout is None else min(timeout, left)
+        handles: list[Any] = [w.conn for w in busy] + [w.process.sentinel for w in busy]
+        ready = set(wait(handles, timeout))
+        now = time.monotonic()
+        for w in busy:
+            gone = w.process.sentinel in ready
+            if w.conn in ready or gone:
+                try:
+                    self._receive(w)
+                except (EOFError, OSError):
+                    gone = True
+            if not gone and w.queued and w.ready and seconds and now - w.started > seconds:
+                w.timed_out = True
+                w.process.kill()
+                gone = True
+            if gone:
+                self._bury(w, kind)
+            elif w.queued and self.limits.worker_memory and now - w.sampled >= SAMPLE_S:
+                w.peak = max(w.peak, _address_space(w.process.pid))
+                w.sampled = now
+
+    def _bury(self, w: _Worker, kind: str) -> None:
+        """``w`` is dead: charge the letter it was on, requeue the rest, start another."""
+        with contextlib.suppress(EOFError, OSError):
+            self._receive(w)  # results sent before it died
+        w.process.join(5)
+        w.conn.close()
+        if not w.ready:  # died starting: no letter's fault
+            self.failed_starts += 1
+            if self.failed_starts >= MAX_FAILED_STARTS:
+                raise RuntimeError(
+                    f"worker processes die as they start ({_how_it_ended(w.process.exitcode)}); "
+                    "a script that runs a batch must guard its entry point with "
+                    "'if __name__ == \"__main__\":'"
+                )
+            if w.queued:
+                self.todo.appendleft(list(w.queued))
+        elif w.queued:
+            culprit = w.queued.popleft()
+            culprit.result, culprit.done = _failed(kind, self._charge(w, culprit.task)), True
+            if w.queued:
+                self.todo.appendleft(list(w.queued))
+        self.procs[self.procs.index(w)] = None  # another starts when a letter needs it
+        self.replaced += 1
+
+    def _charge(self, w: _Worker, task: _Task) -> ImrExtractError:
+        how = _how_it_ended(w.process.exitcode)
+        if w.timed_out:
+            return LetterTimeoutError(
+                task.path,
+                f"still being read after {self.limits.letter_seconds:g} s, the limit per letter "
+                "(--letter-timeout): its worker was stopped",
+            )
+        memory = memory_limit(self.limits.worker_memory)
+        if memory and w.peak >= NEAR_LIMIT * memory:
+            return OutOfMemoryError(
+                task.path,
+                f"the worker reading this letter died ({how}) at {_mib(w.peak)} of its "
+                f"{_mib(memory)} memory allowance (--worker-memory)",
+            )
+        return WorkerCrashedError(
+            task.path,
+            f"the worker process reading this letter died ({how}): a crash in the PDF library, "
+            "or a kill from outside (the system's out-of-memory killer sends SIGKILL)",
         )
 
-    def submit(self, fn: Callable[[list[_Task]], list[Any]], tasks: list[_Task]) -> Future[Any]:
-        return self.executor.submit(fn, tasks)
-
-    def _replace(self, generation: int) -> None:
-        if generation == self.generation:  # not yet replaced since that future was submitted
-            self.executor.shutdown(wait=False, cancel_futures=True)
-            self.executor = self._new()
-            self.generation += 1
-
-    def results(
-        self, fn: Callable[[list[_Task]], list[Any]], tasks: list[_Task], fut: Future[Any], gen: int
-    ) -> list[Any]:
-        """``fut``'s results; if its pool broke, the tasks again one by one to find the culprit."""
-        try:
-            return fut.result()
-        except BrokenProcessPool:
-            self._replace(gen)
-        out: list[Any] = []
-        for task in tasks:
-            gen = self.generation
-            try:
-                out.extend(self.submit(fn, [task]).result())
-            except BrokenProcessPool:
-                self._replace(gen)
-                crash = InternalError(
-                    task.path, "the worker process died while reading this letter (a crash in "
-                    "the PDF library or out of memory)"
-                )  # fmt: skip
-                out.append((None, None, crash) if fn is _extract_chunk else (None, crash))
-        return out
+    def _retire(self, w: _Worker) -> None:
+        with contextlib.suppress(OSError):
+            w.conn.send(None)
+        w.conn.close()
 
     def shutdown(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
-
-
-def _batched(items: Iterator[Any], n: int) -> Iterator[list[Any]]:
-    while chunk := list(islice(items, n)):
-        yield chunk
+        """Stop every worker now: a busy one is killed (the caller stopped early)."""
+        alive = [w for w in self.procs if w is not None]
+        for w in alive:
+            if w.queued:
+                w.process.kill()
+            self._retire(w)
+        for w in alive:
+            w.process.join(1)
+        self.procs = []
 
 
 def _done(value: Any) -> Future[Any]:
@@ -305,43 +710,23 @@ def _done(value: Any) -> Future[Any]:
     return fut
 
 
-def _in_processes(
-    pool: _Pool,
-    fn: Callable[[list[_Task]], list[Any]],
-    items: Iterator[_Task | _Ready],
-    chunksize: int,
-) -> Iterator[tuple[_Task | _Ready, Any]]:
-    """(item, worker result) in input order, at most ``2 * workers`` chunks in flight."""
-    pending: deque[tuple[list[_Task | _Ready], list[_Task], Future[Any], int]] = deque()
-    max_pending = 2 * pool.workers
-
-    def head() -> Iterator[tuple[_Task | _Ready, Any]]:
-        chunk, tasks, fut, gen = pending.popleft()
-        results = iter(pool.results(fn, tasks, fut, gen) if tasks else [])
-        for item in chunk:
-            yield item, None if isinstance(item, _Ready) else next(results)
-
-    for chunk in _batched(items, chunksize):
-        tasks = [item for item in chunk if isinstance(item, _Task)]
-        fut = pool.submit(fn, tasks) if tasks else _done([])
-        pending.append((chunk, tasks, fut, pool.generation))
-        while pending and (len(pending) >= max_pending or pending[0][2].done()):
-            yield from head()
-    while pending:
-        yield from head()
-
-
 def _in_threads(
     executor: ThreadPoolExecutor,
     items: Iterator[tuple[_Task | _Ready, Any]],
     extractor: Extractor,
     window: int,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Iterator[tuple[_Task | _Ready, _Result | None]]:
     """Run ``extractor`` on each read letter in ``executor``; results in input order."""
     pending: deque[tuple[_Task | _Ready, Future[_Result] | None]] = deque()
 
+    def extract(task: _Task, doc: Document) -> LetterRecord:
+        record = extractor(doc)
+        check_items(task.path, len(record.items), limits)
+        return record
+
     def work(task: _Task, doc: Document) -> _Result:
-        record, error = _guard(task.path, lambda: extractor(doc))
+        record, error = _guard(task.path, lambda: extract(task, doc))
         return record, None, error
 
     for item, read in items:
@@ -392,8 +777,8 @@ class BatchRunner:
 
     Args:
         extractor: ``Document -> LetterRecord`` (``extract_document`` for the rules; it must be
-            picklable when ``workers > 1`` and ``concurrency`` is None).
-        workers: processes (1: all in this process).
+            picklable when it runs in worker processes: ``concurrency`` is None).
+        workers: worker processes (without ``isolate``, 1 runs everything in this process).
         concurrency: threads running ``extractor`` (for backends that call a model); None runs
             the extractor in the worker processes.
         store, run_id, key: where results are kept and skipped; all three or none.
@@ -409,13 +794,21 @@ class BatchRunner:
     run_id: str | None = None
     key: ResultKey | None = None
     retry_model_errors: bool = False
-    #: Batches known to be smaller than this run without a pool (see ``MIN_POOL_LETTERS``).
+    #: Without ``isolate``, batches known to be smaller than this run without a pool (see
+    #: ``MIN_POOL_LETTERS``).
     min_pool_letters: int = MIN_POOL_LETTERS
     #: Letters per store commit (None: ``COMMIT_EVERY`` for the rules, 1 with a model).
     commit_every: int | None = None
-    #: What each letter may use (pages, characters, items, seconds, memory, stdin bytes).
+    #: What one letter may cost (pages, text, items, seconds, memory per worker).
     limits: Limits = DEFAULT_LIMITS
+    #: Read (and, without ``concurrency``, extract) every letter in a worker process, so that a
+    #: crash, an abort, running out of memory or past ``limits.letter_seconds`` costs that
+    #: letter alone. False: a batch of one worker, or under ``min_pool_letters``, runs in this
+    #: process (faster to start; a crash there ends the batch, and no time limit holds).
+    isolate: bool = True
     reused: int = 0
+    #: The worker pool of the current run (None in this process).
+    pool: _Pool | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.store is not None and (self.run_id is None or self.key is None):
@@ -424,7 +817,11 @@ class BatchRunner:
     def _plan(self, paths: Iterable[str]) -> Iterator[_Task | _Ready]:
         """Hash each input and settle the ones the store already holds."""
         for position, path in enumerate(paths):
-            data = sys.stdin.buffer.read() if path == STDIN else None
+            try:
+                data = _read_stdin(self.limits) if path == STDIN else None
+            except ImrExtractError as exc:
+                yield _Ready(position, BatchOutcome(path, error=exc), fresh=True)
+                continue
             sha: str | None = None
             if data is not None:
                 sha = hashlib.sha256(data).hexdigest()
@@ -448,17 +845,33 @@ class BatchRunner:
                     continue
             yield _Task(position, path, data, sha)
 
+    def _extractor(self) -> Extractor:
+        """The extractor, held to ``limits`` (the rules check items before they verify)."""
+        if self.extractor is extract_document:
+            return functools.partial(extract_document, limits=self.limits)
+        return self.extractor
+
     def _results(
         self, items: Iterator[_Task | _Ready], total: int | None
     ) -> Generator[tuple[_Task | _Ready, _Result | None], None, None]:
         workers = self.workers
-        if total is not None:  # no pool for a handful of letters
+        if total is not None:  # no more workers than chunks
             workers = min(workers, max(1, math.ceil(total / self.chunksize)))
-            if total < self.min_pool_letters:
+            if not self.isolate and total < self.min_pool_letters:
                 workers = 1
-        pool = _Pool(workers, self.extractor, self.pdf_engine) if workers > 1 else None
-        if pool is None:
+        extractor = self._extractor()
+        pool: _Pool | None = None
+        if self.isolate or workers > 1:
+            # the extractor runs in the workers only without threads
+            pool = _Pool(
+                workers,
+                extractor if self.concurrency is None else None,
+                self.pdf_engine,
+                self.limits,
+            )
+        else:
             settle_heap()
+        self.pool = pool
         threads = (
             ThreadPoolExecutor(self.concurrency, thread_name_prefix="imr-extract")
             if self.concurrency is not None
@@ -471,21 +884,26 @@ class BatchRunner:
                         if isinstance(item, _Ready):
                             yield item, None
                         else:
-                            yield item, _extract_task(item, self.extractor, self.pdf_engine)
+                            yield item, _extract_task(item, extractor, self.pdf_engine, self.limits)
                 else:
-                    yield from _in_processes(pool, _extract_chunk, items, self.chunksize)
+                    yield from pool.map("extract", items, self.chunksize)
                 return
             if pool is None:
                 read: Iterator[tuple[_Task | _Ready, Any]] = (
                     (item, None)
                     if isinstance(item, _Ready)
-                    else (item, _guard(item.path, functools.partial(_read, item, self.pdf_engine)))
+                    else (
+                        item,
+                        _guard(
+                            item.path, functools.partial(_read, item, self.pdf_engine, self.limits)
+                        ),
+                    )
                     for item in items
                 )
             else:
-                read = _in_processes(pool, _read_chunk, items, self.chunksize)
+                read = pool.map("read", items, self.chunksize)
             window = max(4 * (self.concurrency or 1), 16)
-            yield from _in_threads(threads, read, self.extractor, window)
+            yield from _in_threads(threads, read, extractor, window, self.limits)
         finally:
             if pool is not None:
                 pool.shutdown()
@@ -508,12 +926,12 @@ class BatchRunner:
         try:
             for item, result in results:
                 if isinstance(item, _Ready):
-                    self.reused += 1
+                    self.reused += not item.fresh
                     outcome = item.outcome
                 else:
                     assert result is not None
                     outcome = self._outcome(item, result)
-                if store is not None and not isinstance(item, _Ready):
+                if store is not None and not (isinstance(item, _Ready) and not item.fresh):
                     if not held:
                         store.begin_group()
                         since = time.monotonic()
@@ -564,7 +982,7 @@ class BatchRunner:
 def run_batch(
     inputs: Iterable[str | os.PathLike[str]], extractor: Extractor = extract_document, **kw: Any
 ) -> Iterator[BatchOutcome]:
-    """``BatchRunner(extractor, **kw).run(inputs)``."""
+    """``BatchRunner(extractor, **kw).run(inputs)`` (``limits=``, ``isolate=``, ... as there)."""
     total = kw.pop("total", None)
     return BatchRunner(extractor, **kw).run(inputs, total)
 
