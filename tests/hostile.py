@@ -24,6 +24,8 @@ Generators:
 - ``declared_length_pdf``: a stream declaring a length past pypdf's limit.
 - ``page_amplification``: ``pages`` pages (10,000) sharing one content stream.
 - ``unreadable_page_pdf``: a letter whose one page cannot be loaded.
+- ``run_length_bomb``: one page drawing a 4 MiB RunLengthDecode stream ``inflated / 4 MiB``
+  times: the bomb ingest's Flate guard does not measure, which the worker's memory limit stops.
 - ``nul_text``: a text letter with NULs in its head, spread through it, or as UTF-16 without BOM.
 - ``corpus``: all of them, named, with the error code each must give (for the drill).
 """
@@ -424,6 +426,41 @@ def nul_text(how: str, nuls: int = 50, name: str = LETTER) -> bytes:
 
 
 # --- the corpus, for a drill ---------------------------------------------------------------
+
+
+_MIB = 2**20
+
+
+def run_length_bomb(inflated: int = 2**30) -> bytes:
+    """A small PDF whose one page draws the same 4 _MIB content stream ``inflated / 4 _MIB``
+    times: pdfium decodes every copy into memory (a decompression bomb, 64 KB on disk per GiB
+    drawn). The stream is RunLengthDecode (128 spaces in 2 bytes), which ingest's content guard
+    does not measure (it measures FlateDecode): what no guard sees, the memory limit must stop.
+    """
+    stream = bytes([129, 0x20]) * (4 * _MIB // 128) + b"\x80"
+    copies = b" ".join(b"4 0 R" for _ in range(max(1, inflated // (4 * _MIB))))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents [" + copies + b"] "
+        b"/Resources << >> >>",
+        b"<< /Length %d /Filter /RunLengthDecode >>\nstream\n" % len(stream)
+        + stream
+        + b"\nendstream",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for n, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % n + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    return bytes(out)
 
 
 def corpus() -> list[tuple[str, bytes, str | None]]:

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from conftest import LETTERS, letter_path
+from hostile import run_length_bomb
 from imr_extract.errors import TooManyItemsError
 from imr_extract.extract import extract_document
 from imr_extract.ingest import Document, read_path
@@ -55,38 +56,6 @@ class Hostile:
         elif marker == "slow":
             time.sleep(60)
         return extract_document(doc)
-
-
-def bomb_pdf(inflated: int) -> bytes:
-    """A small PDF whose one page draws the same 4 MiB content stream ``inflated / 4 MiB``
-    times: pdfium decodes every copy into memory (a decompression bomb, 64 KB on disk per GiB
-    drawn). The stream is RunLengthDecode (128 spaces in 2 bytes), which ingest's content guard
-    does not measure (it measures FlateDecode): what no guard sees, the memory limit must stop.
-    """
-    stream = bytes([129, 0x20]) * (4 * MiB // 128) + b"\x80"
-    copies = b" ".join(b"4 0 R" for _ in range(max(1, inflated // (4 * MiB))))
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents [" + copies + b"] "
-        b"/Resources << >> >>",
-        b"<< /Length %d /Filter /RunLengthDecode >>\nstream\n" % len(stream)
-        + stream
-        + b"\nendstream",
-    ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for n, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % n + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        xref,
-    )
-    return bytes(out)
 
 
 GOOD = sorted(LETTERS.glob("pdf/*.pdf"))[:9] + sorted(LETTERS.glob("txt/*.txt"))
@@ -215,7 +184,7 @@ def test_the_memory_allowance_is_an_rlimit_in_each_worker(tmp_path):
 @pytest.mark.parametrize("kw", [{}, {"concurrency": 2}], ids=["processes", "threads"])
 def test_a_decompression_bomb_is_out_of_memory_and_costs_only_itself(tmp_path, kw):
     bomb = tmp_path / "bomb.pdf"
-    bomb.write_bytes(bomb_pdf(1024 * MiB))  # draws 1 GiB (64 KB on disk)
+    bomb.write_bytes(run_length_bomb(1024 * MiB))  # draws 1 GiB (64 KB on disk)
     good = [str(p) for p in sorted(LETTERS.glob("pdf/*.pdf"))[:3]]
     paths = [good[0], str(bomb), *good[1:]]
     limits = Limits(worker_memory=400 * MiB)
@@ -262,7 +231,7 @@ def test_a_crash_in_a_small_cli_batch_finishes_the_run_and_resume_completes(tmp_
     good = sorted(LETTERS.glob("pdf/*.pdf"))[:4]
     for path in good:
         shutil.copy(path, letters / path.name)
-    (letters / "CM99-bomb.pdf").write_bytes(bomb_pdf(1024 * MiB))
+    (letters / "CM99-bomb.pdf").write_bytes(run_length_bomb(1024 * MiB))
     db = tmp_path / "s.sqlite"
     cap = 640 * MiB  # the whole batch's address space (ulimit -v): workers get no more
 

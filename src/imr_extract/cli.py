@@ -269,7 +269,10 @@ ModeOption = Annotated[
     LLMMode | None, _llm_option("How the schema is sent; auto picks per endpoint.")
 ]
 MaxTokensOption = Annotated[int | None, _llm_option("Longest answer per request.")]
-TimeoutOption = Annotated[float | None, _llm_option("Seconds per request.")]
+TimeoutOption = Annotated[
+    float | None,
+    _llm_option("Seconds per try, end to end: connect, send and the whole answer (default 300)."),
+]
 CacheOption = Annotated[
     bool, typer.Option("--cache/--no-cache", help="Reuse cached answers.", rich_help_panel="LLM")
 ]
