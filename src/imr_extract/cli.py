@@ -49,6 +49,7 @@ from .limits import DEFAULT_LIMITS, Limits
 from .llm.config import LLMMode
 from .names import escape_name
 from .output import (
+    ExportFormat,
     JsonlWriter,
     OutputError,
     OutputFiles,
@@ -1436,21 +1437,28 @@ def export(
         typer.Option("--run", metavar="RUN_ID|last", help="Only the letters this run extracted."),
     ] = None,
     fmt: Annotated[
-        OutputFormat,
+        ExportFormat,
         typer.Option(
-            "--format", "-f", help="jsonl: a record per line; json: an array; csv: a row per item."
+            "--format",
+            "-f",
+            help="jsonl: a record per line; json: an array; csv: a row per item; parquet: "
+            "letters.parquet and items.parquet in the directory -o names (pyarrow: the "
+            "parquet extra).",
         ),
-    ] = OutputFormat.JSONL,
+    ] = ExportFormat.JSONL,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write here (default: stdout).")
     ] = None,
 ) -> None:
     """Write the records kept in a run store, as `extract` writes them (failures are not
-    records: query the store's letters table for them)."""
+    records: query the store's letters table for them; `--format parquet` has a row for each)."""
     from .store import RunStore, StoreError, StoreUnusableError
 
     if not store_path.is_file():
         raise _usage_error(f"{escape_name(str(store_path))}: no run store here (see --store)")
+    if fmt is ExportFormat.PARQUET:
+        _export_parquet(store_path, run, out)
+        return
     files = OutputFiles()
     try:
         at = files.open(out) if out is not None and str(out) != "-" else None
@@ -1464,7 +1472,7 @@ def export(
                     stream.write(text + "\n")
                 JsonlWriter(stream).close()
                 return
-            writer = make_writer(fmt, stream)
+            writer = make_writer(OutputFormat(fmt), stream)
             for record in store.records(run_id):
                 writer.write(record)
             writer.close()
@@ -1476,6 +1484,33 @@ def export(
         raise _usage_error(_shown(exc)) from None
     finally:
         files.abandon()
+
+
+def _export_parquet(store_path: Path, run: str | None, out: Path | None) -> None:
+    """``export --format parquet``: the two tables into the directory ``out``."""
+    from . import parquet
+    from .store import RunStore, StoreError
+
+    missing = parquet.unavailable()
+    if missing is not None:
+        raise _usage_error(missing)
+    if out is None or str(out) == "-":
+        raise _usage_error("--format parquet writes two files: name their directory with -o DIR")
+    try:
+        with RunStore(store_path, readonly=True) as store:
+            run_id = store.run(run).id if run is not None else None
+            written = parquet.export_store(store, out, run_id)
+    except StoreError as exc:
+        if isinstance(exc, StoreUnusableError):
+            raise
+        raise _usage_error(_shown(exc)) from None
+    failed = f" ({written.failures} failed)" if written.failures else ""
+    err.print(
+        f"{written.letters} letters{failed} to {escape_name(str(written.letters_path))}, "
+        f"{written.items} items to {escape_name(str(written.items_path))}",
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 def main() -> None:

@@ -31,6 +31,15 @@ class OutputFormat(StrEnum):
     CSV = "csv"
 
 
+class ExportFormat(StrEnum):
+    """``export``'s formats: the record formats, and two Parquet tables (see ``parquet``)."""
+
+    JSONL = "jsonl"
+    JSON = "json"
+    CSV = "csv"
+    PARQUET = "parquet"
+
+
 def record_dict(record: LetterRecord) -> dict[str, Any]:
     """The record as plain JSON-ready data (dates as ISO strings, enums as their values)."""
     return record.model_dump(mode="json")
