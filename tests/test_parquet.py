@@ -295,3 +295,15 @@ def test_without_pyarrow_one_line_names_the_extra(tmp_path, store, monkeypatch):
         "pip install 'imr-extract[parquet]'"
     ]
     assert not out.exists()
+
+
+def test_the_reference_page_lists_every_column_with_its_type_and_meaning():
+    """docs/reference/parquet.md: a row per column of each table, in order, as the code says."""
+    import re
+
+    page = (Path(__file__).parents[1] / "docs" / "reference" / "parquet.md").read_text()
+    row = re.compile(r"^\| `(\w+)` \| `([^`]+)` \| (.+?) \|$", re.M)
+    sections = dict(re.findall(r"^## (\w+)\.parquet\n(.*?)(?=^## |\Z)", page, re.M | re.S))
+    assert set(sections) == {"letters", "items"}
+    for name, columns in (("letters", parquet.LETTER_COLUMNS), ("items", parquet.ITEM_COLUMNS)):
+        assert row.findall(sections[name]) == columns, f"docs/reference/parquet.md, {name}"

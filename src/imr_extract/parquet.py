@@ -139,11 +139,11 @@ _GUIDELINE_COLUMNS: list[tuple[str, str, str]] = [
     ("non_mtus_sources", "list<string>", "The non-MTUS citations' names."),
     ("sections", "list<string>", "Every cited section, in order."),
     ("pages", "list<int32>", "Every cited page, ranges expanded."),
-    ("citations", "list<citation>", "The citations whole: kind, source, sections, pages."),
+    ("citations", "list<citation>", "The citations whole (kind, source, sections, pages)."),
 ]
 _GUIDELINES = {
-    "ca": ("claims_administrator_guideline", "the claims administrator's guideline line"),
-    "imr": ("imr_guideline", "the IMR reviewer's (MAXIMUS) guideline line"),
+    "ca": ("claims_administrator_guideline", "Claims administrator's guideline line"),
+    "imr": ("imr_guideline", "IMR reviewer's (MAXIMUS) guideline line"),
 }
 _ITEM_FIELDS: list[tuple[str, str, str, str]] = [
     ("request", "string", "request", "The item as the decision line names it."),
@@ -166,7 +166,7 @@ ITEM_COLUMNS: list[_Col] = [
     ("item_index", "int32", "0-based position of the item in the letter."),
     *((name, kind, meaning) for name, kind, _, meaning in _ITEM_FIELDS),
     *(
-        (f"{prefix}_{name}", kind, f"{meaning} ({where})")
+        (f"{prefix}_{name}", kind, f"{where}: {meaning[0].lower()}{meaning[1:]}")
         for prefix, (_, where) in _GUIDELINES.items()
         for name, kind, meaning in _GUIDELINE_COLUMNS
     ),
