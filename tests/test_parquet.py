@@ -307,3 +307,26 @@ def test_the_reference_page_lists_every_column_with_its_type_and_meaning():
     assert set(sections) == {"letters", "items"}
     for name, columns in (("letters", parquet.LETTER_COLUMNS), ("items", parquet.ITEM_COLUMNS)):
         assert row.findall(sections[name]) == columns, f"docs/reference/parquet.md, {name}"
+
+
+def test_names_that_are_not_utf8_are_written_as_the_records_write_them(tmp_path):
+    pq = _pq()
+    from test_file_names import BAD, BAD_WRITTEN, CAFE, CAFE_WRITTEN, make
+
+    if os.fsencode("\udce9") != b"\xe9":
+        pytest.skip("a file name that is not UTF-8 needs POSIX bytes names")
+    d = tmp_path / "in"
+    d.mkdir()
+    make(d, BAD, b"\x00\x01binary\x00" * 8)  # fails
+    make(d, CAFE, (LETTERS / "pdf" / "CM16-0231706.pdf").read_bytes())
+    db = tmp_path / "s.sqlite"
+    assert run("extract", str(d), "--store", str(db), "-o", os.devnull).exit_code == 1
+    out = tmp_path / "t"
+    assert run("export", "--store", str(db), "-f", "parquet", "-o", str(out)).exit_code == 0
+    rows = pq.read_table(out / "letters.parquet").to_pylist()
+    assert [(r["letter"], r["status"]) for r in rows] == [
+        (CAFE_WRITTEN, "ok"),
+        (BAD_WRITTEN, "error"),
+    ]
+    assert rows[0]["path"].endswith(CAFE_WRITTEN) and rows[1]["path"].endswith(BAD_WRITTEN)
+    assert pq.read_table(out / "items.parquet").column("letter").to_pylist()[0] == CAFE_WRITTEN

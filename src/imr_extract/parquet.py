@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 LETTERS_FILE = "letters.parquet"
 ITEMS_FILE = "items.parquet"
 #: Letters per row group (and per batch held in memory while writing).
-BATCH_LETTERS = 2000
+BATCH_LETTERS = 1000
 #: What to run when pyarrow is missing.
 INSTALL_HINT = "pip install 'imr-extract[parquet]'"
 
