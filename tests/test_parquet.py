@@ -330,3 +330,23 @@ def test_names_that_are_not_utf8_are_written_as_the_records_write_them(tmp_path)
     ]
     assert rows[0]["path"].endswith(CAFE_WRITTEN) and rows[1]["path"].endswith(BAD_WRITTEN)
     assert pq.read_table(out / "items.parquet").column("letter").to_pylist()[0] == CAFE_WRITTEN
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_exit_4(tmp_path, store, monkeypatch):
+    pq = _pq()
+    import errno
+
+    out = tmp_path / "t"
+    assert run("export", "--store", str(store), "-f", "parquet", "-o", str(out)).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_batch", full)
+    done = run("export", "--store", str(store), "-f", "parquet", "-o", str(out))
+    assert done.exit_code == 4
+    assert done.stderr.splitlines() == [
+        f"error: {out / 'letters.parquet'}: cannot write (No space left on device)"
+    ]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporary file left

@@ -290,7 +290,9 @@ def _item_row(
     return row
 
 
-def _letter_row(letter_id: int, record: LetterRecord, statuses: Mapping[str, Status]) -> dict:
+def _letter_row(
+    letter_id: int, record: LetterRecord, statuses: Mapping[str, Status]
+) -> dict[str, Any]:
     v, x, d = record.verification, record.extractor, record.dates
     decisions = [item.decision.value for item in record.items]
     row: dict[str, Any] = {
