@@ -1260,11 +1260,16 @@ def compare_command(
                 raise _usage_error(f"no letters (.pdf, .txt) found under {' '.join(paths)}")
             if "-" in files:
                 raise _usage_error("compare reads each letter twice: standard input cannot be used")
+            if not model_configured(model, base_url):
+                raise _usage_error(
+                    "compare reads the letters with the rules and a model: name the model "
+                    "(--model, --base-url or IMR_LLM_MODEL); a key alone starts no model calls"
+                )
             from .extract import extract_many
-            from .llm import LLMConfig, LLMExtractor
+            from .llm import LLMExtractor
 
             logging.getLogger("instructor").setLevel(logging.CRITICAL)
-            config = LLMConfig.from_env(
+            config = model_config(
                 model=model,
                 base_url=base_url,
                 mode=mode,
@@ -1273,6 +1278,7 @@ def compare_command(
                 use_cache=cache,
                 cache_dir=cache_dir,
             )
+            announce_model(config, len(files), "llm: every letter")
             sides = []
             for name, extractor in (("rules", extract_document), ("llm", LLMExtractor(config))):
                 records = []
@@ -1353,9 +1359,10 @@ def review(
     if llm if llm is not None else model_configured(model, base_url):
         logging.getLogger("instructor").setLevel(logging.CRITICAL)
         from .hybrid import HybridExtractor
-        from .llm import LLMConfig, LLMExtractor
+        from .llm import LLMExtractor
 
-        config = LLMConfig.from_env(model=model, base_url=base_url, mode=mode, timeout_s=timeout)
+        config = model_config(model=model, base_url=base_url, mode=mode, timeout_s=timeout)
+        announce_model(config, 1, "llm and hybrid")
         # The answer cache lets the hybrid reuse the model's answer instead of asking again.
         model_reader = LLMExtractor(config)
         for label, extractor in (
@@ -1458,6 +1465,7 @@ def batch_submit(
             config = LLMConfig.from_env(
                 model=model, base_url=base_url, mode=mode, max_tokens=max_tokens, timeout_s=timeout
             )
+            require_key(config)
             state = jobs.prepare_job(paths, job, config, backend=backend, pdf_engine=pdf_engine)
             for letter in state.letters:
                 if "error" in letter:
@@ -1599,9 +1607,9 @@ app.add_typer(batch_app, name="batch")
 
 @app.command()
 def export(
-    store_path: Annotated[Path, typer.Option("--store", help="The run store to read.")] = Path(
-        DEFAULT_STORE
-    ),
+    store_path: Annotated[
+        Path, typer.Option("--store", envvar="IMR_STORE", help="The run store to read.")
+    ] = Path(DEFAULT_STORE),
     run: Annotated[
         str | None,
         typer.Option("--run", metavar="RUN_ID|last", help="Only the letters this run extracted."),
