@@ -342,3 +342,49 @@ def test_the_data_view_keys_are_the_schema_data_fields():
 
     assert set(DATA_KEYS) == {*DATA_FIELDS, "layout"}
     assert View.DATA.value == "data"
+
+
+def test_the_eval_table_shows_where_expected_and_got_differ():
+    from imr_extract.evaluate import diff_cells
+
+    same = "Guidelines: " + "x" * 90
+    expected, got = diff_cells(same + " page 12 of ODG", same + " page 21 of ODG")
+    assert expected != got
+    assert "12" in expected and "21" in got
+    assert len(expected) <= 60 and len(got) <= 60
+    assert diff_cells("short", None) == ("short", "null")
+
+
+# --------------------------------------------------------------------------- help
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["extract"], ["export"], ["review"], ["eval"], ["batch", "submit"]]
+)
+def test_help_at_80_columns_names_values_plainly(command, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    result = runner.invoke(app, [*command, "--help"], terminal_width=80)
+    assert result.exit_code == 0
+    text = result.stdout
+    for placeholder in ("<bool>", "<list[str]>", "<str>", "<path>", "<int>", "<float>", "{"):
+        assert placeholder not in text, (command, placeholder)
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_every_command_help_is_paragraphs_without_hard_line_breaks():
+    import typer
+
+    root = typer.main.get_command(app)
+    commands = [root, *root.commands.values(), *root.commands["batch"].commands.values()]
+    for command in commands:
+        help_text = command.help or ""
+        assert "\n" not in help_text.replace("\n\n", ""), command.name
+
+
+def test_help_shows_the_usage_names_and_the_model_defaults(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    review = runner.invoke(app, ["review", "--help"]).stdout
+    assert "imr-extract review [OPTIONS] LETTER" in review
+    extract = " ".join(runner.invoke(app, ["extract", "--help"]).stdout.split())
+    assert "imr-extract extract [OPTIONS] [PATHS]..." in extract
+    assert "(default 2048)" in extract and "(default 300)" in extract

@@ -11,6 +11,7 @@ on stderr naming the file and the cause, and no output file is emptied before ev
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ import re
 import sys
 import time
 import traceback
+import typing
 from collections import Counter
 from contextlib import ExitStack, chdir
 from dataclasses import replace
@@ -46,6 +48,7 @@ from .errors import ImrExtractError
 from .extract import Extractor, Outcome, extract_document
 from .ingest import PDF_ENGINES, iter_paths
 from .limits import DEFAULT_LIMITS, Limits
+from .llm.config import LLMConfig as _Defaults
 from .llm.config import LLMMode
 from .names import escape_name
 from .output import (
@@ -74,6 +77,10 @@ if TYPE_CHECKING:
 class _Commands(TyperGroup):
     """Every command: an output file or a run store that fails is one line naming the file and
     the cause, with its exit code (the commands handle what they expect; this is the net)."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        plain_help(self)
 
     def invoke(self, ctx: Any) -> Any:  # a typer (click) Context
         try:
@@ -418,10 +425,16 @@ BaseUrlOption = Annotated[
 ModeOption = Annotated[
     LLMMode | None, _llm_option("How the schema is sent; auto picks per endpoint.")
 ]
-MaxTokensOption = Annotated[int | None, _llm_option("Longest answer per request.")]
+MaxTokensOption = Annotated[
+    int | None,
+    _llm_option(f"Longest answer per request, in tokens (default {_Defaults.max_tokens})."),
+]
 TimeoutOption = Annotated[
     float | None,
-    _llm_option("Seconds per try, end to end: connect, send and the whole answer (default 300)."),
+    _llm_option(
+        "Seconds per try, end to end: connect, send and the whole answer "
+        f"(default {_Defaults.timeout_s:g})."
+    ),
 ]
 CacheOption = Annotated[
     bool, typer.Option("--cache/--no-cache", help="Reuse cached answers.", rich_help_panel="LLM")
@@ -615,9 +628,15 @@ def extract(
     base_url: BaseUrlOption = None,
     mode: ModeOption = None,
     max_tokens: MaxTokensOption = None,
-    max_reasks: Annotated[int | None, _llm_option("Re-asks after an invalid answer.")] = None,
+    max_reasks: Annotated[
+        int | None,
+        _llm_option(f"Re-asks after an invalid answer (default {_Defaults.max_reasks})."),
+    ] = None,
     token_budget: Annotated[
-        int | None, _llm_option("Tokens one letter may spend over all attempts.")
+        int | None,
+        _llm_option(
+            f"Tokens one letter may spend over all attempts (default {_Defaults.token_budget:,})."
+        ),
     ] = None,
     timeout: TimeoutOption = None,
     cache: CacheOption = True,
@@ -1685,6 +1704,85 @@ def _nothing_exported(store: Any, run_id: str) -> None:
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _reflow(text: str) -> str:
+    """A docstring as help: each paragraph on one line (help keeps a docstring's line breaks)."""
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+def _metavar(param: Any) -> str | None:
+    """What a value is called in --help (PATH, TEXT, INTEGER, a|b|c, NAME...), nothing for a
+    flag: never typer's ``<bool>``, ``<list[str]>`` or ``{name}`` placeholders."""
+    if param.param_type_name == "argument":
+        return str(param.name).upper()
+    if getattr(param, "is_flag", False):
+        return ""
+    desc = getattr(param, "type_descriptor", None)  # typer's own click
+    kind = getattr(param, "type", None)  # click's
+    choices = getattr(desc, "choices", None) or getattr(kind, "choices", None)
+    if choices:
+        return "|".join(str(getattr(c, "value", c)) for c in choices)
+    annotation = getattr(desc, "annotation", None)
+    if typing.get_origin(annotation) is list:
+        annotation = typing.get_args(annotation)[0]
+    plain = {Path: "PATH", str: "TEXT", int: "INTEGER", float: "NUMBER"}
+    if annotation in plain:
+        return plain[annotation]
+    name = str(getattr(kind, "name", ""))
+    for key, shown in {"path": "PATH", "integer": "INTEGER", "float": "NUMBER"}.items():
+        if name.startswith(key):
+            return shown
+    return "TEXT"
+
+
+def plain_help(command: Any) -> None:
+    """``command`` and its subcommands as their help should read at 80 columns: docstrings
+    reflowed (help keeps a docstring's line breaks) and each value named by ``_metavar``."""
+    if command.help:
+        command.help = _reflow(command.help)
+    for param in command.params:
+        if param.metavar is None:
+            param.metavar = _metavar(param)
+    for sub in getattr(command, "commands", {}).values():
+        plain_help(sub)
+
+
+def _arguments_shown_by_metavar() -> None:
+    """typer shows an argument's type (``<list[str]>``) beside it even when it has a metavar,
+    and a required one as ``{name}`` on the usage line: the metavar alone is shown instead,
+    ``NAME`` when required, ``[NAME]`` when not (``...`` after either when it takes many); and
+    a flag's ``<bool>``, nothing instead."""
+    import typer.core
+
+    argument = getattr(typer.core, "TyperArgument", None)
+    shown = getattr(argument, "display_type_rich", None)
+    if argument is None or shown is None or not hasattr(argument, "_usage_display_name"):
+        return  # another typer: its own conventions stand
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        return None if self.metavar is not None else shown(self, ctx)
+
+    def usage_name(self: Any) -> str:
+        name = self.metavar or str(self.name).upper()
+        name = name if self.required else f"[{name}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    argument.display_type_rich = display_type_rich
+    argument._usage_display_name = usage_name
+    option = getattr(typer.core, "TyperOption", None)
+    option_type = getattr(option, "display_type_rich", None)
+    if option is not None and option_type is not None:
+
+        def flag_type(self: Any, ctx: Any) -> str | None:
+            # a flag (--help, made per call, included) takes no value: no <bool> beside it
+            return None if getattr(self, "is_flag", False) else option_type(self, ctx)
+
+        option.display_type_rich = flag_type
+
+
+_arguments_shown_by_metavar()
 
 
 def main() -> None:
