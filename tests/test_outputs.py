@@ -388,3 +388,33 @@ def test_help_shows_the_usage_names_and_the_model_defaults(monkeypatch):
     extract = " ".join(runner.invoke(app, ["extract", "--help"]).stdout.split())
     assert "imr-extract extract [OPTIONS] [PATHS]..." in extract
     assert "(default 2048)" in extract and "(default 300)" in extract
+
+
+def test_on_the_bundled_letters_compact_is_about_half_and_data_about_a_quarter(tmp_path):
+    """What docs/reference/inputs-outputs.md says of the views' sizes."""
+    examples = Path(__file__).resolve().parents[1] / "examples" / "letters"
+    assert runner.invoke(app, ["extract", str(examples), "--no-summary", "-o", "-"]).exit_code == 0
+    size = {
+        view: len(runner.invoke(app, ["export", "--view", view]).stdout)
+        for view in ("full", "compact", "data")
+    }
+    assert 0.35 < size["compact"] / size["full"] < 0.6
+    assert 0.15 < size["data"] / size["full"] < 0.3
+
+
+def test_the_tutorials_table_is_what_a_terminal_shows(terminal, monkeypatch, tmp_path):
+    """docs/tutorial.md shows `extract` on a terminal: the same lines, run id aside."""
+    root = Path(__file__).resolve().parents[1]
+    page = (root / "docs" / "tutorial.md").read_text()
+    block = page.split("$ imr-extract extract examples/letters --no-summary\n", 1)[1]
+    shown = block.split("```", 1)[0].splitlines()
+    (tmp_path / "examples").symlink_to(root / "examples")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("IMR_STORE", "imr-extract.sqlite")
+    result = runner.invoke(app, ["extract", "examples/letters", "--no-summary"])
+    assert result.exit_code == 0
+    printed = [" ".join(line.split()) for line in result.stdout.splitlines()]
+    run_id = result.stdout.split("imr-extract export --run ")[1].split()[0]
+    for line in shown:
+        want = " ".join(line.split()).replace("20261130T152813Z-9b8dec", run_id)
+        assert want in printed, want
