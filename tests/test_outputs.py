@@ -418,3 +418,29 @@ def test_the_tutorials_table_is_what_a_terminal_shows(terminal, monkeypatch, tmp
     for line in shown:
         want = " ".join(line.split()).replace("20261130T152813Z-9b8dec", run_id)
         assert want in printed, want
+
+
+def test_batch_submit_refuses_without_a_key_and_announces_with_one(monkeypatch, tmp_path):
+    import batch_server
+
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "IMR_LLM_MODEL", "OPENAI_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    job = tmp_path / "job.json"
+    refused = runner.invoke(app, ["batch", "submit", TWO[0], "--job", str(job)])
+    assert refused.exit_code == 2 and "OPENAI_API_KEY is not set" in refused.stderr
+    assert not job.exists()
+    monkeypatch.setenv("OPENAI_API_KEY", "imr-test-placeholder-not-a-key")
+    with batch_server.serve(lambda line: None) as api:
+        done = runner.invoke(
+            app,
+            ["batch", "submit", *TWO, "--job", str(job), "--base-url", api.base_url,
+             "--model", "fake-model"],
+        )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    said = " ".join(done.stderr.split())
+    assert f"model calls: fake-model at {api.base_url}, Batch API, llm, 2 letters" in said
+
+
+def test_dash_o_on_a_terminal_writes_records(terminal):
+    result = runner.invoke(app, ["extract", TWO[0], "-o", "-", "--no-summary"])
+    assert _jsonl(result.stdout)[0]["case_number"] == "CM16-0224814"

@@ -776,7 +776,8 @@ def extract(
             raise _usage_error(f"no letters (.pdf, .txt) found under {' '.join(paths)}")
     elif resume is None:
         raise _usage_error("give the letters to read (files, directories or '-')")
-    table = fmt is None and (out is None or str(out) == "-") and stdout_is_terminal()
+    # A table for people only when nothing asked for records (-o, even `-o -`, or --format).
+    table = fmt is None and out is None and stdout_is_terminal()
     fmt = format_for(out, fmt)
     if backend is not Backend.RULES and resume is None:
         require_key(config)  # (a resumed run's settings are checked against it first)
@@ -1274,7 +1275,9 @@ def compare_command(
             raise _usage_error("nothing to compare: give two result files or letters")
         else:
             _check_pdf_engine(pdf_engine)
-            files = list(iter_paths(paths))
+            skipped: list[str] = []
+            files = list(iter_paths(paths, skipped))
+            _note_skipped(skipped)
             if not files:
                 raise _usage_error(f"no letters (.pdf, .txt) found under {' '.join(paths)}")
             if "-" in files:
@@ -1486,6 +1489,8 @@ def batch_submit(
             )
             require_key(config)
             state = jobs.prepare_job(paths, job, config, backend=backend, pdf_engine=pdf_engine)
+            readable = sum("error" not in letter for letter in state.letters)
+            announce_model(config, readable, f"Batch API, {backend}")
             for letter in state.letters:
                 if "error" in letter:
                     cause = letter["error"]["cause"]
