@@ -8,6 +8,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -237,15 +239,38 @@ def test_the_csv_read_back_keeps_the_rationale_and_is_not_flagged():
 # --------------------------------------------------------------------------- notes
 
 
-def test_export_of_a_run_that_only_reused_the_store_says_why_nothing(tmp_path):
+def test_export_of_a_run_that_only_reused_the_store_writes_what_it_served(tmp_path):
     assert runner.invoke(app, ["extract", TWO[0], "-o", str(tmp_path / "a.jsonl")]).exit_code == 0
-    again = runner.invoke(app, ["extract", TWO[0], "-o", str(tmp_path / "b.jsonl")])
+    again = runner.invoke(app, ["extract", *TWO, "-o", str(tmp_path / "b.jsonl")])
     assert "from the run store (not redone)" in again.stderr
     result = runner.invoke(app, ["export", "--run", "last"])
+    assert result.exit_code == 0 and "note" not in result.stderr
+    # the letter it served (made by the first run) and the one it extracted, once each
+    assert sorted(r["letter"] for r in _jsonl(result.stdout)) == sorted(Path(p).name for p in TWO)
+    # the first run's own export is unchanged
+    runs = sqlite3.connect(os.environ["IMR_STORE"]).execute(
+        "SELECT id FROM runs ORDER BY started_at, rowid"
+    )
+    first = next(iter(runs))[0]
+    only = runner.invoke(app, ["export", "--run", first])
+    assert [r["letter"] for r in _jsonl(only.stdout)] == ["CM16-0224814.pdf"]
+
+
+def test_export_of_a_run_with_no_record_says_why(tmp_path):
+    assert runner.invoke(app, ["extract", TWO[0], "-o", str(tmp_path / "a.jsonl")]).exit_code == 0
+    assert runner.invoke(app, ["extract", TWO[0], "-o", str(tmp_path / "b.jsonl")]).exit_code == 0
+    with sqlite3.connect(os.environ["IMR_STORE"]) as db:  # a store from before `served`
+        db.execute("DELETE FROM served")
+    result = runner.invoke(app, ["export", "--run", "last"])
     assert result.exit_code == 0 and result.stdout == ""
-    assert "extracted no record: its 1 letter had been extracted by earlier runs" in result.stderr
-    assert "`imr-extract export` without --run writes them" in result.stderr
-    assert _jsonl(runner.invoke(app, ["export"]).stdout)[0]["letter"] == "CM16-0224814.pdf"
+    said = " ".join(result.stderr.split())
+    assert "extracted no record: its 1 letter were served from the store" in said
+    assert "`imr-extract export` without --run writes them" in said
+    bad = tmp_path / "bad.txt"
+    bad.write_text("not a letter at all\n")
+    runner.invoke(app, ["extract", str(bad), "-o", str(tmp_path / "c.jsonl")])
+    failed = runner.invoke(app, ["export", "--run", "last"])
+    assert "its 1 letter failed" in " ".join(failed.stderr.split())
 
 
 def test_export_of_a_run_that_extracted_records_says_nothing_more():

@@ -866,6 +866,7 @@ def extract(
         )
         show_progress = err.is_terminal if progress is None else progress
         stats = BatchSummary()
+        served: list[str] = []  # the results this run took from the store (`export --run`)
         status = "interrupted"
         failure: tuple[ImrExtractError, int] | None = None
         try:
@@ -894,6 +895,8 @@ def extract(
             task = bar.add_task("extracting", total=total)
             for outcome in runner.run(paths, total=total):
                 stats.add(outcome)
+                if outcome.reused and store is not None and outcome.sha256 is not None:
+                    served.append(key.key(outcome.sha256, outcome.source))
                 if letters is not None:
                     letters.add(outcome)
                     if outcome.error is None:
@@ -933,6 +936,8 @@ def extract(
         finally:
             if store is not None and run_id is not None:
                 try:
+                    if served:
+                        store.mark_served(run_id, served)
                     store.finish_run(
                         run_id, letters=stats.letters, reused=stats.reused, status=status
                     )
@@ -1636,7 +1641,11 @@ def export(
     ] = Path(DEFAULT_STORE),
     run: Annotated[
         str | None,
-        typer.Option("--run", metavar="RUN_ID|last", help="Only the letters this run extracted."),
+        typer.Option(
+            "--run",
+            metavar="RUN_ID|last",
+            help="Only the letters this run extracted or served from the store.",
+        ),
     ] = None,
     fmt: FormatOption = None,
     view: ViewOption = View.FULL,
@@ -1647,8 +1656,8 @@ def export(
     """Write the records kept in a run store, as `extract` writes them (failures are not
     records: query the store's letters table for them).
 
-    --run writes the records that run extracted; a letter it served from the store (made by
-    an earlier run) is exported with that run, or by `export` without --run.
+    --run writes the records that run extracted or served from the store (made by an earlier
+    run, the same way).
     """
     from .store import RunStore, StoreError, StoreUnusableError
 
@@ -1687,17 +1696,18 @@ def export(
 
 
 def _nothing_exported(store: Any, run_id: str) -> None:
-    """`export --run` found no record of that run: say why (it served every letter from the
-    store, or every letter failed, or it read none)."""
-    # The run's counts, as finish_run left them (the store keeps no list of what a run reused).
+    """`export --run` found no record of that run: say why (every letter failed, it read none,
+    or it served letters from the store before the store listed what a run served)."""
+    # The run's counts, as finish_run left them.
     row = store.db.execute(
         "SELECT letters, reused, errors, status FROM runs WHERE id = ?", (run_id,)
     ).fetchone()
     letters, reused, errors, status = row if row is not None else (0, 0, 0, "?")
     if reused:
         why = (
-            f"its {reused} letter{'s' if reused != 1 else ''} had been extracted by earlier "
-            "runs and were served from the store; `imr-extract export` without --run writes them"
+            f"its {reused} letter{'s' if reused != 1 else ''} were served from the store, made by "
+            "earlier runs, and this store does not list which; `imr-extract export` without "
+            "--run writes them"
         )
     elif errors:
         why = f"its {errors} letter{'s' if errors != 1 else ''} failed (see the letters table)"
