@@ -219,7 +219,7 @@ def item_rows(record: LetterRecord, statuses: bool = True) -> Iterable[dict[str,
     """One flat row per item (a letter without items still gets one row); with ``statuses``,
     each value's status in its ``<column>_status`` column and the letter's coverage."""
     d = record.dates
-    letter = {
+    letter: dict[str, Any] = {
         "letter": escape_name(record.letter),  # as the JSON writes it (see names)
         "case_number": record.case_number,
         "layout": record.layout,
