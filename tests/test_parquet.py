@@ -224,17 +224,26 @@ def test_batches_keep_ids_and_rows_the_same(tmp_path, stored, tables, monkeypatc
     assert pq.read_table(tmp_path / "items.parquet").to_pylist() == tables["items"].to_pylist()
 
 
-def test_export_run_last_holds_only_that_runs_letters(tmp_path, store, stored):
+def test_export_run_holds_only_the_letters_that_run_extracted_or_served(tmp_path):
     pq = _pq()
     db = tmp_path / "two.sqlite"
     one = sorted((LETTERS / "pdf").iterdir())[:3]
+
+    def export_run(ref: str) -> list[str]:
+        out = tmp_path / f"run-{ref}"
+        done = run("export", "--store", str(db), "-f", "parquet", "--run", ref, "-o", str(out))
+        assert done.exit_code == 0, done.output
+        return pq.read_table(out / "letters.parquet").column("letter").to_pylist()
+
     assert run("extract", str(one[0]), "--store", str(db), "-o", os.devnull).exit_code == 0
-    assert run("extract", *map(str, one), "--store", str(db), "-o", os.devnull).exit_code == 0
-    out = tmp_path / "last"
-    done = run("export", "--store", str(db), "-f", "parquet", "--run", "last", "-o", str(out))
-    assert done.exit_code == 0, done.output
-    letters = pq.read_table(out / "letters.parquet").column("letter").to_pylist()
-    assert letters == [p.name for p in one[1:]]  # the first was reused, not extracted again
+    with RunStore(db, readonly=True) as s:
+        first = s.run("last").id
+    assert run("extract", *map(str, one[1:]), "--store", str(db), "-o", os.devnull).exit_code == 0
+    assert export_run("last") == [p.name for p in one[1:]]
+    assert export_run(first) == [one[0].name]
+    # A run that only served a letter from the store exports it too.
+    assert run("extract", str(one[0]), "--store", str(db), "-o", os.devnull).exit_code == 0
+    assert export_run("last") == [one[0].name]
     everything = tmp_path / "all"
     assert run("export", "--store", str(db), "-f", "parquet", "-o", str(everything)).exit_code == 0
     assert pq.read_table(everything / "letters.parquet").num_rows == 3
@@ -350,3 +359,16 @@ def test_a_full_disk_is_one_line_naming_the_file_and_exit_4(tmp_path, store, mon
         f"error: {out / 'letters.parquet'}: cannot write (No space left on device)"
     ]
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporary file left
+
+
+def test_a_parquet_name_without_the_format_and_a_view_are_refused(tmp_path, store):
+    _pq()
+    named = tmp_path / "out.parquet"
+    done = run("export", "--store", str(store), "-o", str(named))
+    assert done.exit_code == 2 and not named.exists()  # never JSON Lines in a .parquet file
+    assert done.stderr.splitlines() == [
+        f"error: {named}: Parquet is two tables: --format parquet -o DIRECTORY"
+    ]
+    done = run("export", "--store", str(store), "-f", "parquet", "--view", "data", "-o", str(named))
+    assert done.exit_code == 2 and not named.exists()
+    assert "--view is for JSON, JSON Lines and CSV" in done.stderr
