@@ -52,6 +52,7 @@ from .llm.config import LLMConfig as _Defaults
 from .llm.config import LLMMode
 from .names import escape_name
 from .output import (
+    ExportFormat,
     JsonlWriter,
     OutputError,
     OutputFiles,
@@ -1647,14 +1648,23 @@ def export(
             help="Only the letters this run extracted or served from the store.",
         ),
     ] = None,
-    fmt: FormatOption = None,
+    fmt: Annotated[
+        ExportFormat | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="jsonl: a record per line; json: an array; csv: a row per item; parquet: "
+            "letters.parquet and items.parquet in the directory -o names (the parquet extra). "
+            "Default: from --out's extension (.jsonl, .ndjson, .json, .csv), else jsonl.",
+        ),
+    ] = None,
     view: ViewOption = View.FULL,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write here (default: stdout).")
     ] = None,
 ) -> None:
     """Write the records kept in a run store, as `extract` writes them (failures are not
-    records: query the store's letters table for them).
+    records: query the store's letters table for them; `--format parquet` has a row for each).
 
     --run writes the records that run extracted or served from the store (made by an earlier
     run, the same way).
@@ -1663,6 +1673,13 @@ def export(
 
     if not store_path.is_file():
         raise _usage_error(f"{escape_name(str(store_path))}: no run store here (see --store)")
+    if fmt is None and out is not None and out.suffix.lower() == ".parquet":
+        raise _usage_error(
+            f"{escape_name(str(out))}: Parquet is two tables: --format parquet -o DIRECTORY"
+        )
+    if fmt is ExportFormat.PARQUET:
+        _export_parquet(store_path, run, out, view)
+        return
     files = OutputFiles()
     try:
         at = files.open(out) if out is not None and str(out) != "-" else None
@@ -1671,9 +1688,8 @@ def export(
             run_id = store.run(run).id if run is not None else None
             stream = files.commit()[0] if at is not None else stdout_stream()
             stack.enter_context(stream)
-            fmt = format_for(out, fmt)
             written = 0
-            writer = make_writer(fmt, stream, view)
+            writer = make_writer(format_for(out, OutputFormat(fmt) if fmt else None), stream, view)
             if isinstance(writer, JsonlWriter):  # the stored text: parsed only for a view
                 for text in store.record_texts(run_id):
                     writer.write_json(text)
@@ -1715,6 +1731,38 @@ def _nothing_exported(store: Any, run_id: str) -> None:
         why = f"it read no letter (status {status}, {letters} inputs)"
     err.print(
         f"note: run {run_id} extracted no record: {why}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _export_parquet(store_path: Path, run: str | None, out: Path | None, view: View) -> None:
+    """``export --format parquet``: the two tables into the directory ``out``."""
+    from . import parquet
+    from .store import RunStore, StoreError
+
+    missing = parquet.unavailable()
+    if missing is not None:
+        raise _usage_error(missing)
+    if out is None or str(out) == "-":
+        raise _usage_error("--format parquet writes two files: name their directory with -o DIR")
+    if view is not View.FULL:
+        raise _usage_error("--view is for JSON, JSON Lines and CSV, not --format parquet")
+    try:
+        with RunStore(store_path, readonly=True) as store:
+            run_id = store.run(run).id if run is not None else None
+            written = parquet.export_store(store, out, run_id)
+            if run_id is not None and not written.letters:
+                _nothing_exported(store, run_id)
+    except StoreError as exc:
+        if isinstance(exc, StoreUnusableError):
+            raise
+        raise _usage_error(_shown(exc)) from None
+    failed = f" ({written.failures} failed)" if written.failures else ""
+    err.print(
+        f"{written.letters} letters{failed} to {escape_name(str(written.letters_path))}, "
+        f"{written.items} items to {escape_name(str(written.items_path))}",
         markup=False,
         highlight=False,
         soft_wrap=True,

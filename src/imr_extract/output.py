@@ -35,6 +35,15 @@ class OutputFormat(StrEnum):
     CSV = "csv"
 
 
+class ExportFormat(StrEnum):
+    """``export``'s formats: the record formats, and two Parquet tables (see ``parquet``)."""
+
+    JSONL = "jsonl"
+    JSON = "json"
+    CSV = "csv"
+    PARQUET = "parquet"
+
+
 #: The format an output file's name asks for (``-o out.csv``), when no ``--format`` is given.
 SUFFIX_FORMATS: dict[str, OutputFormat] = {
     ".jsonl": OutputFormat.JSONL,

@@ -63,7 +63,7 @@ STORE_VERSION = "1"
 _NOT_RECORD_CODE = frozenset(
     {
         "cli.py", "store.py", "runner.py", "output.py", "review.py", "reporting.py",
-        "compare.py", "evaluate.py", "fields.py",
+        "compare.py", "evaluate.py", "fields.py", "parquet.py",
     }
 )  # fmt: skip
 
@@ -278,6 +278,19 @@ class StoredLetter:
     model_error: str | None
     error_code: str | None
     cause: str | None
+
+
+@dataclass(frozen=True)
+class FailedLetter:
+    """An ``error`` letters row: a file that gave no record, and why (``export``'s tables)."""
+
+    path: str  # as the store writes it (a name that is not UTF-8 with \\xNN escapes)
+    letter: str
+    sha256: str | None
+    backend: str
+    error_code: str | None
+    cause: str | None
+    run_id: str
 
 
 @dataclass(frozen=True)
@@ -839,3 +852,18 @@ class RunStore:
         """The stored records (``run_id``: those it extracted or served from the store)."""
         for text in self.record_texts(run_id):
             yield LetterRecord.model_validate_json(text)
+
+    def failures(self, run_id: str | None = None) -> Iterator[FailedLetter]:
+        """The letters that gave no record (``error`` rows), in the order written."""
+        query = (
+            "SELECT path, letter, sha256, backend, error_code, cause, run_id FROM letters"
+            " WHERE status = 'error'"
+        )
+        args: tuple[str, ...] = ()
+        if run_id is not None:
+            query, args = query + " AND run_id = ?", (run_id,)
+        try:
+            for row in self.db.execute(query + " ORDER BY rowid", args):
+                yield FailedLetter(*row)
+        except sqlite3.Error as exc:
+            raise StoreUnusableError(str(self.path), _cause(exc, "read")) from exc
