@@ -540,11 +540,16 @@ def _check_pdf_engine(pdf_engine: str | None) -> None:
 
 
 class _RateColumn(ProgressColumn):
-    """Letters per second."""
+    """Letters per second since the start: letters done over time elapsed. (Rich's own speed
+    is taken over its last few samples, and letters arrive in bursts -- from the store, or as a
+    worker answers a chunk -- so it showed tens of thousands a second.)"""
 
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f}/s" if speed else "-/s", "progress.data.speed")
+        elapsed = task.finished_time if task.finished else task.elapsed
+        if not task.completed or not elapsed:
+            return Text("-/s", "progress.data.speed")
+        speed = task.completed / elapsed
+        return Text(f"{speed:,.1f}/s" if speed < 10 else f"{speed:,.0f}/s", "progress.data.speed")
 
 
 class _Redact(logging.Filter):
