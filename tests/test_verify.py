@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from conftest import document, gold_files, load_gold, rules_record
+from conftest import document, gold_files, letter_path, load_gold, rules_record
 from imr_extract.assemble import build_record
 from imr_extract.llm import LLMExtractor
 from imr_extract.llm.response import LLMLetter, to_letter_found
@@ -282,3 +282,18 @@ def test_a_span_that_does_not_hold_its_value_is_not_verified():
     assert status(checked, "reviewer.specialty") is Status.CONTRADICTED
     assert checked.provenance["reviewer.specialty"].failed_checks == ["credential_fills_its_slot"]
     assert checked.verification.coverage < 1.0
+
+
+def test_a_decision_read_from_its_printed_word_is_derived_not_fuzzy() -> None:
+    """``upheld`` from "Upheld" is the enum read from the word, not a near miss: ``fuzzy`` is
+    kept for quotes that are close but not as printed (and carries a score)."""
+    from imr_extract import extract_path
+    from imr_extract.schema import MatchKind
+
+    record = extract_path(str(letter_path("CM16-0231706.pdf")))
+    decisions = [p for k, p in record.provenance.items() if k.endswith("].decision")]
+    assert decisions
+    assert all(p.match is MatchKind.DERIVED and p.score is None for p in decisions)
+    assert all(
+        p.match is not MatchKind.FUZZY or p.score is not None for p in record.provenance.values()
+    )

@@ -101,7 +101,10 @@ def match_kind(text: str, start: int, end: int, value: Any) -> MatchKind:
     if end <= start:
         return MatchKind.ABSENT
     raw = text[start:end]
-    if isinstance(value, Enum):
+    # A value from a closed set (a decision, a sex, a priority) is read from the printed word:
+    # ``upheld`` from "Upheld" is derived, as a date reformatted is, not a near miss.
+    chosen = isinstance(value, Enum)
+    if chosen:
         value = value.value
     if isinstance(value, str):
         if raw == value:
@@ -109,7 +112,7 @@ def match_kind(text: str, start: int, end: int, value: Any) -> MatchKind:
         folded = fold(raw)
         if folded == value:
             return MatchKind.NORMALISED
-        if folded.casefold() == value.casefold():
+        if folded.casefold() == value.casefold() and not chosen:
             return MatchKind.FUZZY  # located case-insensitively (model output)
         return MatchKind.DERIVED
     if isinstance(value, int) and not isinstance(value, bool) and raw == str(value):
