@@ -1,0 +1,292 @@
+"""The HTTP API: a FastAPI app over the ``Engine``, made by ``create_app(settings)``.
+
+Invariants: every route under ``/v1`` needs an API key (``Authorization: Bearer`` or
+``X-API-Key``) unless the settings turn auth off (``serve --no-auth``, loopback only); every
+error, whatever raised it (the letter, the request, the framework, a bug), is an
+``application/problem+json`` body made by ``problems`` (no stack trace, server path or key);
+a request body is read through ``body.read_capped`` before anything parses it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from enum import StrEnum
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..errors import ImrExtractError
+from ..redact import redact
+from ..schema import Backend, LetterRecord
+from ..store import StoreUnusableError
+from .body import letter_of, read_capped
+from .engine import Engine
+from .keys import KeyStore
+from .problems import MEDIA_TYPE, SERVICE_PROBLEMS, Problem, ProblemError, body, from_error
+from .settings import SETTINGS_ENV, Settings
+
+logger = logging.getLogger("imr_extract.service")
+
+
+class View(StrEnum):
+    FULL = "full"
+    DATA = "data"
+
+
+class ServeBackend(StrEnum):
+    RULES = "rules"
+    HYBRID = "hybrid"
+    LLM = "llm"
+
+
+SHA256 = r"^[0-9a-f]{64}$"
+_PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {
+        "model": Problem,
+        "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        "description": title,
+    }
+    for status, title in sorted(
+        {(s, t) for s, t in SERVICE_PROBLEMS.values() if s in (401, 413, 415, 422, 503)}
+    )
+}
+
+
+def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> Response:
+    return Response(body(problem), problem.status, headers=headers, media_type=MEDIA_TYPE)
+
+
+def _record_response(record_json: str, view: View) -> Response:
+    if view is View.DATA:
+        record = LetterRecord.model_validate_json(record_json)
+        record_json = record.model_dump_json(
+            exclude={"provenance": True, "verification": {"checks"}}
+        )
+    return Response(record_json, media_type="application/json")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The service for ``settings`` (its engine starts with the app and stops with it)."""
+    keys = KeyStore(settings.store)
+    state: dict[str, Engine] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        engine = Engine(settings)
+        engine.warm()
+        state["engine"] = engine
+        try:
+            yield
+        finally:
+            engine.close()
+
+    app = FastAPI(
+        title="imr-extract",
+        version=__version__,
+        summary="Verified structured records from California IMR final determination letters.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+
+    def engine() -> Engine:
+        return state["engine"]
+
+    # ------------------------------------------------------------------ errors
+
+    @app.exception_handler(ProblemError)
+    async def _problem(_: Request, exc: ProblemError) -> Response:
+        return problem_response(exc.problem, exc.headers)
+
+    @app.exception_handler(StoreUnusableError)
+    async def _store(_: Request, exc: StoreUnusableError) -> Response:
+        logger.error(redact(f"run store: {exc.cause}"))
+        return problem_response(
+            ProblemError("store-unusable", "the run store cannot be used now").problem,
+            {"Retry-After": "5"},
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> Response:
+        where = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}"
+            for e in exc.errors()
+        )
+        return problem_response(ProblemError("invalid-request", where).problem)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "bad-request")
+        detail = exc.detail if isinstance(exc.detail, str) else code
+        return problem_response(ProblemError(code, detail, status=exc.status_code).problem)
+
+    @app.exception_handler(Exception)
+    async def _bug(_: Request, exc: Exception) -> Response:
+        logger.error(redact(f"unexpected {type(exc).__name__}: {exc}"))
+        return problem_response(
+            ProblemError("internal", "an unexpected error (a bug in imr-extract)").problem
+        )
+
+    # ------------------------------------------------------------------ auth
+
+    def caller(request: Request) -> str | None:
+        """The API key's id (None with auth off); a 401 problem without a valid key."""
+        if not settings.auth:
+            return None
+        token = request.headers.get("x-api-key")
+        authorization = request.headers.get("authorization", "")
+        if token is None and authorization[:7].lower() == "bearer ":
+            token = authorization[7:].strip()
+        found = keys.check(token) if token else None
+        if found is None:
+            raise ProblemError(
+                "unauthorized",
+                "no valid API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>' "
+                "(keys are made with `imr-extract keys create`)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return found.id
+
+    auth = [Depends(caller)]
+
+    # ------------------------------------------------------------------ health
+
+    @app.get("/healthz", tags=["health"], summary="The process is up.")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="The run store can be written.",
+        responses={503: _PROBLEM_RESPONSES[503]},
+    )
+    async def readyz() -> dict[str, str]:
+        await engine().ready()
+        return {"status": "ready"}
+
+    # ------------------------------------------------------------------ letters
+
+    @app.post(
+        "/v1/extract",
+        dependencies=auth,
+        tags=["letters"],
+        summary="Extract one letter: its verified record.",
+        description=(
+            "The letter is the body: application/pdf, text/plain, multipart/form-data with one "
+            'file, or application/json {"text": "...", "name": "..."}. The body is read up to '
+            "the service's cap (413 past it). A letter that cannot be extracted is a problem "
+            "(4xx) naming its code."
+        ),
+        response_model=LetterRecord,
+        responses={
+            **{k: v for k, v in _PROBLEM_RESPONSES.items() if k != 401},
+            401: _PROBLEM_RESPONSES[401],
+            400: {"model": Problem, "description": "The body cannot be read"},
+            409: {"model": Problem, "description": "That backend is not configured"},
+            500: {"model": Problem, "description": "Internal error"},
+            502: {"model": Problem, "description": "The model endpoint failed"},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+                    "text/plain": {"schema": {"type": "string"}},
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"file": {"type": "string", "format": "binary"}},
+                            "required": ["file"],
+                        }
+                    },
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"text": {"type": "string"}, "name": {"type": "string"}},
+                            "required": ["text"],
+                        }
+                    },
+                },
+            }
+        },
+    )
+    async def extract(
+        request: Request,
+        backend: Annotated[
+            ServeBackend, Query(description="rules, or hybrid/llm when a model is configured.")
+        ] = ServeBackend.RULES,
+        view: Annotated[
+            View, Query(description="full: the whole record; data: without provenance and checks.")
+        ] = View.FULL,
+        name: Annotated[
+            str | None, Query(max_length=500, description="The letter's name (a label).")
+        ] = None,
+    ) -> Response:
+        data = await read_capped(
+            request.stream(), request.headers.get("content-length"), settings.max_body
+        )
+        letter = letter_of(request.headers.get("content-type"), data, name)
+        result = await engine().extract(letter, Backend(backend.value))
+        if result.record_json is None:
+            assert result.error is not None
+            raise from_error(result.error, letter.name)
+        return _record_response(result.record_json, view)
+
+    @app.get(
+        "/v1/letters/{sha256}",
+        dependencies=auth,
+        tags=["letters"],
+        summary="A stored record, by the letter's SHA-256.",
+        response_model=LetterRecord,
+        responses={401: _PROBLEM_RESPONSES[401], 404: {"model": Problem}},
+    )
+    async def stored(
+        sha256: Annotated[str, _sha_path()],
+        backend: Annotated[ServeBackend, Query()] = ServeBackend.RULES,
+        view: Annotated[View, Query()] = View.FULL,
+    ) -> Response:
+        text = await engine().stored(sha256, Backend(backend.value))
+        if text is None:
+            raise ProblemError("not-found", f"no {backend.value} record of letter {sha256} here")
+        return _record_response(text, view)
+
+    @app.get(
+        "/v1/letters/{sha256}/review",
+        dependencies=auth,
+        tags=["letters"],
+        summary="The review page of a stored letter (HTML).",
+        response_class=HTMLResponse,
+        responses={401: _PROBLEM_RESPONSES[401], 404: {"model": Problem}},
+    )
+    async def review(sha256: Annotated[str, _sha_path()]) -> Response:
+        try:
+            page = await engine().review(sha256)
+        except ImrExtractError as exc:
+            raise from_error(exc, None) from None
+        if page is None:
+            raise ProblemError(
+                "not-found", f"letter {sha256} was not extracted by this service (or not kept)"
+            )
+        return HTMLResponse(page)
+
+    return app
+
+
+def _sha_path() -> Any:
+    from fastapi import Path as PathParam
+
+    return PathParam(pattern=SHA256, description="The SHA-256 of the letter's bytes (hex).")
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn's factory in each worker process: the settings ``serve`` put in the environment."""
+    text = os.environ.get(SETTINGS_ENV)
+    return create_app(Settings.from_json(text) if text else Settings())
