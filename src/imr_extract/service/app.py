@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -47,16 +48,47 @@ class ServeBackend(StrEnum):
 
 
 SHA256 = r"^[0-9a-f]{64}$"
-_PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {
-        "model": Problem,
-        "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-        "description": title,
-    }
-    for status, title in sorted(
-        {(s, t) for s, t in SERVICE_PROBLEMS.values() if s in (401, 413, 415, 422, 503)}
+
+
+def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses for error statuses (their bodies are set to ``Problem`` by
+    ``_openapi``)."""
+    titles = {s: t for s, t in SERVICE_PROBLEMS.values()}
+    titles |= {404: "No such resource", 422: "The letter or the request cannot be used"}
+    titles |= {502: "The model endpoint failed", 409: "That backend is not configured"}
+    return {status: {"description": titles.get(status, "Error")} for status in statuses}
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The app's OpenAPI document, every error response an ``application/problem+json``
+    ``Problem`` (FastAPI's own validation-error schema is never answered: see the handlers)."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    document = get_openapi(
+        title=app.title,
+        version=app.version,
+        summary=app.summary,
+        description=app.description,
+        routes=app.routes,
     )
-}
+    ref = {"$ref": "#/components/schemas/Problem"}
+    for path, operations in document.get("paths", {}).items():
+        for operation in operations.values():
+            if path.startswith("/v1/"):
+                operation["security"] = [{"bearer": []}, {"apiKey": []}]
+            for status, response in operation.get("responses", {}).items():
+                if status[0] in "45":
+                    response["content"] = {MEDIA_TYPE: {"schema": ref}}
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    document["components"]["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "imr-extract keys create"},
+        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    }
+    schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    app.openapi_schema = document
+    return document
 
 
 def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> Response:
@@ -166,7 +198,7 @@ def create_app(settings: Settings) -> FastAPI:
         "/readyz",
         tags=["health"],
         summary="The run store can be written.",
-        responses={503: _PROBLEM_RESPONSES[503]},
+        responses=_problems(503),
     )
     async def readyz() -> dict[str, str]:
         await engine().ready()
@@ -186,14 +218,7 @@ def create_app(settings: Settings) -> FastAPI:
             "(4xx) naming its code."
         ),
         response_model=LetterRecord,
-        responses={
-            **{k: v for k, v in _PROBLEM_RESPONSES.items() if k != 401},
-            401: _PROBLEM_RESPONSES[401],
-            400: {"model": Problem, "description": "The body cannot be read"},
-            409: {"model": Problem, "description": "That backend is not configured"},
-            500: {"model": Problem, "description": "Internal error"},
-            502: {"model": Problem, "description": "The model endpoint failed"},
-        },
+        responses=_problems(400, 401, 409, 413, 415, 422, 500, 502, 503),
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -246,7 +271,7 @@ def create_app(settings: Settings) -> FastAPI:
         tags=["letters"],
         summary="A stored record, by the letter's SHA-256.",
         response_model=LetterRecord,
-        responses={401: _PROBLEM_RESPONSES[401], 404: {"model": Problem}},
+        responses=_problems(401, 404, 422),
     )
     async def stored(
         sha256: Annotated[str, _sha_path()],
@@ -264,7 +289,7 @@ def create_app(settings: Settings) -> FastAPI:
         tags=["letters"],
         summary="The review page of a stored letter (HTML).",
         response_class=HTMLResponse,
-        responses={401: _PROBLEM_RESPONSES[401], 404: {"model": Problem}},
+        responses=_problems(401, 404, 422),
     )
     async def review(sha256: Annotated[str, _sha_path()]) -> Response:
         try:
@@ -277,6 +302,7 @@ def create_app(settings: Settings) -> FastAPI:
             )
         return HTMLResponse(page)
 
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
 
