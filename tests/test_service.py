@@ -392,6 +392,98 @@ def test_the_openapi_document_is_in_sync_with_the_app(server: Server):
     assert {"/v1/extract", "/v1/letters/{sha256}", "/healthz", "/readyz"} <= set(served["paths"])
 
 
+# --------------------------------------------------------------------------- verify, metrics
+
+THEIRS = {  # another tool's record, in the output shape (as docs/how-to/verify-records.md)
+    "letter": "CM16-0231706.pdf",
+    "case_number": "CM16-0231706",
+    "dates": {"decision": "2017-01-05", "ur_denial": "11/29/2016"},  # a US-format date
+    "items": [
+        {
+            "request": "Chiropractic physiotherapy treatment 6 visits",
+            "decision": "overturned",  # the letter says Upheld
+            "claims_administrator_guideline": {"cited": True, "outside_mtus": False},
+            "imr_guideline": {"cited": True, "outside_mtus": False},
+        }
+    ],
+}
+
+
+def test_verify_answers_another_tools_record_with_statuses(client: httpx.Client):
+    name = "CM16-0231706.pdf"
+    data = letter_path(name).read_bytes()
+    r = client.post(
+        "/v1/verify",
+        files={"letter": (name, data, "application/pdf"), "record": (None, json.dumps(THEIRS))},
+    )
+    assert r.status_code == 200, r.text
+    record = r.json()
+    assert record["extractor"]["backend"] == "external"
+    assert record["provenance"]["case_number"]["status"] == "verified"
+    assert record["provenance"]["items[0].decision"]["status"] == "contradicted"
+    invalid = [
+        c["paths"] for c in record["verification"]["checks"] if c["name"] == "value_fits_schema"
+    ]
+    assert invalid == [["dates.ur_denial"]]
+    # the same as JSON, with the letter's text
+    text_name = "000_95767a46bf993051.txt"
+    gold = _gold(text_name)
+    r = client.post(
+        "/v1/verify",
+        json={
+            "text": letter_path(text_name).read_text(encoding="utf-8"),
+            "name": text_name,
+            "record": gold,
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["verification"]["contradicted"] == 0
+    assert r.json()["verification"]["verified"] > 0
+    # not a record, a letter that cannot be read, a form without its parts
+    r = client.post("/v1/verify", json={"text": "x", "record": [1, 2]})
+    assert_problem(r, 422, "record")
+    r = client.post("/v1/verify", files={"letter": ("e.txt", b""), "record": (None, "{}")})
+    assert_problem(r, 422, "empty")
+    assert_problem(client.post("/v1/verify", files={"letter": ("a.pdf", data)}), 400, "bad-request")
+
+
+def _metric(text: str, line_start: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(line_start + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_metrics_count_requests_letters_and_errors_by_code(client: httpx.Client, server: Server):
+    before = httpx.get(server.url + "/metrics").text
+    name = "CM16-0249724.pdf"
+    pdf = {"Content-Type": "application/pdf"}
+    client.post("/v1/extract", content=letter_path(name).read_bytes(), headers=pdf)
+    client.post("/v1/extract", content=b"%PDF-1.4 nothing", headers=pdf)
+    r = httpx.get(server.url + "/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    after = r.text
+    ok = 'imr_letters_total{outcome="ok"}'
+    reused = 'imr_letters_total{outcome="reused"}'
+    assert (
+        _metric(after, ok) + _metric(after, reused)
+        == _metric(before, ok) + _metric(before, reused) + 1
+    )
+    assert (
+        _metric(after, 'imr_errors_total{code="pdf"}')
+        == _metric(before, 'imr_errors_total{code="pdf"}') + 1
+    )
+    posted = 'imr_requests_total{route="/v1/extract",method="POST",status="200"}'
+    assert _metric(after, posted) >= _metric(before, posted) + 1
+    count = 'imr_request_duration_seconds_count{route="/v1/extract"}'
+    inf = 'imr_request_duration_seconds_bucket{route="/v1/extract",le="+Inf"}'
+    assert _metric(after, count) == _metric(after, inf) >= 2
+    assert "# TYPE imr_request_duration_seconds histogram" in after
+    # a path a caller made up is counted under one label, not as a new series
+    httpx.get(server.url + "/no/such/" + "x" * 20)
+    assert "/no/such" not in httpx.get(server.url + "/metrics").text
+
+
 def test_the_server_log_holds_no_traceback_and_no_key(server: Server):
     key = server.key
     log = server.log.read_text(encoding="utf-8", errors="replace")

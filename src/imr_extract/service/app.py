@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from enum import StrEnum
@@ -19,7 +20,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
@@ -27,9 +28,10 @@ from ..errors import ImrExtractError
 from ..redact import redact
 from ..schema import Backend, LetterRecord
 from ..store import StoreUnusableError
-from .body import letter_of, read_capped
+from .body import letter_and_record, letter_of, read_capped
 from .engine import Engine
 from .keys import KeyStore
+from .metrics import Metrics
 from .problems import MEDIA_TYPE, SERVICE_PROBLEMS, Problem, ProblemError, body, from_error
 from .settings import SETTINGS_ENV, Settings
 
@@ -48,6 +50,7 @@ class ServeBackend(StrEnum):
 
 
 SHA256 = r"^[0-9a-f]{64}$"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -107,11 +110,12 @@ def _record_response(record_json: str, view: View) -> Response:
 def create_app(settings: Settings) -> FastAPI:
     """The service for ``settings`` (its engine starts with the app and stops with it)."""
     keys = KeyStore(settings.store)
+    metrics = Metrics()
     state: dict[str, Engine] = {}
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        engine = Engine(settings)
+        engine = Engine(settings, metrics=metrics)
         engine.warm()
         state["engine"] = engine
         try:
@@ -131,16 +135,34 @@ def create_app(settings: Settings) -> FastAPI:
     def engine() -> Engine:
         return state["engine"]
 
+    def answer(problem: Problem, headers: dict[str, str] | None = None) -> Response:
+        metrics.error(problem.code)
+        return problem_response(problem, headers)
+
+    @app.middleware("http")
+    async def _measure(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response: Response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = request.scope.get("route")
+            method = request.method if request.method in _METHODS else "other"
+            template = getattr(route, "path", None) or "other"
+            metrics.request(template, method, status, time.perf_counter() - started)
+
     # ------------------------------------------------------------------ errors
 
     @app.exception_handler(ProblemError)
     async def _problem(_: Request, exc: ProblemError) -> Response:
-        return problem_response(exc.problem, exc.headers)
+        return answer(exc.problem, exc.headers)
 
     @app.exception_handler(StoreUnusableError)
     async def _store(_: Request, exc: StoreUnusableError) -> Response:
         logger.error(redact(f"run store: {exc.cause}"))
-        return problem_response(
+        return answer(
             ProblemError("store-unusable", "the run store cannot be used now").problem,
             {"Retry-After": "5"},
         )
@@ -151,18 +173,18 @@ def create_app(settings: Settings) -> FastAPI:
             f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}"
             for e in exc.errors()
         )
-        return problem_response(ProblemError("invalid-request", where).problem)
+        return answer(ProblemError("invalid-request", where).problem)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "bad-request")
         detail = exc.detail if isinstance(exc.detail, str) else code
-        return problem_response(ProblemError(code, detail, status=exc.status_code).problem)
+        return answer(ProblemError(code, detail, status=exc.status_code).problem)
 
     @app.exception_handler(Exception)
     async def _bug(_: Request, exc: Exception) -> Response:
         logger.error(redact(f"unexpected {type(exc).__name__}: {exc}"))
-        return problem_response(
+        return answer(
             ProblemError("internal", "an unexpected error (a bug in imr-extract)").problem
         )
 
@@ -203,6 +225,18 @@ def create_app(settings: Settings) -> FastAPI:
     async def readyz() -> dict[str, str]:
         await engine().ready()
         return {"status": "ready"}
+
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        summary="Prometheus metrics of this process (text exposition format).",
+        response_class=PlainTextResponse,
+    )
+    async def metrics_text() -> Response:
+        waiting = state["engine"].waiting if "engine" in state else 0
+        return PlainTextResponse(
+            metrics.render(waiting), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
 
     # ------------------------------------------------------------------ letters
 
@@ -303,6 +337,61 @@ def create_app(settings: Settings) -> FastAPI:
         return HTMLResponse(page)
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+
+    @app.post(
+        "/v1/verify",
+        dependencies=auth,
+        tags=["letters"],
+        summary="Verify a record from any tool against its letter: the record with statuses.",
+        description=(
+            "multipart/form-data with a 'letter' file and a 'record' part (JSON), or "
+            'application/json {"text": "...", "name": "...", "record": {...}}. The record is in '
+            "the output shape (the gold shape), provenance optional; each value is located in "
+            "the letter and checked, a value that does not fit the schema is reported on its "
+            "own (a failed value_fits_schema check) and left out."
+        ),
+        response_model=LetterRecord,
+        responses=_problems(400, 401, 413, 415, 422, 503),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "letter": {"type": "string", "format": "binary"},
+                                "record": {"type": "string"},
+                            },
+                            "required": ["letter", "record"],
+                        }
+                    },
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "text": {"type": "string"},
+                                "name": {"type": "string"},
+                                "record": {"type": "object"},
+                            },
+                            "required": ["text", "record"],
+                        }
+                    },
+                },
+            }
+        },
+    )
+    async def verify(request: Request, view: Annotated[View, Query()] = View.FULL) -> Response:
+        data = await read_capped(
+            request.stream(), request.headers.get("content-length"), settings.max_body
+        )
+        letter, record = letter_and_record(request.headers.get("content-type"), data)
+        try:
+            text = await engine().verify(letter, record)
+        except ImrExtractError as exc:
+            raise from_error(exc, letter.name) from None
+        return _record_response(text, view)
+
     return app
 
 

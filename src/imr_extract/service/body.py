@@ -73,16 +73,30 @@ def clean_name(name: str | None, kind: str) -> str:
     return DEFAULT_NAMES[kind]
 
 
-def _multipart(content_type: str, body: bytes) -> Letter:
+@dataclass(frozen=True)
+class Part:
+    """One part of a multipart form: its field name, its file name (None: a plain field)."""
+
+    field: str
+    filename: str | None
+    data: bytes
+
+
+def form_parts(content_type: str, body: bytes) -> list[Part]:
+    """The parts of a ``multipart/form-data`` body.
+
+    Raises:
+        ProblemError: no boundary, or a malformed form (400).
+    """
     _, params = parse_options_header(content_type)
     boundary = params.get(b"boundary")
     if not boundary:
         raise ProblemError("bad-request", "a multipart body needs a boundary")
-    parts: list[dict[str, object]] = []
+    raw: list[tuple[dict[str, str], list[bytes]]] = []
     header: list[bytes] = [b"", b""]
 
     def on_part_begin() -> None:
-        parts.append({"headers": {}, "data": []})
+        raw.append(({}, []))
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
         header[0] += data[start:end]
@@ -91,15 +105,11 @@ def _multipart(content_type: str, body: bytes) -> Letter:
         header[1] += data[start:end]
 
     def on_header_end() -> None:
-        headers = parts[-1]["headers"]
-        assert isinstance(headers, dict)
-        headers[header[0].decode("latin-1").lower()] = header[1].decode("utf-8", "replace")
+        raw[-1][0][header[0].decode("latin-1").lower()] = header[1].decode("utf-8", "replace")
         header[0], header[1] = b"", b""
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
-        chunks = parts[-1]["data"]
-        assert isinstance(chunks, list)
-        chunks.append(data[start:end])
+        raw[-1][1].append(data[start:end])
 
     parser = MultipartParser(
         boundary,
@@ -117,24 +127,31 @@ def _multipart(content_type: str, body: bytes) -> Letter:
         parser.finalize()
     except Exception as exc:  # the parser's own errors: a malformed form
         raise ProblemError("bad-request", f"the multipart body cannot be read ({exc})") from None
-    files: list[tuple[str | None, object]] = []
-    for part in parts:
-        headers = part["headers"]
-        assert isinstance(headers, dict)
+    parts = []
+    for headers, chunks in raw:
         _, disposition = parse_options_header(headers.get("content-disposition", ""))
-        if b"filename" in disposition or (not files and len(parts) == 1):
-            raw = disposition.get(b"filename", b"")
-            files.append((raw.decode("utf-8", "replace") or None, part["data"]))
+        filename = disposition.get(b"filename")
+        parts.append(
+            Part(
+                disposition.get(b"name", b"").decode("utf-8", "replace"),
+                filename.decode("utf-8", "replace") if filename is not None else None,
+                b"".join(chunks),
+            )
+        )
+    return parts
+
+
+def _multipart(content_type: str, body: bytes) -> Letter:
+    parts = form_parts(content_type, body)
+    files = [p for p in parts if p.filename is not None] or (parts if len(parts) == 1 else [])
     if len(files) != 1:
         raise ProblemError(
             "bad-request",
             f"a multipart body must hold exactly one file (it holds {len(files)}): "
             "send many letters as a job",
         )
-    name, data = files[0]
-    assert isinstance(data, list)
-    payload = b"".join(data)
-    return Letter(clean_name(name, _kind(payload, name)), payload)
+    part = files[0]
+    return Letter(clean_name(part.filename, _kind(part.data, part.filename)), part.data)
 
 
 def _kind(data: bytes, name: str | None = None) -> str:
@@ -171,3 +188,41 @@ def letter_of(content_type: str | None, body: bytes, filename: str | None = None
         f"Content-Type {media or '(none)'!r} is not a letter: send application/pdf, text/plain, "
         'multipart/form-data with one file, or application/json {"text": ...}',
     )
+
+
+def letter_and_record(content_type: str | None, body: bytes) -> tuple[Letter, object]:
+    """A letter and a record (any JSON value: ``verify`` judges it) from a ``/v1/verify`` body:
+    a form with a ``letter`` file and a ``record`` part, or JSON ``{"text", "name", "record"}``.
+
+    Raises:
+        ProblemError: 400 or 415, as ``letter_of``.
+    """
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media == "multipart/form-data":
+        assert content_type is not None
+        parts = {p.field: p for p in form_parts(content_type, body)}
+        if "letter" not in parts or "record" not in parts:
+            raise ProblemError(
+                "bad-request", "a multipart body must hold a 'letter' file and a 'record' part"
+            )
+        letter = parts["letter"]
+        record_text = parts["record"].data
+        kind = _kind(letter.data, letter.filename)
+        found = Letter(clean_name(letter.filename, kind), letter.data)
+    elif media == "application/json":
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ProblemError("bad-request", f"the JSON body cannot be read ({exc})") from None
+        if not isinstance(data, dict) or "record" not in data:
+            raise ProblemError("bad-request", 'a JSON body must be {"text", "name", "record"}')
+        return letter_of("application/json", body), data["record"]
+    else:
+        raise ProblemError(
+            "unsupported-media-type",
+            "send multipart/form-data (a 'letter' file and a 'record' part) or application/json",
+        )
+    try:
+        return found, json.loads(record_text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProblemError("bad-request", f"the record is not JSON ({exc})") from None

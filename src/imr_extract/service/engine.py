@@ -39,6 +39,7 @@ from ..runner import _guard, _Pool, _Task
 from ..schema import Backend, LetterRecord
 from ..store import RecordRow, RunStore, finished, new_run_id
 from .body import Letter
+from .metrics import Metrics
 from .problems import ProblemError
 from .settings import Settings
 
@@ -103,8 +104,14 @@ def served(record_json: str, name: str | None) -> str:
 class Engine:
     """Letters in, results out; one per service process (see the module's invariants)."""
 
-    def __init__(self, settings: Settings, options: ModelOptions | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        options: ModelOptions | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics()
         self.limits = settings.limits
         self.backends: dict[Backend, BuiltBackend] = {
             Backend.RULES: build_backend(Backend.RULES, self.limits, pdf_engine=settings.pdf_engine)
@@ -193,6 +200,7 @@ class Engine:
         if stored is not None and stored.record is not None and finished(stored):
             self.letters += 1
             self.reused += 1
+            self.metrics.letter("reused")
             return Result(letter.name, sha, served(stored.record, letter.name), reused=True)
         with self._lock:
             if self._waiting >= self.settings.letter_workers + self.settings.max_queue:
@@ -209,10 +217,26 @@ class Engine:
             with self._lock:
                 self._waiting -= 1
         self.letters += 1
+        self._count(result, built)
         await self.store.acall(lambda s: self._write(s, built, letter, result))
         if result.record_json is not None:
             await loop.run_in_executor(self._threads, self._keep, sha, letter.data)
         return result
+
+    @property
+    def waiting(self) -> int:
+        """Letters being read or waiting for a worker now."""
+        return self._waiting
+
+    def _count(self, result: Result, built: BuiltBackend) -> None:
+        if result.record_json is None:
+            self.metrics.letter("error")
+            return
+        usage = (0, 0)
+        if built.uses_model:
+            u = LetterRecord.model_validate_json(result.record_json).extractor.usage
+            usage = (u.prompt_tokens, u.completion_tokens)
+        self.metrics.letter("ok", *usage)
 
     def _run(self, letter: Letter, sha: str, built: BuiltBackend) -> Result:
         """In a thread: the letter through a worker (and a model's extractor, for those)."""
@@ -256,6 +280,48 @@ class Engine:
             error=result.error,
         )
 
+    async def read(self, letter: Letter) -> Document:
+        """``letter`` read in a letter worker (its limits held there).
+
+        Raises:
+            ImrExtractError: it cannot be read, or is past a limit.
+        """
+
+        def read() -> Any:
+            pool = self._slots.get()
+            try:
+                sha = hashlib.sha256(letter.data).hexdigest()
+                task = _Task(0, letter.name, letter.data, sha)
+                ((_, answer),) = list(pool.map("read", iter([task]), 1))
+            finally:
+                self._slots.put(pool)
+            return answer
+
+        doc, error = await asyncio.get_running_loop().run_in_executor(self._threads, read)
+        if doc is None:
+            assert error is not None
+            raise error
+        return doc
+
+    async def verify(self, letter: Letter, data: Any) -> str:
+        """``data`` (a record from any tool) verified against ``letter``: the record's JSON.
+
+        Raises:
+            ImrExtractError: the letter cannot be read, or ``data`` is not a record.
+        """
+        from ..verify.external import verify_external
+
+        doc = await self.read(letter)
+        items = data.get("items") if isinstance(data, dict) else None
+        if isinstance(items, list):
+            check_items(letter.name, len(items), self.limits)
+
+        def verify() -> str:
+            return verify_external(data, doc, limits=self.limits).model_dump_json()
+
+        result: str = await asyncio.get_running_loop().run_in_executor(self._threads, verify)
+        return result
+
     # ------------------------------------------------------------------ stored letters
 
     def _letter_file(self, sha: str) -> Path:
@@ -295,22 +361,7 @@ class Engine:
         if not records:
             return None
         first = next(iter(records.values()))
-        letter = Letter(first.letter, path.read_bytes())
-        loop = asyncio.get_running_loop()
-
-        def read() -> Any:
-            pool = self._slots.get()
-            try:
-                task = _Task(0, letter.name, letter.data, sha)
-                ((_, answer),) = list(pool.map("read", iter([task]), 1))
-            finally:
-                self._slots.put(pool)
-            return answer
-
-        doc, error = await loop.run_in_executor(self._threads, read)
-        if doc is None:
-            assert error is not None
-            raise error
+        doc = await self.read(Letter(first.letter, path.read_bytes()))
         return render_review(doc, records)
 
 
