@@ -489,3 +489,23 @@ def test_the_server_log_holds_no_traceback_and_no_key(server: Server):
     log = server.log.read_text(encoding="utf-8", errors="replace")
     assert "Traceback" not in log
     assert key not in log and key[7:20] not in log
+
+
+def test_a_letter_past_its_deadline_and_a_key_past_its_rate(tmp_path: Path):
+    """--letter-timeout: the letter's worker is stopped and the letter is a 422 ``timeout``, the
+    service goes on (a new worker takes the next); --rate: past it, 429 with Retry-After."""
+    store = tmp_path / "service.sqlite"
+    key = cli("keys", "create", "--store", str(store)).stdout.strip()
+    args = ("--letter-workers", "1", "--letter-timeout", "0.001", "--rate", "12")
+    with serving(tmp_path, *args) as srv, srv.client(key) as c:
+        data = letter_path("CM16-0231706.pdf").read_bytes()
+        pdf = {"Content-Type": "application/pdf"}
+        for _ in range(2):  # a burst of 12/6 = 2
+            problem = assert_problem(
+                c.post("/v1/extract", content=data, headers=pdf), 422, "timeout"
+            )
+            assert "--letter-timeout" in problem["detail"]
+        r = c.post("/v1/extract", content=data, headers=pdf)
+        assert_problem(r, 429, "rate-limited")
+        assert int(r.headers["Retry-After"]) >= 1
+        assert httpx.get(srv.url + "/healthz").status_code == 200

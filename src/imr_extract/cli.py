@@ -1486,6 +1486,10 @@ def serve(
     max_queue: Annotated[
         int, typer.Option(help="Letters that may wait for a worker; past it, 503.", min=0)
     ] = 64,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="Requests per minute one API key may make; past it, 429.", min=0.001),
+    ] = None,
     max_body: Annotated[
         str | None,
         _limit_option(
@@ -1532,6 +1536,7 @@ def serve(
         store=store_path or Path(DEFAULT_STORE),
         auth=not no_auth,
         max_queue=max_queue,
+        rate_per_minute=rate,
         limits=limits,
         pdf_engine=pdf_engine,
     )

@@ -10,7 +10,9 @@ a request body is read through ``body.read_capped`` before anything parses it.
 from __future__ import annotations
 
 import logging
+import math
 import os
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..errors import ImrExtractError
 from ..redact import redact
+from ..runner import TokenBucket
 from ..schema import Backend, LetterRecord
 from ..store import StoreUnusableError
 from .body import letter_and_record, letter_of, read_capped
@@ -111,6 +114,8 @@ def create_app(settings: Settings) -> FastAPI:
     """The service for ``settings`` (its engine starts with the app and stops with it)."""
     keys = KeyStore(settings.store)
     metrics = Metrics()
+    buckets: dict[str, TokenBucket] = {}  # per API key id
+    rate_lock = threading.Lock()
     state: dict[str, Engine] = {}
 
     @asynccontextmanager
@@ -206,6 +211,21 @@ def create_app(settings: Settings) -> FastAPI:
                 "(keys are made with `imr-extract keys create`)",
                 headers={"WWW-Authenticate": "Bearer"},
             )
+        if settings.rate_per_minute:
+            with rate_lock:
+                bucket = buckets.get(found.id)
+                if bucket is None:
+                    rate = settings.rate_per_minute
+                    bucket = buckets[found.id] = TokenBucket(rate, capacity=max(1.0, rate / 6))
+                wait = bucket.wait_for(1)
+                if wait <= 0:
+                    bucket.take(1)
+            if wait > 0:
+                raise ProblemError(
+                    "rate-limited",
+                    f"more than {settings.rate_per_minute:g} requests a minute with this key",
+                    headers={"Retry-After": str(math.ceil(wait))},
+                )
         return found.id
 
     auth = [Depends(caller)]
@@ -252,7 +272,7 @@ def create_app(settings: Settings) -> FastAPI:
             "(4xx) naming its code."
         ),
         response_model=LetterRecord,
-        responses=_problems(400, 401, 409, 413, 415, 422, 500, 502, 503),
+        responses=_problems(400, 401, 409, 413, 415, 422, 429, 500, 502, 503),
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -305,7 +325,7 @@ def create_app(settings: Settings) -> FastAPI:
         tags=["letters"],
         summary="A stored record, by the letter's SHA-256.",
         response_model=LetterRecord,
-        responses=_problems(401, 404, 422),
+        responses=_problems(401, 404, 422, 429),
     )
     async def stored(
         sha256: Annotated[str, _sha_path()],
@@ -323,7 +343,7 @@ def create_app(settings: Settings) -> FastAPI:
         tags=["letters"],
         summary="The review page of a stored letter (HTML).",
         response_class=HTMLResponse,
-        responses=_problems(401, 404, 422),
+        responses=_problems(401, 404, 422, 429),
     )
     async def review(sha256: Annotated[str, _sha_path()]) -> Response:
         try:
@@ -351,7 +371,7 @@ def create_app(settings: Settings) -> FastAPI:
             "own (a failed value_fits_schema check) and left out."
         ),
         response_model=LetterRecord,
-        responses=_problems(400, 401, 413, 415, 422, 503),
+        responses=_problems(400, 401, 413, 415, 422, 429, 503),
         openapi_extra={
             "requestBody": {
                 "required": True,

@@ -39,6 +39,7 @@ SERVICE_PROBLEMS: dict[str, tuple[int, str]] = {
     "body-too-large": (413, "The request body is larger than the service takes"),
     "unsupported-media-type": (415, "Send a PDF, text, one multipart file or JSON {text}"),
     "invalid-request": (422, "The request's parameters are not valid"),
+    "rate-limited": (429, "Too many requests with this key: slow down"),
     "backend-unavailable": (409, "That backend is not configured on this server"),
     "busy": (503, "Too many letters waiting: try again later"),
     "store-unusable": (503, "The run store cannot be used"),

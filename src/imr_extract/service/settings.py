@@ -46,6 +46,8 @@ class Settings:
     max_body: int = DEFAULT_LIMITS.max_stdin_bytes
     limits: Limits = field(default_factory=lambda: replace(DEFAULT_LIMITS, letter_seconds=60.0))
     pdf_engine: str | None = None
+    #: Requests per minute one API key may make (None: no limit); per service process.
+    rate_per_minute: float | None = None
 
     def to_json(self) -> str:
         data = asdict(self)
