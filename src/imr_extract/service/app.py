@@ -309,6 +309,7 @@ def create_app(settings: Settings) -> FastAPI:
             str | None, Query(max_length=500, description="The letter's name (a label).")
         ] = None,
     ) -> Response:
+        engine().backend(Backend(backend.value))  # refused before the body is read
         data = await read_capped(
             request.stream(), request.headers.get("content-length"), settings.max_body
         )
