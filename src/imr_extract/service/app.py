@@ -150,6 +150,14 @@ def create_app(settings: Settings) -> FastAPI:
         status = 500
         try:
             response: Response = await call_next(request)
+        except Exception as exc:
+            # Answered here, not by Starlette's error middleware: that one hands the exception
+            # on to the server, which logs its stack trace. One redacted line, no trace.
+            logger.error(redact(f"unexpected {type(exc).__name__}: {exc}"))
+            response = answer(
+                ProblemError("internal", "an unexpected error (a bug in imr-extract)").problem
+            )
+        try:
             status = response.status_code
             return response
         finally:
@@ -185,13 +193,6 @@ def create_app(settings: Settings) -> FastAPI:
         code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "bad-request")
         detail = exc.detail if isinstance(exc.detail, str) else code
         return answer(ProblemError(code, detail, status=exc.status_code).problem)
-
-    @app.exception_handler(Exception)
-    async def _bug(_: Request, exc: Exception) -> Response:
-        logger.error(redact(f"unexpected {type(exc).__name__}: {exc}"))
-        return answer(
-            ProblemError("internal", "an unexpected error (a bug in imr-extract)").problem
-        )
 
     # ------------------------------------------------------------------ auth
 
