@@ -50,8 +50,11 @@ class Server:
 
 
 @contextlib.contextmanager
-def serving(tmp: Path, *args: str, wait_s: float = 30.0) -> Iterator[Server]:
-    """``imr-extract serve --store tmp/service.sqlite ARGS`` on a free port, until the block ends."""
+def serving(
+    tmp: Path, *args: str, wait_s: float = 30.0, env: dict[str, str] | None = None
+) -> Iterator[Server]:
+    """``imr-extract serve --store tmp/service.sqlite ARGS`` on a free port, until the block ends
+    (``env``: added to an environment without a model or store of the caller's)."""
     port = free_port()
     store = tmp / "service.sqlite"
     log = tmp / "server.log"
@@ -60,7 +63,7 @@ def serving(tmp: Path, *args: str, wait_s: float = 30.0) -> Iterator[Server]:
             [CLI, "serve", "--port", str(port), "--store", str(store), *args],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=clean_env(),
+            env=clean_env() | (env or {}),
             start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"

@@ -509,3 +509,37 @@ def test_a_letter_past_its_deadline_and_a_key_past_its_rate(tmp_path: Path):
         assert_problem(r, 429, "rate-limited")
         assert int(r.headers["Retry-After"]) >= 1
         assert httpx.get(srv.url + "/healthz").status_code == 200
+
+
+def test_the_model_endpoint_down_llm_is_a_502_and_hybrid_answers_from_the_rules(tmp_path: Path):
+    """A model configured on the server (its endpoint a closed port): ``backend=llm`` is a 502
+    naming the transport failure; ``backend=hybrid`` answers the rules' record with the model's
+    failure recorded in it (and in the store); the key is in no answer and no log line."""
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    secret = "imr-test-placeholder-not-a-key"
+    env = {
+        "IMR_LLM_MODEL": "test-model",
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{closed}/v1",
+        "OPENAI_API_KEY": secret,
+    }
+    # A letter the rules do not verify whole: the hybrid sends it to the model.
+    letter = ROOT / "tests/data/relaid/notice_2013/000_95767a46bf993051.txt"
+    data = letter.read_bytes()
+    text = {"Content-Type": "text/plain"}
+    with serving(tmp_path, "--no-auth", "--letter-workers", "1", env=env) as srv, srv.client() as c:
+        r = c.post("/v1/extract", content=data, params={"backend": "llm"}, headers=text)
+        problem = assert_problem(r, 502, "llm-transport")
+        assert secret not in r.text and "failed after" in problem["detail"]
+        r = c.post("/v1/extract", content=data, params={"backend": "hybrid"}, headers=text)
+        assert r.status_code == 200, r.text
+        record = r.json()
+        assert record["extractor"]["backend"] == "hybrid"
+        assert record["extractor"]["routed"] == "letter"
+        assert "Connection error" in record["extractor"]["model_error"]
+        assert record["items"] and secret not in r.text
+        sha = hashlib.sha256(data).hexdigest()
+        stored = c.get(f"/v1/letters/{sha}", params={"backend": "hybrid"}).json()
+        assert stored["extractor"]["model_error"] == record["extractor"]["model_error"]
+    assert secret not in srv.log.read_text(encoding="utf-8", errors="replace")
