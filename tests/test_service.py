@@ -529,6 +529,9 @@ def test_the_model_endpoint_down_llm_is_a_502_and_hybrid_answers_from_the_rules(
     data = letter.read_bytes()
     text = {"Content-Type": "text/plain"}
     with serving(tmp_path, "--no-auth", "--letter-workers", "1", env=env) as srv, srv.client() as c:
+        ready = c.get("/readyz")
+        assert_problem(ready, 503, "model-unreachable")
+        assert "backend=rules still works" in ready.json()["detail"] and secret not in ready.text
         r = c.post("/v1/extract", content=data, params={"backend": "llm"}, headers=text)
         problem = assert_problem(r, 502, "llm-transport")
         assert secret not in r.text and "failed after" in problem["detail"]

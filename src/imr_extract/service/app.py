@@ -240,7 +240,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get(
         "/readyz",
         tags=["health"],
-        summary="The run store can be written.",
+        summary="The run store can be written (and the model endpoint reached, if configured).",
         responses=_problems(503),
     )
     async def readyz() -> dict[str, str]:

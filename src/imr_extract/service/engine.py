@@ -23,13 +23,13 @@ import asyncio
 import hashlib
 import os
 import queue
-import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlparse
 
 from ..backends import BuiltBackend, ModelOptions, build_backend, model_configured
 from ..errors import ImrExtractError
@@ -45,6 +45,8 @@ from .settings import Settings
 
 T = TypeVar("T")
 
+#: Seconds ``/readyz`` waits for the model endpoint to take a connection.
+MODEL_CONNECT_S = 2.0
 #: Seconds a caller refused as ``busy`` is told to wait.
 RETRY_AFTER_S = 2
 #: Spawning a worker (forkserver start, ``_preparation``) is not thread-safe: one at a time.
@@ -172,13 +174,18 @@ class Engine:
             self.store.close()
 
     async def ready(self) -> None:
-        """Raise ``StoreUnusableError`` unless the store can be written now."""
+        """Raise ``StoreUnusableError`` unless the store can be written now, and
+        ``ProblemError`` (``model-unreachable``) when a model is configured and its endpoint
+        does not take a connection."""
 
         def probe(store: RunStore) -> None:
             with store.transaction():
                 pass
 
         await self.store.acall(probe)
+        model = self.backends.get(Backend.HYBRID)
+        if model is not None:
+            await model_reachable(str(model.settings.get("llm", {}).get("base_url", "")))
 
     # ------------------------------------------------------------------ letters
 
@@ -365,6 +372,19 @@ class Engine:
         return render_review(doc, records)
 
 
-def log(message: str) -> None:
-    """A line on the service's standard error (redacted by the caller)."""
-    print(message, file=sys.stderr, flush=True)
+async def model_reachable(base_url: str, timeout_s: float = MODEL_CONNECT_S) -> None:
+    """Raise ``ProblemError`` (``model-unreachable``, 503) unless the model endpoint at
+    ``base_url`` takes a TCP connection within ``timeout_s`` (no request is made: no tokens)."""
+    url = urlparse(base_url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    where = f"{url.scheme}://{url.hostname}:{port}"  # never the URL's user or password
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(url.hostname, port), timeout_s)
+    except (OSError, TimeoutError) as exc:
+        raise ProblemError(
+            "model-unreachable",
+            f"the model endpoint {where} does not take a connection "
+            f"({type(exc).__name__}): backend=rules still works",
+            headers={"Retry-After": "5"},
+        ) from None
+    writer.close()

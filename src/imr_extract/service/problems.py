@@ -43,6 +43,7 @@ SERVICE_PROBLEMS: dict[str, tuple[int, str]] = {
     "backend-unavailable": (409, "That backend is not configured on this server"),
     "busy": (503, "Too many letters waiting: try again later"),
     "store-unusable": (503, "The run store cannot be used"),
+    "model-unreachable": (503, "The model endpoint does not answer"),
     "internal": (500, "Internal error"),
 }
 
