@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from imr_extract.service.app import create_app
-from imr_extract.service.body import clean_name, read_capped
+from imr_extract.service.body import clean_name, letter_of, read_capped
 from imr_extract.service.problems import ProblemError
 from imr_extract.service.server import ServeError, check
 from imr_extract.service.settings import Settings, is_loopback
@@ -87,3 +87,16 @@ def test_no_auth_only_on_loopback(host, loopback):
         with pytest.raises(ServeError, match="loopback"):
             check(Settings(host=host, auth=False))
     check(Settings(host=host, auth=True))  # with keys, any host
+
+
+def test_a_form_whose_headers_are_not_latin_1_is_read_and_its_utf8_name_kept():
+    """Found by the schemathesis run: a part's header that is not Latin-1 was a 500."""
+    body = (
+        b'--c1\r\nContent-Disposition: form-data; name="\xf2\x83\x88\xb2"; '
+        b'filename="\xc3\xa9t\xc3\xa9.txt"\r\n\r\nthe text\r\n--c1--\r\n'
+    )
+    letter = letter_of("multipart/form-data; boundary=c1", body)
+    assert (letter.name, letter.data) == ("été.txt", b"the text")
+    with pytest.raises(ProblemError) as caught:
+        letter_of("multipart/form-data; boundary=c1", b"--c1\r\nno headers end")
+    assert caught.value.problem.status == 400

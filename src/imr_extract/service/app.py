@@ -192,7 +192,9 @@ def create_app(settings: Settings) -> FastAPI:
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "bad-request")
         detail = exc.detail if isinstance(exc.detail, str) else code
-        return answer(ProblemError(code, detail, status=exc.status_code).problem)
+        # The framework's own headers stand (a 405's Allow, a 401's WWW-Authenticate).
+        headers = dict(exc.headers) if exc.headers else None
+        return answer(ProblemError(code, detail, status=exc.status_code).problem, headers)
 
     # ------------------------------------------------------------------ auth
 
@@ -327,7 +329,7 @@ def create_app(settings: Settings) -> FastAPI:
         tags=["letters"],
         summary="A stored record, by the letter's SHA-256.",
         response_model=LetterRecord,
-        responses=_problems(401, 404, 422, 429),
+        responses=_problems(401, 404, 409, 422, 429, 503),
     )
     async def stored(
         sha256: Annotated[str, _sha_path()],
@@ -345,7 +347,7 @@ def create_app(settings: Settings) -> FastAPI:
         tags=["letters"],
         summary="The review page of a stored letter (HTML).",
         response_class=HTMLResponse,
-        responses=_problems(401, 404, 422, 429),
+        responses=_problems(401, 404, 422, 429, 503),
     )
     async def review(sha256: Annotated[str, _sha_path()]) -> Response:
         try:

@@ -88,11 +88,14 @@ def form_parts(content_type: str, body: bytes) -> list[Part]:
     Raises:
         ProblemError: no boundary, or a malformed form (400).
     """
-    _, params = parse_options_header(content_type)
+    try:
+        _, params = parse_options_header(content_type)
+    except (ValueError, UnicodeError):
+        raise ProblemError("bad-request", "the Content-Type cannot be read") from None
     boundary = params.get(b"boundary")
     if not boundary:
         raise ProblemError("bad-request", "a multipart body needs a boundary")
-    raw: list[tuple[dict[str, str], list[bytes]]] = []
+    raw: list[tuple[dict[str, bytes], list[bytes]]] = []
     header: list[bytes] = [b"", b""]
 
     def on_part_begin() -> None:
@@ -105,7 +108,7 @@ def form_parts(content_type: str, body: bytes) -> list[Part]:
         header[1] += data[start:end]
 
     def on_header_end() -> None:
-        raw[-1][0][header[0].decode("latin-1").lower()] = header[1].decode("utf-8", "replace")
+        raw[-1][0][header[0].decode("latin-1").lower()] = header[1]  # bytes as sent
         header[0], header[1] = b"", b""
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
@@ -129,7 +132,11 @@ def form_parts(content_type: str, body: bytes) -> list[Part]:
         raise ProblemError("bad-request", f"the multipart body cannot be read ({exc})") from None
     parts = []
     for headers, chunks in raw:
-        _, disposition = parse_options_header(headers.get("content-disposition", ""))
+        try:
+            _, disposition = parse_options_header(headers.get("content-disposition", b""))
+        except (ValueError, UnicodeError):
+            why = "a part's Content-Disposition cannot be read"
+            raise ProblemError("bad-request", why) from None
         filename = disposition.get(b"filename")
         parts.append(
             Part(
