@@ -8,9 +8,20 @@ import logging
 import httpx
 import pytest
 
+from imr_extract.errors import (
+    InternalError,
+    LLMDeadlineError,
+    LLMRejectedError,
+    LLMTransportError,
+    NoDecisionsError,
+    PdfError,
+    TooLargeInputError,
+    TooManyPagesError,
+    WorkerCrashedError,
+)
 from imr_extract.service.app import create_app
 from imr_extract.service.body import clean_name, letter_of, read_capped
-from imr_extract.service.problems import ProblemError
+from imr_extract.service.problems import PROBLEM_BASE, ProblemError, from_error
 from imr_extract.service.server import ServeError, check
 from imr_extract.service.settings import Settings, is_loopback
 
@@ -100,3 +111,26 @@ def test_a_form_whose_headers_are_not_latin_1_is_read_and_its_utf8_name_kept():
     with pytest.raises(ProblemError) as caught:
         letter_of("multipart/form-data; boundary=c1", b"--c1\r\nno headers end")
     assert caught.value.problem.status == 400
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (PdfError, 422), (NoDecisionsError, 422), (TooManyPagesError, 422),
+        (WorkerCrashedError, 422), (LLMDeadlineError, 422), (TooLargeInputError, 413),
+        (LLMTransportError, 502), (LLMRejectedError, 502), (InternalError, 500),
+    ],
+)  # fmt: skip
+def test_a_letters_error_is_its_own_problem_type_and_status(error, status):
+    """The letter's doing is a 4xx, the model endpoint's a 502, a bug a 500 that says nothing
+    of itself; the type is the code's, the detail redacted."""
+    exc = error("upload.pdf", f"it failed near {SECRET} in /srv/app/x.py")
+    problem = from_error(exc, "upload.pdf").problem
+    assert (problem.status, problem.code, problem.type) == (
+        status,
+        exc.code,
+        PROBLEM_BASE + exc.code,
+    )
+    assert SECRET not in problem.detail and problem.letter == "upload.pdf"
+    if error is InternalError:
+        assert "/srv/app" not in problem.detail
