@@ -62,3 +62,21 @@ def test_form_readers_prints_every_form_and_variant(tmp_path):
     assert sum(r[1] == "bundled" for r in rows) == 3 and len(rows) > 3
     # letters, items found/in gold, gold fields exact/in gold, verified/values, wrong, warnings
     assert all(len(r) == 8 and all(re.fullmatch(r"\d+/\d+", c) for c in r[3:6]) for r in rows)
+
+
+def test_bench_parquet_exports_every_format_and_both_store_sizes(tmp_path):
+    from test_parquet import _pq
+
+    _pq()  # skipped without pyarrow (not in CI)
+    stdout = run("bench_parquet.py", "--letters", "40", "--keep", str(tmp_path), cwd=tmp_path)
+    rows = [
+        line.split() for line in stdout.splitlines() if re.match(r"(jsonl|csv|parquet)\s", line)
+    ]
+    assert [(r[0], r[1]) for r in rows] == [
+        ("jsonl", "40"), ("csv", "40"), ("parquet", "20"), ("parquet", "40"),
+    ]  # fmt: skip
+    assert all(float(r[3].replace(",", "")) > 0 for r in rows)  # letters/s
+    assert sorted(p.name for p in (tmp_path / "parquet").iterdir()) == [
+        "items.parquet",
+        "letters.parquet",
+    ]

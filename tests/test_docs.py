@@ -212,7 +212,8 @@ def run_page(page: Path, cwd: Path, monkeypatch: pytest.MonkeyPatch) -> int:
                 optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
             )
             report: list[str] = []
-            result = runner.run(test, out=report.append)
+            # clear_globs=False: what a block defines is there for the next (the update below)
+            result = runner.run(test, out=report.append, clear_globs=False)
             assert result.failed == 0, f"{block.where()}:\n{''.join(report)}"
             namespace.update(test.globs)
         elif block.lang == "sql":
@@ -225,10 +226,25 @@ def run_page(page: Path, cwd: Path, monkeypatch: pytest.MonkeyPatch) -> int:
 
 
 RUNNABLE = [p for p in PAGES if any(b.lang in RUN and b.marker is None for b in blocks(p))]
+#: A page whose examples import an optional extra's modules names them: ``<!-- needs: a, b -->``.
+NEEDS = re.compile(r"<!--\s*needs:\s*([\w.]+(?:\s*,\s*[\w.]+)*)\s*-->")
+
+
+def _skip_without_needed_modules(page: Path) -> None:
+    """Skip a page whose extra is not installed; in CI (``IMR_REQUIRE_PARQUET``), fail."""
+    needs = NEEDS.search(page.read_text(encoding="utf-8"))
+    names = [n.strip() for n in needs.group(1).split(",")] if needs else []
+    missing = [n for n in names if importlib.util.find_spec(n) is None]
+    if missing:
+        why = f"{', '.join(missing)} not installed (pip install -e '.[analysis]')"
+        if os.environ.get("IMR_REQUIRE_PARQUET"):
+            pytest.fail(why)
+        pytest.skip(why)
 
 
 @pytest.mark.parametrize("page", RUNNABLE, ids=[str(p.relative_to(ROOT)) for p in RUNNABLE])
 def test_every_example_on_the_page_runs(page, tmp_path, monkeypatch):
+    _skip_without_needed_modules(page)
     assert run_page(page, tmp_path, monkeypatch) >= 1
 
 
@@ -247,6 +263,19 @@ def test_the_runner_catches_a_stale_claim(tmp_path, monkeypatch):
     work2.mkdir()
     with pytest.raises(AssertionError, match=r"Expected:\s+3\s+Got:\s+2"):
         run_page(pycon, work2, monkeypatch)
+
+
+def test_a_page_needing_a_missing_module_is_skipped_here_and_fails_in_ci(tmp_path, monkeypatch):
+    page = tmp_path / "needs.md"
+    page.write_text("<!-- needs: json, imr_no_such_module -->\n```pycon\n>>> 1\n1\n```\n")
+    monkeypatch.delenv("IMR_REQUIRE_PARQUET", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="imr_no_such_module not installed"):
+        _skip_without_needed_modules(page)
+    monkeypatch.setenv("IMR_REQUIRE_PARQUET", "1")
+    with pytest.raises(pytest.fail.Exception, match="imr_no_such_module not installed"):
+        _skip_without_needed_modules(page)
+    page.write_text("<!-- needs: json -->\n")
+    _skip_without_needed_modules(page)  # all there: runs
 
 
 def test_a_marker_belongs_to_the_block_right_below_it(tmp_path):

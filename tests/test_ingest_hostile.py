@@ -103,7 +103,14 @@ try:
     print("read")
 except ImrExtractError as exc:
     print(exc.code, exc.cause)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+# This process's own peak (VmHWM): ru_maxrss starts from the parent's (the pytest process's,
+# which the analysis extra's pandas and duckdb make large), carried across fork and exec.
+try:
+    with open("/proc/self/status") as status:
+        hwm = next(line for line in status if line.startswith("VmHWM:"))
+    print(int(hwm.split()[1]) // 1024)
+except (OSError, StopIteration):
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """
 
 

@@ -102,19 +102,23 @@ def test_multipart_and_json_bodies_give_the_same_record(client: httpx.Client):
     assert not diff(_gold(text_name), r.json())
 
 
-def test_view_data_drops_provenance_and_checks(client: httpx.Client):
+@pytest.mark.parametrize("view", ["data", "compact"])
+def test_views_are_the_clis_views(client: httpx.Client, view: str):
+    """view=data / compact: what the CLI's --view writes, by the same code (output.view_json)."""
+    from imr_extract.output import View, view_json
+
     name = "CM16-0231706.pdf"
-    r = client.post(
-        "/v1/extract",
-        content=letter_path(name).read_bytes(),
-        params={"view": "data", "name": name},
-        headers={"Content-Type": "application/pdf"},
-    )
+    data = letter_path(name).read_bytes()
+    pdf = {"Content-Type": "application/pdf"}
+    full = client.post("/v1/extract", content=data, params={"name": name}, headers=pdf)
+    r = client.post("/v1/extract", content=data, params={"view": view, "name": name}, headers=pdf)
     assert r.status_code == 200, r.text
-    record = r.json()
-    assert "provenance" not in record
-    assert "checks" not in record["verification"]
-    assert not diff(_gold(name), record)
+    assert r.json() == json.loads(view_json(full.text, View(view)))
+    assert not diff(_gold(name), r.json())
+    if view == "data":
+        assert "provenance" not in r.json() and "verification" not in r.json()
+    else:
+        assert all(set(p) == {"status", "spans"} for p in r.json()["provenance"].values())
 
 
 def test_the_stored_record_and_its_review_page(client: httpx.Client, server: Server):

@@ -70,6 +70,8 @@ class BuiltBackend:
     settings: dict[str, Any] = field(default_factory=dict)
     #: Whether the extractor calls a model (it then runs in threads of the calling process).
     uses_model: bool = False
+    #: The model's settings (an ``LLMConfig``; None for the rules).
+    config: Any = None
 
 
 def build_backend(
@@ -130,4 +132,4 @@ def build_backend(
     extractor = HybridExtractor(llm) if backend is Backend.HYBRID else llm
     key = ResultKey(backend.value, llm.prompt_ref, config.model, key.schema_hash, key.version)
     settings.update(llm=config.public(), rpm=o.rpm, tpm=o.tpm, cache=o.cache)
-    return BuiltBackend(backend, extractor, key, settings, uses_model=True)
+    return BuiltBackend(backend, extractor, key, settings, uses_model=True, config=config)

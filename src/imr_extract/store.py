@@ -13,6 +13,9 @@ process that runs the batch (workers compute; the parent writes). Tables:
     verification and alternatives stay inside it: ``json_each(record, '$.provenance')``
     reads them), and denormalised columns for queries (case number, decision date, layout,
     coverage, usage, model error).
+``served``
+    One row per result a run served from the store instead of extracting it again (its
+    ``letters`` row keeps the run that made it): ``export --run`` writes both.
 ``items``
     One row per item of an ``ok`` letter: request, decision, the partial-authorisation parts,
     each guideline line's flags and its sources, sections and pages as JSON arrays, the rationale,
@@ -60,7 +63,7 @@ STORE_VERSION = "1"
 _NOT_RECORD_CODE = frozenset(
     {
         "cli.py", "store.py", "runner.py", "output.py", "review.py", "reporting.py",
-        "compare.py", "evaluate.py", "fields.py",
+        "compare.py", "evaluate.py", "fields.py", "parquet.py",
     }
 )  # fmt: skip
 
@@ -156,6 +159,11 @@ CREATE TABLE IF NOT EXISTS items (
     PRIMARY KEY (letter_key, idx)
 );
 CREATE INDEX IF NOT EXISTS items_decision ON items (decision, decision_date);
+CREATE TABLE IF NOT EXISTS served (
+    run_id            TEXT NOT NULL,          -- a run that served this result from the store
+    letter_key        TEXT NOT NULL,          -- letters.key (made by an earlier run)
+    PRIMARY KEY (run_id, letter_key)
+);
 """
 
 
@@ -270,6 +278,19 @@ class StoredLetter:
     model_error: str | None
     error_code: str | None
     cause: str | None
+
+
+@dataclass(frozen=True)
+class FailedLetter:
+    """An ``error`` letters row: a file that gave no record, and why (``export``'s tables)."""
+
+    path: str  # as the store writes it (a name that is not UTF-8 with \\xNN escapes)
+    letter: str
+    sha256: str | None
+    backend: str
+    error_code: str | None
+    cause: str | None
+    run_id: str
 
 
 @dataclass(frozen=True)
@@ -792,6 +813,15 @@ class RunStore:
             [(letter_key, i, *item) for i, item in enumerate(row.items)],
         )
 
+    @_guarded("write")
+    def mark_served(self, run_id: str, keys: list[str]) -> None:
+        """Record that ``run_id`` served these results (``letters.key``) from the store."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO served (run_id, letter_key) VALUES (?, ?)",
+                [(run_id, key) for key in keys],
+            )
+
     # ------------------------------------------------------------------ reading
 
     def record_texts(self, run_id: str | None = None) -> Iterator[str]:
@@ -806,9 +836,34 @@ class RunStore:
         args: tuple[str, ...] = ()
         if run_id is not None:
             query, args = query + " AND run_id = ?", (run_id,)
+            has_served = self.db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'served'"
+            ).fetchone()
+            if has_served:  # (a store made before it, opened read-only, has none)
+                query = (
+                    "SELECT record FROM letters WHERE status = 'ok' AND (run_id = ? OR key IN"
+                    " (SELECT letter_key FROM served WHERE run_id = ?))"
+                )
+                args = (run_id, run_id)
         for (text,) in self.db.execute(query + " ORDER BY rowid", args):
             yield text
 
     def records(self, run_id: str | None = None) -> Iterator[LetterRecord]:
+        """The stored records (``run_id``: those it extracted or served from the store)."""
         for text in self.record_texts(run_id):
             yield LetterRecord.model_validate_json(text)
+
+    def failures(self, run_id: str | None = None) -> Iterator[FailedLetter]:
+        """The letters that gave no record (``error`` rows), in the order written."""
+        query = (
+            "SELECT path, letter, sha256, backend, error_code, cause, run_id FROM letters"
+            " WHERE status = 'error'"
+        )
+        args: tuple[str, ...] = ()
+        if run_id is not None:
+            query, args = query + " AND run_id = ?", (run_id,)
+        try:
+            for row in self.db.execute(query + " ORDER BY rowid", args):
+                yield FailedLetter(*row)
+        except sqlite3.Error as exc:
+            raise StoreUnusableError(str(self.path), _cause(exc, "read")) from exc

@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import ImrExtractError
+from ..output import View, view_json
 from ..redact import redact
 from ..runner import TokenBucket
 from ..schema import Backend, LetterRecord
@@ -41,11 +42,6 @@ from .settings import SETTINGS_ENV, Settings
 logger = logging.getLogger("imr_extract.service")
 
 
-class View(StrEnum):
-    FULL = "full"
-    DATA = "data"
-
-
 class ServeBackend(StrEnum):
     RULES = "rules"
     HYBRID = "hybrid"
@@ -53,6 +49,11 @@ class ServeBackend(StrEnum):
 
 
 SHA256 = r"^[0-9a-f]{64}$"
+VIEW_HELP = (
+    "full: the whole record; data: the values alone (no provenance, checks or metadata); "
+    "compact: provenance cut to each field's spans and status, checks to those not passed "
+    "(as the CLI's --view)."
+)
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -85,6 +86,18 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             for status, response in operation.get("responses", {}).items():
                 if status[0] in "45":
                     response["content"] = {MEDIA_TYPE: {"schema": ref}}
+            ok = operation.get("responses", {}).get("200", {}).get("content", {})
+            record = ok.get("application/json", {}).get("schema", {})
+            if record.get("$ref", "").endswith("/LetterRecord"):
+                ok["application/json"]["schema"] = {
+                    "anyOf": [
+                        record,
+                        {
+                            "type": "object",
+                            "description": "view=data or view=compact: a part of the record",
+                        },
+                    ]
+                }
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
@@ -102,12 +115,8 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
 
 
 def _record_response(record_json: str, view: View) -> Response:
-    if view is View.DATA:
-        record = LetterRecord.model_validate_json(record_json)
-        record_json = record.model_dump_json(
-            exclude={"provenance": True, "verification": {"checks"}}
-        )
-    return Response(record_json, media_type="application/json")
+    """A record in ``view``: the same views, made by the same code, as the CLI's ``--view``."""
+    return Response(view_json(record_json, view), media_type="application/json")
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -305,9 +314,7 @@ def create_app(settings: Settings) -> FastAPI:
         backend: Annotated[
             ServeBackend, Query(description="rules, or hybrid/llm when a model is configured.")
         ] = ServeBackend.RULES,
-        view: Annotated[
-            View, Query(description="full: the whole record; data: without provenance and checks.")
-        ] = View.FULL,
+        view: Annotated[View, Query(description=VIEW_HELP)] = View.FULL,
         name: Annotated[
             str | None, Query(max_length=500, description="The letter's name (a label).")
         ] = None,
@@ -334,7 +341,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def stored(
         sha256: Annotated[str, _sha_path()],
         backend: Annotated[ServeBackend, Query()] = ServeBackend.RULES,
-        view: Annotated[View, Query()] = View.FULL,
+        view: Annotated[View, Query(description=VIEW_HELP)] = View.FULL,
     ) -> Response:
         text = await engine().stored(sha256, Backend(backend.value))
         if text is None:
@@ -405,7 +412,9 @@ def create_app(settings: Settings) -> FastAPI:
             }
         },
     )
-    async def verify(request: Request, view: Annotated[View, Query()] = View.FULL) -> Response:
+    async def verify(
+        request: Request, view: Annotated[View, Query(description=VIEW_HELP)] = View.FULL
+    ) -> Response:
         data = await read_capped(
             request.stream(), request.headers.get("content-length"), settings.max_body
         )
