@@ -18,7 +18,7 @@ import pytest
 from conftest import letter_path, load_gold
 from hostile import corpus
 from imr_extract.service.problems import PROBLEM_BASE
-from service_server import Server, cli, serving
+from service_server import Server, clean_env, cli, serving
 from test_gold import diff
 
 ROOT = Path(__file__).parents[1]
@@ -340,6 +340,13 @@ def test_no_key_a_wrong_key_or_a_revoked_key_is_401(server: Server):
         assert cli("keys", "revoke", key_id, "--store", str(server.store)).returncode == 0
         assert_problem(c.post("/v1/extract", content=data, headers=pdf), 401, "unauthorized")
     assert token.encode() not in server.store.read_bytes()  # only its hash is kept
+
+
+def test_a_hosted_model_without_its_key_is_refused_before_the_service_starts(tmp_path: Path):
+    env = {**clean_env(), "IMR_LLM_MODEL": "gpt-4o-mini"}  # the hosted endpoint, no key
+    done = cli("serve", "--no-auth", "--store", str(tmp_path / "s.sqlite"), env=env)
+    assert done.returncode == 2
+    assert "OPENAI_API_KEY is not set" in done.stderr + done.stdout
 
 
 def test_no_auth_is_refused_on_a_host_other_machines_can_reach(tmp_path: Path):

@@ -1790,6 +1790,8 @@ def serve(
         check(settings)
     except ServeError as exc:
         raise _usage_error(str(exc)) from None
+    if model_configured(None, None):  # hybrid/llm offered: a hosted endpoint needs its key now
+        model_config()
     if settings.auth:
         from .service.keys import KeyStore
 
