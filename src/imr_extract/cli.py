@@ -44,8 +44,9 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from . import __version__, layouts
+from .backends import ModelOptions, build_backend, default_backend, model_configured
 from .errors import ImrExtractError
-from .extract import Extractor, Outcome, extract_document
+from .extract import Outcome, extract_document
 from .ingest import PDF_ENGINES, iter_paths
 from .limits import DEFAULT_LIMITS, Limits
 from .llm.config import LLMConfig as _Defaults
@@ -64,7 +65,7 @@ from .output import (
     stdout_stream,
 )
 from .redact import redact
-from .schema import Backend, Decision, Usage, json_schema_text, schema_hash
+from .schema import Backend, Decision, Usage, json_schema_text
 from .store import DEFAULT_STORE, RecordRow, StoreUnusableError
 from .verify.external import FITS_SCHEMA, ExternalOutcome
 
@@ -342,16 +343,6 @@ def _open_outputs(stack: ExitStack, *paths: Path | None) -> list[TextIO]:
     for stream in streams:
         stack.enter_context(stream)
     return streams
-
-
-#: The environment variable whose presence means a model is configured (hybrid becomes the
-#: default). Only the project's own: a key or endpoint that other tools read
-#: (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``OPENAI_MODEL``) never starts model calls alone.
-MODEL_ENV = ("IMR_LLM_MODEL",)
-
-
-def model_configured(model: str | None, base_url: str | None) -> bool:
-    return bool(model or base_url or any(os.environ.get(name) for name in MODEL_ENV))
 
 
 def model_config(**settings: Any) -> Any:  # an LLMConfig (imported only when a model is used)
@@ -718,14 +709,12 @@ def extract(
 
     The LLM backend reads OPENAI_API_KEY from the environment (never from a flag).
     """
-    from .runner import BatchRunner, RateLimiter, default_workers
+    from .runner import BatchRunner, default_workers
     from .store import (
-        ResultKey,
         RunBusyError,
         RunStore,
         StoreError,
         StoreUnusableError,
-        code_version,
         new_run_id,
     )
 
@@ -737,44 +726,35 @@ def extract(
     limits = make_limits(max_pages, max_chars, max_items, letter_timeout, worker_memory, max_stdin)
     if log_file is not None:
         _open_log(log_file, log_level)
-    extractor: Extractor = extract_document
     if backend is Backend.EXTERNAL:
         raise _usage_error("--backend external is for records made elsewhere: see `verify`")
     if backend is None:
-        backend = Backend.HYBRID if model_configured(model, base_url) else Backend.RULES
-    key = ResultKey(backend.value, schema_hash=schema_hash(), version=code_version())
-    settings: dict[str, Any] = {"backend": backend.value, "pdf_engine": pdf_engine}
-    if limits != DEFAULT_LIMITS:
-        settings["limits"] = {
-            k: v for k, v in vars(limits).items() if v != getattr(DEFAULT_LIMITS, k)
-        }
-    if backend is not Backend.RULES:
-        if log_file is None:
-            # instructor logs every failed attempt at ERROR; the CLI reports each failure itself.
-            logging.getLogger("instructor").setLevel(logging.CRITICAL)
-        from .hybrid import HybridExtractor
-        from .llm import LLMConfig, LLMExtractor
-        from .runner import RateLimitedLLM  # imports openai: only when a model is used
-
-        config = LLMConfig.from_env(
+        backend = default_backend(model, base_url)
+    built = build_backend(
+        backend,
+        limits,
+        ModelOptions(
             model=model,
             base_url=base_url,
             mode=mode,
             max_tokens=max_tokens,
             max_reasks=max_reasks,
             token_budget=token_budget,
-            timeout_s=timeout,
-            # A letter's model calls end by the letter's wall clock too (threads cannot be
-            # killed: the client stops its own tries at this deadline).
-            letter_seconds=limits.letter_seconds,
-            use_cache=cache,
+            timeout=timeout,
+            cache=cache,
             cache_dir=cache_dir,
             verbatim_reask=verbatim_reask,
-        )
-        llm = RateLimitedLLM(config, RateLimiter(rpm, tpm)) if rpm or tpm else LLMExtractor(config)
-        extractor = HybridExtractor(llm) if backend is Backend.HYBRID else llm
-        key = ResultKey(backend.value, llm.prompt_ref, config.model, key.schema_hash, key.version)
-        settings.update(llm=config.public(), concurrency=concurrency, rpm=rpm, tpm=tpm, cache=cache)
+            rpm=rpm,
+            tpm=tpm,
+        ),
+        pdf_engine=pdf_engine,
+        # instructor logs every failed attempt at ERROR; the CLI reports each failure itself.
+        quiet_instructor=log_file is None,
+    )
+    extractor, key, settings = built.extractor, built.key, built.settings
+    if built.uses_model:
+        settings["concurrency"] = concurrency
+    config = built.config  # the model's settings (None for the rules)
     skipped: list[str] = []
     if paths:
         total = sum(1 for _ in iter_paths(paths, skipped))
@@ -1714,6 +1694,167 @@ def export(
         raise _usage_error(_shown(exc)) from None
     finally:
         files.abandon()
+
+
+# --- serve: the extraction service (imr_extract.service) ---------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=0, max=65535)] = 8000,
+    workers: Annotated[
+        int, typer.Option(help="Service processes (each with its own letter workers).", min=1)
+    ] = 1,
+    store_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--store",
+            help=f"Run store (SQLite; default ./{DEFAULT_STORE}): results and API keys.",
+            envvar="IMR_STORE",
+        ),
+    ] = None,
+    no_auth: Annotated[
+        bool,
+        typer.Option("--no-auth", help="Answer requests without an API key (loopback host only)."),
+    ] = False,
+    letter_workers: Annotated[
+        int | None,
+        typer.Option(help="Isolated processes reading letters, per service process.", min=1),
+    ] = None,
+    max_queue: Annotated[
+        int, typer.Option(help="Letters that may wait for a worker; past it, 503.", min=0)
+    ] = 64,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="Requests per minute one API key may make; past it, 429.", min=0.001),
+    ] = None,
+    max_body: Annotated[
+        str | None,
+        _limit_option(
+            "Bytes of a request body, e.g. 16M (default: --max-stdin's); past it, 413.",
+            "--max-body",
+            metavar="SIZE",
+        ),
+    ] = None,
+    pdf_engine: PdfEngineOption = None,
+    max_pages: MaxPagesOption = None,
+    max_chars: MaxCharsOption = None,
+    max_items: MaxItemsOption = None,
+    letter_timeout: Annotated[
+        float | None,
+        _limit_option(
+            "Seconds per letter of a request, wall clock (default 60; 0: no limit).",
+            "--letter-timeout",
+            min=0,
+        ),
+    ] = None,
+    worker_memory: WorkerMemoryOption = None,
+) -> None:
+    """Run the extraction service (HTTP, OpenAPI at /openapi.json) on uvicorn.
+
+    Callers need an API key (`imr-extract keys create`) unless --no-auth, which only a loopback
+    host allows. A model (for backend=hybrid/llm) is configured by the environment
+    (IMR_LLM_MODEL, OPENAI_BASE_URL, OPENAI_API_KEY). Needs the 'service' extra.
+    """
+    try:
+        from .service.server import ServeError, check
+        from .service.server import serve as run_service
+        from .service.settings import LETTER_SECONDS, Settings
+    except ImportError as exc:  # pragma: no cover - the extra is not installed
+        raise _usage_error(
+            f"the service needs the 'service' extra: pip install 'imr-extract[service]' ({exc})"
+        ) from None
+    _check_pdf_engine(pdf_engine)
+    timeout = LETTER_SECONDS if letter_timeout is None else letter_timeout
+    limits = make_limits(max_pages, max_chars, max_items, timeout, worker_memory)
+    settings = Settings(
+        host=host,
+        port=port,
+        workers=workers,
+        store=store_path or Path(DEFAULT_STORE),
+        auth=not no_auth,
+        max_queue=max_queue,
+        rate_per_minute=rate,
+        limits=limits,
+        pdf_engine=pdf_engine,
+    )
+    if letter_workers is not None:
+        settings = replace(settings, letter_workers=letter_workers)
+    if max_body is not None:
+        try:
+            settings = replace(settings, max_body=parse_size(max_body))
+        except ValueError as exc:
+            raise _usage_error(f"--max-body: {exc}") from None
+    try:
+        check(settings)
+    except ServeError as exc:
+        raise _usage_error(str(exc)) from None
+    if model_configured(None, None):  # hybrid/llm offered: a hosted endpoint needs its key now
+        model_config()
+    if settings.auth:
+        from .service.keys import KeyStore
+
+        if not KeyStore(settings.store).active_count():
+            err.print(
+                "warning: no API keys: every request will be refused (401) until one is made "
+                "with `imr-extract keys create`",
+                markup=False,
+                highlight=False,
+            )
+    err.print(f"serving on http://{host}:{port}", markup=False, highlight=False)
+    run_service(settings)
+
+
+keys_app = typer.Typer(
+    name="keys",
+    help="API keys for the service's callers: create (shown once), list, revoke.",
+    no_args_is_help=True,
+)
+_KEYS_STORE = typer.Option(
+    "--store", help=f"Run store holding the keys (default ./{DEFAULT_STORE}).", envvar="IMR_STORE"
+)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="Who or what the key is for.")] = "default",
+    store_path: Annotated[Path | None, _KEYS_STORE] = None,
+) -> None:
+    """Make a key and print it (once: only its hash is kept)."""
+    from .service.keys import KeyStore
+
+    key, token = KeyStore(store_path or Path(DEFAULT_STORE)).create(name)
+    err.print(f"{key.id} ({key.name}): keep it now, it is not shown again", markup=False)
+    typer.echo(token)
+
+
+@keys_app.command("list")
+def keys_list(store_path: Annotated[Path | None, _KEYS_STORE] = None) -> None:
+    """The keys: id, name, made, revoked."""
+    from .service.keys import KeyStore
+
+    for key in KeyStore(store_path or Path(DEFAULT_STORE)).list():
+        state = f"revoked {key.revoked_at}" if key.revoked_at else "active"
+        typer.echo(f"{key.id}\t{key.name}\t{key.created_at}\t{state}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (from `keys list`).")],
+    store_path: Annotated[Path | None, _KEYS_STORE] = None,
+) -> None:
+    """Revoke a key: requests with it are refused from now on."""
+    from .service.keys import KeyStore, UnknownKeyError
+
+    try:
+        key = KeyStore(store_path or Path(DEFAULT_STORE)).revoke(key_id)
+    except UnknownKeyError as exc:
+        raise _usage_error(str(exc)) from None
+    typer.echo(f"{key.id}\trevoked {key.revoked_at}")
+
+
+app.add_typer(keys_app, name="keys")
 
 
 def _nothing_exported(store: Any, run_id: str) -> None:

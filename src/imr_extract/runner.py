@@ -183,9 +183,11 @@ def _takes_limits(fn: Callable[..., Any]) -> bool:
 
 def _read(task: _Task, pdf_engine: str | None, limits: Limits = DEFAULT_LIMITS) -> Document:
     if task.data is not None:
+        # Bytes from standard input, or sent by the service under the letter's own name.
+        name = "<stdin>" if task.path == STDIN else task.path
         if _takes_limits(read_bytes):
-            return read_bytes(task.data, "<stdin>", None, pdf_engine, limits=limits)
-        return read_bytes(task.data, "<stdin>", None, pdf_engine)
+            return read_bytes(task.data, name, None, pdf_engine, limits=limits)
+        return read_bytes(task.data, name, None, pdf_engine)
     if _takes_limits(read_path):
         return read_path(task.path, pdf_engine, limits=limits)
     return read_path(task.path, pdf_engine)

@@ -1,0 +1,440 @@
+"""The HTTP API: a FastAPI app over the ``Engine``, made by ``create_app(settings)``.
+
+Invariants: every route under ``/v1`` needs an API key (``Authorization: Bearer`` or
+``X-API-Key``) unless the settings turn auth off (``serve --no-auth``, loopback only); every
+error, whatever raised it (the letter, the request, the framework, a bug), is an
+``application/problem+json`` body made by ``problems`` (no stack trace, server path or key);
+a request body is read through ``body.read_capped`` before anything parses it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from enum import StrEnum
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..errors import ImrExtractError
+from ..output import View, view_json
+from ..redact import redact
+from ..runner import TokenBucket
+from ..schema import Backend, LetterRecord
+from ..store import StoreUnusableError
+from .body import letter_and_record, letter_of, read_capped
+from .engine import Engine
+from .keys import KeyStore
+from .metrics import Metrics
+from .problems import MEDIA_TYPE, SERVICE_PROBLEMS, Problem, ProblemError, body, from_error
+from .settings import SETTINGS_ENV, Settings
+
+logger = logging.getLogger("imr_extract.service")
+
+
+class ServeBackend(StrEnum):
+    RULES = "rules"
+    HYBRID = "hybrid"
+    LLM = "llm"
+
+
+SHA256 = r"^[0-9a-f]{64}$"
+VIEW_HELP = (
+    "full: the whole record; data: the values alone (no provenance, checks or metadata); "
+    "compact: provenance cut to each field's spans and status, checks to those not passed "
+    "(as the CLI's --view)."
+)
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses for error statuses (their bodies are set to ``Problem`` by
+    ``_openapi``)."""
+    titles = {s: t for s, t in SERVICE_PROBLEMS.values()}
+    titles |= {404: "No such resource", 422: "The letter or the request cannot be used"}
+    titles |= {502: "The model endpoint failed", 409: "That backend is not configured"}
+    return {status: {"description": titles.get(status, "Error")} for status in statuses}
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The app's OpenAPI document, every error response an ``application/problem+json``
+    ``Problem`` (FastAPI's own validation-error schema is never answered: see the handlers)."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    document = get_openapi(
+        title=app.title,
+        version=app.version,
+        summary=app.summary,
+        description=app.description,
+        routes=app.routes,
+    )
+    ref = {"$ref": "#/components/schemas/Problem"}
+    for path, operations in document.get("paths", {}).items():
+        for operation in operations.values():
+            if path.startswith("/v1/"):
+                operation["security"] = [{"bearer": []}, {"apiKey": []}]
+            for status, response in operation.get("responses", {}).items():
+                if status[0] in "45":
+                    response["content"] = {MEDIA_TYPE: {"schema": ref}}
+            ok = operation.get("responses", {}).get("200", {}).get("content", {})
+            record = ok.get("application/json", {}).get("schema", {})
+            if record.get("$ref", "").endswith("/LetterRecord"):
+                ok["application/json"]["schema"] = {
+                    "anyOf": [
+                        record,
+                        {
+                            "type": "object",
+                            "description": "view=data or view=compact: a part of the record",
+                        },
+                    ]
+                }
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    document["components"]["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "imr-extract keys create"},
+        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    }
+    schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    app.openapi_schema = document
+    return document
+
+
+def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> Response:
+    return Response(body(problem), problem.status, headers=headers, media_type=MEDIA_TYPE)
+
+
+def _record_response(record_json: str, view: View) -> Response:
+    """A record in ``view``: the same views, made by the same code, as the CLI's ``--view``."""
+    return Response(view_json(record_json, view), media_type="application/json")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The service for ``settings`` (its engine starts with the app and stops with it)."""
+    keys = KeyStore(settings.store)
+    metrics = Metrics()
+    buckets: dict[str, TokenBucket] = {}  # per API key id
+    rate_lock = threading.Lock()
+    state: dict[str, Engine] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        engine = Engine(settings, metrics=metrics)
+        engine.warm()
+        state["engine"] = engine
+        try:
+            yield
+        finally:
+            engine.close()
+
+    app = FastAPI(
+        title="imr-extract",
+        version=__version__,
+        summary="Verified structured records from California IMR final determination letters.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+
+    def engine() -> Engine:
+        return state["engine"]
+
+    def answer(problem: Problem, headers: dict[str, str] | None = None) -> Response:
+        metrics.error(problem.code)
+        return problem_response(problem, headers)
+
+    @app.middleware("http")
+    async def _measure(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response: Response = await call_next(request)
+        except Exception as exc:
+            # Answered here, not by Starlette's error middleware: that one hands the exception
+            # on to the server, which logs its stack trace. One redacted line, no trace.
+            logger.error(redact(f"unexpected {type(exc).__name__}: {exc}"))
+            response = answer(
+                ProblemError("internal", "an unexpected error (a bug in imr-extract)").problem
+            )
+        try:
+            status = response.status_code
+            return response
+        finally:
+            route = request.scope.get("route")
+            method = request.method if request.method in _METHODS else "other"
+            template = getattr(route, "path", None) or "other"
+            metrics.request(template, method, status, time.perf_counter() - started)
+
+    # ------------------------------------------------------------------ errors
+
+    @app.exception_handler(ProblemError)
+    async def _problem(_: Request, exc: ProblemError) -> Response:
+        return answer(exc.problem, exc.headers)
+
+    @app.exception_handler(StoreUnusableError)
+    async def _store(_: Request, exc: StoreUnusableError) -> Response:
+        logger.error(redact(f"run store: {exc.cause}"))
+        return answer(
+            ProblemError("store-unusable", "the run store cannot be used now").problem,
+            {"Retry-After": "5"},
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> Response:
+        where = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}"
+            for e in exc.errors()
+        )
+        return answer(ProblemError("invalid-request", where).problem)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "bad-request")
+        detail = exc.detail if isinstance(exc.detail, str) else code
+        # The framework's own headers stand (a 405's Allow, a 401's WWW-Authenticate).
+        headers = dict(exc.headers) if exc.headers else None
+        return answer(ProblemError(code, detail, status=exc.status_code).problem, headers)
+
+    # ------------------------------------------------------------------ auth
+
+    def caller(request: Request) -> str | None:
+        """The API key's id (None with auth off); a 401 problem without a valid key."""
+        if not settings.auth:
+            return None
+        token = request.headers.get("x-api-key")
+        authorization = request.headers.get("authorization", "")
+        if token is None and authorization[:7].lower() == "bearer ":
+            token = authorization[7:].strip()
+        found = keys.check(token) if token else None
+        if found is None:
+            raise ProblemError(
+                "unauthorized",
+                "no valid API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>' "
+                "(keys are made with `imr-extract keys create`)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if settings.rate_per_minute:
+            with rate_lock:
+                bucket = buckets.get(found.id)
+                if bucket is None:
+                    rate = settings.rate_per_minute
+                    bucket = buckets[found.id] = TokenBucket(rate, capacity=max(1.0, rate / 6))
+                wait = bucket.wait_for(1)
+                if wait <= 0:
+                    bucket.take(1)
+            if wait > 0:
+                raise ProblemError(
+                    "rate-limited",
+                    f"more than {settings.rate_per_minute:g} requests a minute with this key",
+                    headers={"Retry-After": str(math.ceil(wait))},
+                )
+        return found.id
+
+    auth = [Depends(caller)]
+
+    # ------------------------------------------------------------------ health
+
+    @app.get("/healthz", tags=["health"], summary="The process is up.")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="The run store can be written (and the model endpoint reached, if configured).",
+        responses=_problems(503),
+    )
+    async def readyz() -> dict[str, str]:
+        await engine().ready()
+        return {"status": "ready"}
+
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        summary="Prometheus metrics of this process (text exposition format).",
+        response_class=PlainTextResponse,
+    )
+    async def metrics_text() -> Response:
+        waiting = state["engine"].waiting if "engine" in state else 0
+        return PlainTextResponse(
+            metrics.render(waiting), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    # ------------------------------------------------------------------ letters
+
+    @app.post(
+        "/v1/extract",
+        dependencies=auth,
+        tags=["letters"],
+        summary="Extract one letter: its verified record.",
+        description=(
+            "The letter is the body: application/pdf, text/plain, multipart/form-data with one "
+            'file, or application/json {"text": "...", "name": "..."}. The body is read up to '
+            "the service's cap (413 past it). A letter that cannot be extracted is a problem "
+            "(4xx) naming its code."
+        ),
+        response_model=LetterRecord,
+        responses=_problems(400, 401, 409, 413, 415, 422, 429, 500, 502, 503),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+                    "text/plain": {"schema": {"type": "string"}},
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"file": {"type": "string", "format": "binary"}},
+                            "required": ["file"],
+                        }
+                    },
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"text": {"type": "string"}, "name": {"type": "string"}},
+                            "required": ["text"],
+                        }
+                    },
+                },
+            }
+        },
+    )
+    async def extract(
+        request: Request,
+        backend: Annotated[
+            ServeBackend, Query(description="rules, or hybrid/llm when a model is configured.")
+        ] = ServeBackend.RULES,
+        view: Annotated[View, Query(description=VIEW_HELP)] = View.FULL,
+        name: Annotated[
+            str | None, Query(max_length=500, description="The letter's name (a label).")
+        ] = None,
+    ) -> Response:
+        engine().backend(Backend(backend.value))  # refused before the body is read
+        data = await read_capped(
+            request.stream(), request.headers.get("content-length"), settings.max_body
+        )
+        letter = letter_of(request.headers.get("content-type"), data, name)
+        result = await engine().extract(letter, Backend(backend.value))
+        if result.record_json is None:
+            assert result.error is not None
+            raise from_error(result.error, letter.name)
+        return _record_response(result.record_json, view)
+
+    @app.get(
+        "/v1/letters/{sha256}",
+        dependencies=auth,
+        tags=["letters"],
+        summary="A stored record, by the letter's SHA-256.",
+        response_model=LetterRecord,
+        responses=_problems(401, 404, 409, 422, 429, 503),
+    )
+    async def stored(
+        sha256: Annotated[str, _sha_path()],
+        backend: Annotated[ServeBackend, Query()] = ServeBackend.RULES,
+        view: Annotated[View, Query(description=VIEW_HELP)] = View.FULL,
+    ) -> Response:
+        text = await engine().stored(sha256, Backend(backend.value))
+        if text is None:
+            raise ProblemError("not-found", f"no {backend.value} record of letter {sha256} here")
+        return _record_response(text, view)
+
+    @app.get(
+        "/v1/letters/{sha256}/review",
+        dependencies=auth,
+        tags=["letters"],
+        summary="The review page of a stored letter (HTML).",
+        response_class=HTMLResponse,
+        responses=_problems(401, 404, 422, 429, 503),
+    )
+    async def review(sha256: Annotated[str, _sha_path()]) -> Response:
+        try:
+            page = await engine().review(sha256)
+        except ImrExtractError as exc:
+            raise from_error(exc, None) from None
+        if page is None:
+            raise ProblemError(
+                "not-found", f"letter {sha256} was not extracted by this service (or not kept)"
+            )
+        return HTMLResponse(page)
+
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+
+    @app.post(
+        "/v1/verify",
+        dependencies=auth,
+        tags=["letters"],
+        summary="Verify a record from any tool against its letter: the record with statuses.",
+        description=(
+            "multipart/form-data with a 'letter' file and a 'record' part (JSON), or "
+            'application/json {"text": "...", "name": "...", "record": {...}}. The record is in '
+            "the output shape (the gold shape), provenance optional; each value is located in "
+            "the letter and checked, a value that does not fit the schema is reported on its "
+            "own (a failed value_fits_schema check) and left out."
+        ),
+        response_model=LetterRecord,
+        responses=_problems(400, 401, 413, 415, 422, 429, 503),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "letter": {"type": "string", "format": "binary"},
+                                "record": {"type": "string"},
+                            },
+                            "required": ["letter", "record"],
+                        }
+                    },
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "text": {"type": "string"},
+                                "name": {"type": "string"},
+                                "record": {"type": "object"},
+                            },
+                            "required": ["text", "record"],
+                        }
+                    },
+                },
+            }
+        },
+    )
+    async def verify(
+        request: Request, view: Annotated[View, Query(description=VIEW_HELP)] = View.FULL
+    ) -> Response:
+        data = await read_capped(
+            request.stream(), request.headers.get("content-length"), settings.max_body
+        )
+        letter, record = letter_and_record(request.headers.get("content-type"), data)
+        try:
+            text = await engine().verify(letter, record)
+        except ImrExtractError as exc:
+            raise from_error(exc, letter.name) from None
+        return _record_response(text, view)
+
+    return app
+
+
+def _sha_path() -> Any:
+    from fastapi import Path as PathParam
+
+    return PathParam(pattern=SHA256, description="The SHA-256 of the letter's bytes (hex).")
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn's factory in each worker process: the settings ``serve`` put in the environment."""
+    text = os.environ.get(SETTINGS_ENV)
+    return create_app(Settings.from_json(text) if text else Settings())

@@ -1,0 +1,78 @@
+"""The service's settings: what ``imr-extract serve`` was given, in one frozen value.
+
+Invariant: settings hold no secret (API keys live hashed in the store, the model's key in the
+environment), so they may be passed to uvicorn's worker processes in the environment
+(``SETTINGS_ENV``) and recorded as the run's settings.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..limits import DEFAULT_LIMITS, Limits
+from ..store import DEFAULT_STORE
+
+#: The environment variable that carries the settings (JSON) to uvicorn's worker processes.
+SETTINGS_ENV = "IMR_SERVICE_SETTINGS"
+#: Default wall-clock seconds for one letter of a request (reading and extracting it).
+LETTER_SECONDS = 60.0
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: uvicorn worker processes (each with its own letter workers).
+    workers: int = 1
+    store: Path = Path(DEFAULT_STORE)
+    auth: bool = True
+    #: Isolated processes reading and extracting letters, per service process.
+    letter_workers: int = field(default_factory=_cores)
+    #: Letters that may wait for a letter worker beyond those being read; past it, 503.
+    max_queue: int = 64
+    #: Bytes of a request body, at most (read as it streams; past it, 413).
+    max_body: int = DEFAULT_LIMITS.max_stdin_bytes
+    limits: Limits = field(default_factory=lambda: replace(DEFAULT_LIMITS, letter_seconds=60.0))
+    pdf_engine: str | None = None
+    #: Requests per minute one API key may make (None: no limit); per service process.
+    rate_per_minute: float | None = None
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["store"] = str(self.store)
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        data: dict[str, Any] = json.loads(text)
+        data["store"] = Path(data["store"])
+        data["limits"] = Limits(**data["limits"])
+        return cls(**data)
+
+    def public(self) -> dict[str, Any]:
+        """What the run records about the service."""
+        data = json.loads(self.to_json())
+        data.pop("store")
+        return data
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
