@@ -479,10 +479,11 @@ def extract(
         ),
     ] = None,
     store_path: Annotated[
-        Path | None,
+        str | None,
         _batch_option(
-            f"Run store (SQLite; default ./{DEFAULT_STORE}): every result is kept there, and a "
-            "letter already extracted the same way is not extracted again.",
+            f"Run store (a SQLite file, default ./{DEFAULT_STORE}; or a postgresql:// URL): every "
+            "result is kept there, and a letter already extracted the same way is not extracted "
+            "again.",
             "--store",
             envvar="IMR_STORE",
         ),
@@ -618,13 +619,13 @@ def extract(
         stack.callback(files.abandon)  # a no-op once committed
         if not no_store:
             try:
-                store = stack.enter_context(RunStore(store_path or Path(DEFAULT_STORE)))
+                store = stack.enter_context(RunStore(store_path or DEFAULT_STORE))
                 if resume is not None:
                     run = store.run(resume)
                     store.claim_run(run.id)  # a second process resuming it is refused
                     if run.still_running():
                         raise RunBusyError(
-                            str(store.path),
+                            store.where,
                             f"run {run.id} is still running (pid {run.pid}): stop it first",
                         )
                     made = (run.backend, run.model, run.prompt, run.schema_hash, run.version)
@@ -753,7 +754,7 @@ def extract(
     if summary:
         err.print(stats.table())
         if store is not None:
-            err.print(f"run {run_id} in {store.path}", markup=False, highlight=False)
+            err.print(f"run {run_id} in {store.where}", markup=False, highlight=False)
     raise typer.Exit(EXIT_FAILURES if stats.failures else EXIT_OK)
 
 
@@ -1428,9 +1429,9 @@ app.add_typer(batch_app, name="batch")
 
 @app.command()
 def export(
-    store_path: Annotated[Path, typer.Option("--store", help="The run store to read.")] = Path(
-        DEFAULT_STORE
-    ),
+    store_path: Annotated[
+        str, typer.Option("--store", help="The run store to read (a file or a postgresql:// URL).")
+    ] = DEFAULT_STORE,
     run: Annotated[
         str | None,
         typer.Option("--run", metavar="RUN_ID|last", help="Only the letters this run extracted."),
@@ -1448,9 +1449,10 @@ def export(
     """Write the records kept in a run store, as `extract` writes them (failures are not
     records: query the store's letters table for them)."""
     from .store import RunStore, StoreError, StoreUnusableError
+    from .storedb import is_url
 
-    if not store_path.is_file():
-        raise _usage_error(f"{escape_name(str(store_path))}: no run store here (see --store)")
+    if not is_url(store_path) and not Path(store_path).is_file():
+        raise _usage_error(f"{escape_name(store_path)}: no run store here (see --store)")
     files = OutputFiles()
     try:
         at = files.open(out) if out is not None and str(out) != "-" else None

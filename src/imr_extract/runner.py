@@ -74,6 +74,7 @@ from .errors import (
 from .extract import Extractor, check_items, extract_document
 from .ingest import STDIN, Document, iter_paths, read_bytes, read_path, read_stdin
 from .limits import DEFAULT_LIMITS, Limits
+from .names import escape_name
 from .schema import LetterRecord
 from .store import RecordRow, ResultKey, RunStore, finished
 
@@ -814,8 +815,10 @@ class BatchRunner:
         if self.store is not None and (self.run_id is None or self.key is None):
             raise ValueError("a store needs a run_id and a key")
 
-    def _plan(self, paths: Iterable[str]) -> Iterator[_Task | _Ready]:
-        """Hash each input and settle the ones the store already holds."""
+    def _plan(self, paths: Iterable[str], deferred: list[_Task]) -> Iterator[_Task | _Ready]:
+        """Hash each input and settle the ones the store already holds. On a store shared by
+        several processes (PostgreSQL) a letter is claimed before it is extracted; one that
+        another process holds now goes to ``deferred`` (see ``_settle_deferred``)."""
         for position, path in enumerate(paths):
             try:
                 data = _read_stdin(self.limits) if path == STDIN else None
@@ -831,19 +834,42 @@ class BatchRunner:
                 except OSError:
                     sha = None  # the worker reports why it cannot be read
             if self.store is not None and self.key is not None and sha is not None:
-                row = self.store.lookup(self.key.key(sha, path))
-                if (
-                    row is not None
-                    and row.record is not None
-                    and finished(row, self.retry_model_errors)
-                ):
-                    record, text = _from_store(path, row.record)
-                    outcome = BatchOutcome(
-                        path, record=record, sha256=sha, reused=True, row=RecordRow.of(record, text)
-                    )
-                    yield _Ready(position, outcome)
+                ready = self._stored(_Task(position, path, data, sha))
+                if ready is not None:
+                    yield ready
                     continue
+                if self.store.shared:
+                    content = self.key.key(sha, path)
+                    if not self.store.claim_letter(content):  # another process is at it
+                        deferred.append(_Task(position, path, data, sha))
+                        continue
+                    ready = self._stored(_Task(position, path, data, sha))  # done meanwhile?
+                    if ready is not None:
+                        self.store.release_letter(content)
+                        yield ready
+                        continue
             yield _Task(position, path, data, sha)
+
+    def _stored(self, task: _Task, failed_too: bool = False) -> _Ready | None:
+        """The stored result that stands for ``task``, if any (``failed_too``: or its failure
+        that another process of this run wrote while this one waited for it)."""
+        assert self.store is not None and self.key is not None and task.sha256 is not None
+        path, sha = task.path, task.sha256
+        row = self.store.lookup(self.key.key(sha, path))
+        if row is not None and row.record is not None and finished(row, self.retry_model_errors):
+            record, text = _from_store(path, row.record)
+            outcome = BatchOutcome(
+                path, record=record, sha256=sha, reused=True, row=RecordRow.of(record, text)
+            )
+            return _Ready(task.position, outcome)
+        if not failed_too:
+            return None
+        row = self.store.lookup(self.key.error_key(sha, escape_name(path)))
+        if row is None or row.run_id != self.run_id or row.error_code is None:
+            return None
+        error = ImrExtractError(path, row.cause or "")
+        error.code = row.error_code
+        return _Ready(task.position, BatchOutcome(path, error=error, sha256=sha, reused=True))
 
     def _extractor(self) -> Extractor:
         """The extractor, held to ``limits`` (the rules check items before they verify)."""
@@ -915,8 +941,34 @@ class BatchRunner:
     ) -> Iterator[BatchOutcome]:
         """One outcome per letter under ``inputs``, in input order; each new result is in the
         store (committed) before it is yielded. ``total`` (the number of letters, if known)
-        only keeps a pool from starting for a handful of letters."""
-        results = self._results(self._plan(iter_paths(inputs)), total)
+        only keeps a pool from starting for a handful of letters.
+
+        On a store shared by several processes (PostgreSQL), the letters another process was
+        extracting when this one came to them come last: once all of this process's own are
+        committed (its claims let go, so two processes never wait for each other), each is
+        waited for and served from the store, or extracted here if that process died.
+        """
+        deferred: list[_Task] = []
+        yield from self._run_items(self._plan(iter_paths(inputs), deferred), total)
+        for task in deferred:
+            yield from self._run_items(self._settle(task), 1)
+
+    def _settle(self, task: _Task) -> Iterator[_Task | _Ready]:
+        """A letter another process held: wait for its claim, then take what it stored."""
+        assert self.store is not None and self.key is not None and task.sha256 is not None
+        content = self.key.key(task.sha256, task.path)
+        self.store.claim_letter(content, wait=True)
+        ready = self._stored(task, failed_too=True)
+        if ready is not None:
+            self.store.release_letter(content)
+            yield ready
+        else:
+            yield task  # its claim is let go once its result is committed
+
+    def _run_items(
+        self, items: Iterator[_Task | _Ready], total: int | None
+    ) -> Iterator[BatchOutcome]:
+        results = self._results(items, total)
         store = self.store if self.key is not None and self.run_id is not None else None
         # The rules' results are committed in groups (a commit costs more than the rest of a
         # letter's write); a model's, which take seconds each, one by one.

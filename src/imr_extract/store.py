@@ -289,6 +289,7 @@ class StoredLetter:
     model_error: str | None
     error_code: str | None
     cause: str | None
+    run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -708,7 +709,7 @@ class RunStore:
     @_guarded("read")
     def lookup(self, key: str) -> StoredLetter | None:
         row = self.db.execute(
-            "SELECT key, path, status, record, model_error, error_code, cause"
+            "SELECT key, path, status, record, model_error, error_code, cause, run_id"
             " FROM letters WHERE key = ?",
             (key,),
         ).fetchone()
