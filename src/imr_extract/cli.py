@@ -486,6 +486,7 @@ def extract(
             "again.",
             "--store",
             envvar="IMR_STORE",
+            metavar="PATH|URL",
         ),
     ] = None,
     no_store: Annotated[
@@ -1430,7 +1431,12 @@ app.add_typer(batch_app, name="batch")
 @app.command()
 def export(
     store_path: Annotated[
-        str, typer.Option("--store", help="The run store to read (a file or a postgresql:// URL).")
+        str,
+        typer.Option(
+            "--store",
+            metavar="PATH|URL",
+            help="The run store to read (a file or a postgresql:// URL).",
+        ),
     ] = DEFAULT_STORE,
     run: Annotated[
         str | None,
