@@ -386,3 +386,26 @@ def test_every_docs_query_gives_the_same_rows_on_postgresql(pg_url, tmp_path):
         got = _same(rows(pg_url, on_postgres))
         # psycopg reads a json value as Python's: the text SQLite answers, parsed
         assert got == want, where
+
+
+def test_a_postgres_urls_password_is_kept_nowhere(pg_url, tmp_path, monkeypatch):
+    secret = "hunter2-" + "not-a-real-one"
+    url = pg_url.replace("postgres@", f"postgres:{secret}@") + f"?password={secret}&sslmode=prefer"
+    out = tmp_path / "out.jsonl"
+    args = ["extract", PDFS[0], "--store", url, "-o", str(out)]
+    monkeypatch.setattr(sys, "argv", ["imr-extract", *args])  # what the run records
+    result = cli.invoke(app, args)
+    assert result.exit_code == EXIT_OK, result.output
+    assert f"in {shown_url(pg_url)}" in result.stderr and secret not in result.output
+    [(argv, config)] = rows(pg_url, "SELECT argv::text, config::text FROM runs")
+    assert "--store" in argv and secret not in argv + config
+    missing = cli.invoke(app, ["export", "--store", url.replace("/t", "/nosuchdb")])
+    assert missing.exit_code == EXIT_STORE and secret not in missing.output
+    assert "nosuchdb" in missing.stderr
+
+
+def test_export_of_a_database_that_holds_no_store_says_so(pg_url):
+    result = cli.invoke(app, ["export", "--store", pg_url])
+    assert result.exit_code == EXIT_STORE
+    assert result.stderr.strip() == f"error: {shown_url(pg_url)}: no run store here (see --store)"
+    assert rows(pg_url, "SELECT count(*) FROM pg_tables WHERE tablename = 'meta'") == [(0,)]

@@ -61,6 +61,7 @@ from .schema import LetterRecord
 from .storedb import (
     Database,
     MissingDriverError,
+    NoStoreError,
     PostgresDatabase,
     SqliteDatabase,
     is_url,
@@ -336,11 +337,14 @@ def new_run_id() -> str:
 
 
 _USERINFO = re.compile(r"(://)[^/@\s]+@")
+#: A password given as a URL's query parameter (``postgresql://host/db?password=...``).
+_PASSWORD_PARAM = re.compile(r"([?&]password=)[^&\s]*", re.IGNORECASE)
 
 
 def scrub(text: str) -> str:
-    """Drop the user:password part of any URL (the only place a flag could carry a secret)."""
-    return _USERINFO.sub(r"\1", text)
+    """Drop the user:password part of any URL, and a password in its query (the only places a
+    flag could carry a secret)."""
+    return _PASSWORD_PARAM.sub(r"\1", _USERINFO.sub(r"\1", text))
 
 
 #: One encoder for every row: ``json.dumps`` with options builds a new encoder on each call.
@@ -462,8 +466,6 @@ class RunStore:
         try:
             if self.path is None:
                 self.db = PostgresDatabase(str(path), readonly=readonly, schema=SCHEMA_SQL)
-            elif readonly and not self.path.is_file():
-                raise StoreUnusableError(self.where, "no run store here (see --store)")
             else:
                 self.db = SqliteDatabase(self.path, readonly=readonly, schema=SCHEMA_SQL)
             found = self.db.execute("SELECT value FROM meta WHERE key = 'store_version'").fetchone()
@@ -481,6 +483,8 @@ class RunStore:
                 )
         except MissingDriverError as exc:
             raise StoreUnusableError(self.where, str(exc)) from None
+        except NoStoreError:
+            raise StoreUnusableError(self.where, "no run store here (see --store)") from None
         except Exception as exc:
             if hasattr(self, "db"):
                 self.db.close()

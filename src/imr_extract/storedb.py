@@ -49,6 +49,14 @@ def _int32(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big", signed=True)
 
 
+class NoStoreError(Exception):
+    """Opened to read, and there is no run store there."""
+
+
+class MissingDriverError(Exception):
+    """psycopg is not installed: the ``postgres`` extra."""
+
+
 class Database:
     """One connection to a run store, in autocommit mode: transactions are begun explicitly.
 
@@ -110,6 +118,8 @@ class SqliteDatabase(Database):
         self.where = str(path)
         self._lock_fd: int | None = None
         if readonly:
+            if not path.is_file():
+                raise NoStoreError(self.where)
             self.con = self._connect_readonly()
             return
         if path.parent != Path(""):
@@ -185,10 +195,6 @@ class SqliteDatabase(Database):
 # --------------------------------------------------------------------------- PostgreSQL
 
 
-class MissingDriverError(Exception):
-    """psycopg is not installed: the ``postgres`` extra."""
-
-
 def postgres_schema(sqlite_schema: str) -> str:
     """SQLite's DDL in PostgreSQL's types: 8-byte integers and floats, JSON for the columns
     holding JSON (``json`` keeps the text as written, so a record reads back byte for byte),
@@ -232,6 +238,9 @@ class PostgresDatabase(Database):
                 self.con.adapters.register_loader(name, TextLoader)
             if readonly:
                 self.con.execute("SET default_transaction_read_only = on")
+                found = self.con.execute("SELECT to_regclass('meta')").fetchone()
+                if found is None or found[0] is None:
+                    raise NoStoreError(self.where)
             else:
                 with self.con.transaction():  # one creator at a time; the others find it made
                     self.con.execute("SELECT pg_advisory_xact_lock(%s, 0)", (_RUN_LOCKS,))
