@@ -222,29 +222,41 @@ WORKER = textwrap.dedent(
     from imr_extract.store import RunStore
     from test_store import KEY
 
-    url, run_id, go, out, hang = sys.argv[1:6]
-    paths = json.loads(sys.argv[6])
 
-    def extractor(doc):
-        if doc.name == hang:
-            Path(out + ".hanging").touch()
-            time.sleep(3600)
-        return extract_document(doc)
+    def main(url, run_id, go, out, hang, paths, workers):
+        def extractor(doc):  # in this process only
+            if doc.name == hang:
+                Path(out + ".hanging").touch()
+                time.sleep(3600)
+            return extract_document(doc)
 
-    with RunStore(url) as store, open(out, "w") as f:
-        while not Path(go).exists():
-            time.sleep(0.01)
-        runner = BatchRunner(extractor, store=store, run_id=run_id, key=KEY, isolate=False)
-        for o in runner.run(paths):
-            f.write(json.dumps([o.source, o.reused, o.ok]) + "\\n")
-            f.flush()
+        with RunStore(url) as store, open(out, "w") as f:
+            while not Path(go).exists():
+                time.sleep(0.01)
+            runner = BatchRunner(
+                extractor if workers == 0 else extract_document,
+                store=store, run_id=run_id, key=KEY, isolate=workers > 0,
+                workers=max(1, workers), min_pool_letters=0,
+            )
+            for o in runner.run(json.loads(paths)):
+                f.write(json.dumps([o.source, o.reused, o.ok]) + "\\n")
+                f.flush()
+
+
+    if __name__ == "__main__":  # worker processes import this file
+        main(*sys.argv[1:7], workers=int(sys.argv[7]))  # workers 0: all in this process
     """
 ).format(tests=str(TESTS))
 
 
-def _start(url: str, run_id: str, go: Path, out: Path, paths: list[str], hang: str = "-"):
+def _start(
+    url: str, run_id: str, go: Path, out: Path, paths: list[str], hang: str = "-", workers: int = 0
+):
+    argv = [url, run_id, str(go), str(out), hang, json.dumps(paths), str(workers)]
+    script = out.with_suffix(".py")
+    script.write_text(WORKER)
     return subprocess.Popen(
-        [sys.executable, "-c", WORKER, url, run_id, str(go), str(out), hang, json.dumps(paths)],
+        [sys.executable, str(script), *argv],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -259,7 +271,11 @@ def test_two_processes_share_one_run_and_store_every_letter_once(pg_url, tmp_pat
     with RunStore(pg_url) as store:
         run_id = store.start_run(KEY, argv=[], inputs=PDFS, config={})
     go, outs = tmp_path / "go", [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
-    procs = [_start(pg_url, run_id, go, out, PDFS) for out in outs]
+    # one extracts in its own process, the other in two worker processes (claims run ahead)
+    procs = [
+        _start(pg_url, run_id, go, out, PDFS, workers=n)
+        for out, n in zip(outs, (0, 2), strict=True)
+    ]
     time.sleep(1.0)  # both have opened the store
     go.touch()
     for p in procs:
