@@ -204,9 +204,10 @@ def test_export_equals_extract_output(tmp_path):
     exported = cli.invoke(app, ["export", "--store", str(db2), "-f", "csv", "--run", "last"])
     assert exported.stdout == out_csv.read_text()
     assert len(list(csv.DictReader(io.StringIO(exported.stdout)))) == 156
-    # --run: only what that run extracted (a re-run reuses everything and extracts nothing)
+    # --run: what that run extracted or served (a re-run serves everything from the store)
     assert cli.invoke(app, [*args, "-o", str(tmp_path / "again.jsonl")]).exit_code == 0
-    assert cli.invoke(app, ["export", "--store", str(db), "--run", "last"]).stdout == ""
+    again = cli.invoke(app, ["export", "--store", str(db), "--run", "last"])
+    assert again.stdout == out.read_text()
     missing = cli.invoke(app, ["export", "--store", str(tmp_path / "nope.sqlite")])
     assert missing.exit_code == 2 and "no run store" in missing.stderr
 

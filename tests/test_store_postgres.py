@@ -110,7 +110,10 @@ def test_the_cli_extracts_into_either_store_and_export_reads_it(target, tmp_path
     assert result.exit_code == EXIT_OK, result.output
     assert rows(target, "SELECT ok, reused FROM runs ORDER BY started_at") == [(12, 0), (0, 12)]
     assert out2.read_text() == out.read_text()
-    assert cli.invoke(app, ["export", "--store", target, "--run", "last"]).stdout == ""
+    # export --run of the reuse-only run writes what it served (the served table)
+    served = cli.invoke(app, ["export", "--store", target, "--run", "last"])
+    assert served.exit_code == EXIT_OK and served.stdout == out.read_text()
+    assert rows(target, "SELECT count(*) FROM served") == [(12,)]
     assert rows(target, "SELECT count(*), count(DISTINCT run_id) FROM letters") == [(12, 1)]
 
 

@@ -11,6 +11,7 @@ on stderr naming the file and the cause, and no output file is emptied before ev
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ import re
 import sys
 import time
 import traceback
+import typing
 from collections import Counter
 from contextlib import ExitStack, chdir
 from dataclasses import replace
@@ -46,6 +48,7 @@ from .errors import ImrExtractError
 from .extract import Extractor, Outcome, extract_document
 from .ingest import PDF_ENGINES, iter_paths
 from .limits import DEFAULT_LIMITS, Limits
+from .llm.config import LLMConfig as _Defaults
 from .llm.config import LLMMode
 from .names import escape_name
 from .output import (
@@ -53,6 +56,8 @@ from .output import (
     OutputError,
     OutputFiles,
     OutputFormat,
+    View,
+    format_for,
     make_parent,
     make_writer,
     stdout_stream,
@@ -72,6 +77,10 @@ if TYPE_CHECKING:
 class _Commands(TyperGroup):
     """Every command: an output file or a run store that fails is one line naming the file and
     the cause, with its exit code (the commands handle what they expect; this is the net)."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        plain_help(self)
 
     def invoke(self, ctx: Any) -> Any:  # a typer (click) Context
         try:
@@ -211,10 +220,102 @@ class BatchSummary:
             t.add_row(f"layout {name}", str(n))
         elapsed = time.monotonic() - self.started
         t.add_row("seconds", f"{elapsed:.1f}")
-        done = self.letters - self.reused  # what this run extracted (or failed on)
-        if done and elapsed > 0:
+        # What this run extracted itself: not what it served from the store, nor what failed.
+        done = self.letters - self.reused - len(self.failures)
+        if done > 0 and elapsed > 0:
             t.add_row("letters/s (extracted)", f"{done / elapsed:,.1f}")
         return t
+
+
+def stdout_is_terminal() -> bool:
+    """Whether standard output is a terminal (then `extract` shows a table, not JSON Lines)."""
+    return Console().is_terminal
+
+
+class LetterTable:
+    """`extract` on a terminal: one compact line per letter, the full records in the run store.
+
+    Holds a few counts per letter (never a record); shows at most ``shown`` lines.
+    """
+
+    shown = 200
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, ...]] = []
+        self.more = 0
+
+    def add(self, outcome: Outcome | BatchOutcome) -> None:
+        if len(self.rows) >= self.shown:
+            self.more += 1
+            return
+        name = escape_name(Path(outcome.source).name if outcome.source != "-" else "-")
+        if not outcome.ok:
+            code = outcome.error.code if outcome.error is not None else "error"
+            self.rows.append((name, code, "", "", "", "", "", "", code))
+            return
+        row = getattr(outcome, "row", None)
+        if row is None:
+            assert outcome.record is not None
+            row = RecordRow.of(outcome.record)
+        decided = Counter(row.decisions)
+        self.rows.append(
+            (
+                row.letter,
+                row.case_number or "-",
+                str(len(row.items)),
+                str(decided[Decision.UPHELD.value]),
+                str(decided[Decision.OVERTURNED.value]),
+                *(str(n) for n in row.statuses),
+                "",
+            )
+        )
+
+    #: Column headers, short enough for 80 columns; the legend under the table spells them out.
+    columns = ("letter", "case", "items", "upheld", "overt.", "verif.", "unver.", "contra.")
+    legend = (
+        "overt.: overturned; verif./unver./contra.: values verified, unverified, contradicted; "
+        "a failed letter: its error code (the cause is on stderr)"
+    )
+
+    def print(self, console: Console, run_id: str | None, store: str | None) -> None:
+        t = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold")
+        for i, name in enumerate(self.columns):
+            t.add_column(name, justify="right" if i >= 2 else "left", overflow="fold")
+        for row in self.rows:
+            failed = bool(row[-1])
+            t.add_row(*row[:-1], style="red" if failed else None)
+        console.print(t)
+        console.print(self.legend, markup=False, style="dim")
+        if self.more:
+            console.print(f"... and {self.more} more letters", markup=False)
+        if store is not None:
+            console.print(
+                f"Full records: run {run_id} in {escape_name(str(store))}; write them out with\n"
+                f"  imr-extract export --run {run_id} -o records.jsonl  (or .json, .csv)",
+                markup=False,
+                soft_wrap=True,
+            )
+        else:
+            console.print(
+                "Full records: not kept (--no-store); -o FILE or a pipe writes them.",
+                markup=False,
+                soft_wrap=True,
+            )
+
+
+def _note_skipped(skipped: list[str]) -> None:
+    """One line on stderr: the files the directories held that are not read (not letters)."""
+    if not skipped:
+        return
+    shown = ", ".join(escape_name(p) for p in skipped[:3])
+    more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+    err.print(
+        f"note: {len(skipped)} file{'s' if len(skipped) != 1 else ''} skipped (not .pdf or "
+        f".txt): {shown}{more}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _open_out(stack: ExitStack, out: Path | None) -> TextIO:
@@ -252,6 +353,62 @@ def model_configured(model: str | None, base_url: str | None) -> bool:
     return bool(model or base_url or any(os.environ.get(name) for name in MODEL_ENV))
 
 
+def model_config(**settings: Any) -> Any:  # an LLMConfig (imported only when a model is used)
+    """The model's settings (flags over the environment), its key checked (``require_key``)."""
+    from .llm import LLMConfig
+
+    config = LLMConfig.from_env(**settings)
+    require_key(config)
+    return config
+
+
+def require_key(config: Any) -> None:
+    """A hosted endpoint without a key is refused before any call, naming the variable that is
+    not set (a local server, named with --base-url or OPENAI_BASE_URL, needs none)."""
+    if config.is_openai and not config.api_key:
+        raise _usage_error(
+            f"OPENAI_API_KEY is not set: {config.base_url} needs a key (set it in the "
+            "environment; a local server named with --base-url needs none)"
+        )
+
+
+def announce_model(config: Any, letters: int, what: str) -> None:
+    """One line on stderr before any model call: endpoint, model, letters, and the list price
+    when one is known (the cost itself depends on the letters' length)."""
+    price = config.prices.get(config.model)
+    cost = (
+        f"; list price ${price.prompt:g} / ${price.completion:g} per 1M prompt / completion tokens"
+        if price is not None
+        else ""
+    )
+    count = f"{letters} letter{'s' if letters != 1 else ''}"
+    err.print(
+        redact(f"model calls: {config.model} at {config.base_url}, {what}, {count}{cost}"),
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+FormatOption = Annotated[
+    OutputFormat | None,
+    typer.Option(
+        "--format",
+        "-f",
+        help="jsonl: a record per line; json: an array; csv: a row per item. Default: from "
+        "--out's extension (.jsonl, .ndjson, .json, .csv), else jsonl.",
+    ),
+]
+ViewOption = Annotated[
+    View,
+    typer.Option(
+        "--view",
+        help="full: the whole record; data: the values alone (no provenance, checks or "
+        "metadata); compact: provenance cut to each field's spans and status.",
+    ),
+]
+
+
 def _llm_option(help_text: str) -> Any:
     return typer.Option(help=help_text, rich_help_panel="LLM")
 
@@ -268,10 +425,16 @@ BaseUrlOption = Annotated[
 ModeOption = Annotated[
     LLMMode | None, _llm_option("How the schema is sent; auto picks per endpoint.")
 ]
-MaxTokensOption = Annotated[int | None, _llm_option("Longest answer per request.")]
+MaxTokensOption = Annotated[
+    int | None,
+    _llm_option(f"Longest answer per request, in tokens (default {_Defaults.max_tokens})."),
+]
 TimeoutOption = Annotated[
     float | None,
-    _llm_option("Seconds per try, end to end: connect, send and the whole answer (default 300)."),
+    _llm_option(
+        "Seconds per try, end to end: connect, send and the whole answer "
+        f"(default {_Defaults.timeout_s:g})."
+    ),
 ]
 CacheOption = Annotated[
     bool, typer.Option("--cache/--no-cache", help="Reuse cached answers.", rich_help_panel="LLM")
@@ -430,14 +593,16 @@ def extract(
         ),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Write records here (default: stdout).")
-    ] = None,
-    fmt: Annotated[
-        OutputFormat,
+        Path | None,
         typer.Option(
-            "--format", "-f", help="jsonl: a record per line; json: an array; csv: a row per item."
+            "--out",
+            "-o",
+            help="Write records here. Default: standard output: JSON Lines when piped; on a "
+            "terminal, a table per letter (the records are in the run store: `export`).",
         ),
-    ] = OutputFormat.JSONL,
+    ] = None,
+    fmt: FormatOption = None,
+    view: ViewOption = View.FULL,
     errors_out: Annotated[
         Path | None,
         typer.Option("--errors", help="Also write one JSON line per failed letter to this file."),
@@ -463,9 +628,15 @@ def extract(
     base_url: BaseUrlOption = None,
     mode: ModeOption = None,
     max_tokens: MaxTokensOption = None,
-    max_reasks: Annotated[int | None, _llm_option("Re-asks after an invalid answer.")] = None,
+    max_reasks: Annotated[
+        int | None,
+        _llm_option(f"Re-asks after an invalid answer (default {_Defaults.max_reasks})."),
+    ] = None,
     token_budget: Annotated[
-        int | None, _llm_option("Tokens one letter may spend over all attempts.")
+        int | None,
+        _llm_option(
+            f"Tokens one letter may spend over all attempts (default {_Defaults.token_budget:,})."
+        ),
     ] = None,
     timeout: TimeoutOption = None,
     cache: CacheOption = True,
@@ -600,12 +771,18 @@ def extract(
         extractor = HybridExtractor(llm) if backend is Backend.HYBRID else llm
         key = ResultKey(backend.value, llm.prompt_ref, config.model, key.schema_hash, key.version)
         settings.update(llm=config.public(), concurrency=concurrency, rpm=rpm, tpm=tpm, cache=cache)
+    skipped: list[str] = []
     if paths:
-        total = sum(1 for _ in iter_paths(paths))
+        total = sum(1 for _ in iter_paths(paths, skipped))
         if not total:
             raise _usage_error(f"no letters (.pdf, .txt) found under {' '.join(paths)}")
     elif resume is None:
         raise _usage_error("give the letters to read (files, directories or '-')")
+    # A table for people only when nothing asked for records (-o, even `-o -`, or --format).
+    table = fmt is None and out is None and stdout_is_terminal()
+    fmt = format_for(out, fmt)
+    if backend is not Backend.RULES and resume is None:
+        require_key(config)  # (a resumed run's settings are checked against it first)
     store: RunStore | None = None
     run_id: str | None = None
     # Every output is opened (not emptied) and the store checked before any output is emptied.
@@ -642,12 +819,14 @@ def extract(
                             f"run {run.id} was made with {diffs}: give the same options, "
                             "or start a new run (without --resume)"
                         )
+                    if backend is not Backend.RULES:
+                        require_key(config)
                     if not paths:
                         paths = list(run.inputs)
                         where = _resume_directory(run)
                         if where is not None:  # read them where the run was given them
                             stack.enter_context(chdir(where))
-                        total = sum(1 for _ in iter_paths(paths))
+                        total = sum(1 for _ in iter_paths(paths, skipped))
                     store.resume_run(run.id)
                     run_id = run.id
                 else:
@@ -668,6 +847,14 @@ def extract(
             except StoreError as exc:
                 raise _usage_error(_shown(exc)) from None
         assert paths
+        _note_skipped(skipped)
+        if backend is not Backend.RULES:
+            what = (
+                "only for what the rules cannot verify"
+                if backend is Backend.HYBRID
+                else "every letter"
+            )
+            announce_model(config, total, f"{backend.value}: {what}")
         runner = BatchRunner(
             extractor,
             pdf_engine=pdf_engine,
@@ -681,6 +868,7 @@ def extract(
         )
         show_progress = err.is_terminal if progress is None else progress
         stats = BatchSummary()
+        served: list[str] = []  # the results this run took from the store (`export --run`)
         status = "interrupted"
         failure: tuple[ImrExtractError, int] | None = None
         try:
@@ -690,7 +878,8 @@ def extract(
             for f in (stream, errors):
                 if f is not None:
                     stack.enter_context(f)
-            writer = make_writer(fmt, stream)
+            writer = make_writer(fmt, stream, view)
+            letters = LetterTable() if table else None
             bar = stack.enter_context(
                 Progress(
                     TextColumn("[progress.description]{task.description}"),
@@ -708,9 +897,15 @@ def extract(
             task = bar.add_task("extracting", total=total)
             for outcome in runner.run(paths, total=total):
                 stats.add(outcome)
+                if outcome.reused and store is not None and outcome.sha256 is not None:
+                    served.append(key.key(outcome.sha256, outcome.source))
+                if letters is not None:
+                    letters.add(outcome)
+                    if outcome.error is None:
+                        bar.advance(task)
+                        continue
                 if outcome.record_json is not None and isinstance(writer, JsonlWriter):
-                    writer.stream.write(outcome.record_json + "\n")  # as made: no re-dump
-                    writer.stream.flush()
+                    writer.write_json(outcome.record_json)  # as made: no re-dump
                 elif outcome.record is not None:
                     writer.write(outcome.record)
                 elif outcome.error is not None:
@@ -730,7 +925,8 @@ def extract(
                         errors.flush()
                     bar.update(task, description=f"extracting ({len(stats.failures)} failed)")
                 bar.advance(task)
-            writer.close()
+            if letters is None:
+                writer.close()
             for f in (stream, errors):
                 if f is not None:
                     f.flush()
@@ -742,6 +938,8 @@ def extract(
         finally:
             if store is not None and run_id is not None:
                 try:
+                    if served:
+                        store.mark_served(run_id, served)
                     store.finish_run(
                         run_id, letters=stats.letters, reused=stats.reused, status=status
                     )
@@ -752,6 +950,8 @@ def extract(
                     stack.close()  # a file that cannot be written cannot be closed either
     if failure is not None:
         raise _file_error(*failure)
+    if letters is not None:
+        letters.print(Console(highlight=False), run_id, store.where if store is not None else None)
     if summary:
         err.print(stats.table())
         if store is not None:
@@ -1082,16 +1282,23 @@ def compare_command(
             raise _usage_error("nothing to compare: give two result files or letters")
         else:
             _check_pdf_engine(pdf_engine)
-            files = list(iter_paths(paths))
+            skipped: list[str] = []
+            files = list(iter_paths(paths, skipped))
+            _note_skipped(skipped)
             if not files:
                 raise _usage_error(f"no letters (.pdf, .txt) found under {' '.join(paths)}")
             if "-" in files:
                 raise _usage_error("compare reads each letter twice: standard input cannot be used")
+            if not model_configured(model, base_url):
+                raise _usage_error(
+                    "compare reads the letters with the rules and a model: name the model "
+                    "(--model, --base-url or IMR_LLM_MODEL); a key alone starts no model calls"
+                )
             from .extract import extract_many
-            from .llm import LLMConfig, LLMExtractor
+            from .llm import LLMExtractor
 
             logging.getLogger("instructor").setLevel(logging.CRITICAL)
-            config = LLMConfig.from_env(
+            config = model_config(
                 model=model,
                 base_url=base_url,
                 mode=mode,
@@ -1100,6 +1307,7 @@ def compare_command(
                 use_cache=cache,
                 cache_dir=cache_dir,
             )
+            announce_model(config, len(files), "llm: every letter")
             sides = []
             for name, extractor in (("rules", extract_document), ("llm", LLMExtractor(config))):
                 records = []
@@ -1180,9 +1388,10 @@ def review(
     if llm if llm is not None else model_configured(model, base_url):
         logging.getLogger("instructor").setLevel(logging.CRITICAL)
         from .hybrid import HybridExtractor
-        from .llm import LLMConfig, LLMExtractor
+        from .llm import LLMExtractor
 
-        config = LLMConfig.from_env(model=model, base_url=base_url, mode=mode, timeout_s=timeout)
+        config = model_config(model=model, base_url=base_url, mode=mode, timeout_s=timeout)
+        announce_model(config, 1, "llm and hybrid")
         # The answer cache lets the hybrid reuse the model's answer instead of asking again.
         model_reader = LLMExtractor(config)
         for label, extractor in (
@@ -1285,7 +1494,10 @@ def batch_submit(
             config = LLMConfig.from_env(
                 model=model, base_url=base_url, mode=mode, max_tokens=max_tokens, timeout_s=timeout
             )
+            require_key(config)
             state = jobs.prepare_job(paths, job, config, backend=backend, pdf_engine=pdf_engine)
+            readable = sum("error" not in letter for letter in state.letters)
+            announce_model(config, readable, f"Batch API, {backend}")
             for letter in state.letters:
                 if "error" in letter:
                     cause = letter["error"]["cause"]
@@ -1335,12 +1547,8 @@ def batch_collect(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write records here (default: stdout).")
     ] = None,
-    fmt: Annotated[
-        OutputFormat,
-        typer.Option(
-            "--format", "-f", help="jsonl: a record per line; json: an array; csv: a row per item."
-        ),
-    ] = OutputFormat.JSONL,
+    fmt: FormatOption = None,
+    view: ViewOption = View.FULL,
     fallback: Annotated[
         str | None,
         typer.Option(
@@ -1403,7 +1611,7 @@ def batch_collect(
                 stream, errors = _open_outputs(stack, out, errors_out)
             else:
                 stream, errors = _open_out(stack, out), None
-            writer = make_writer(fmt, stream)
+            writer = make_writer(format_for(out, fmt), stream, view)
             for outcome in jobs.collect_job(state, fallback=fallback):
                 stats.add(outcome)
                 if outcome.record is not None:
@@ -1434,26 +1642,31 @@ def export(
         str,
         typer.Option(
             "--store",
+            envvar="IMR_STORE",
             metavar="PATH|URL",
             help="The run store to read (a file or a postgresql:// URL).",
         ),
     ] = DEFAULT_STORE,
     run: Annotated[
         str | None,
-        typer.Option("--run", metavar="RUN_ID|last", help="Only the letters this run extracted."),
-    ] = None,
-    fmt: Annotated[
-        OutputFormat,
         typer.Option(
-            "--format", "-f", help="jsonl: a record per line; json: an array; csv: a row per item."
+            "--run",
+            metavar="RUN_ID|last",
+            help="Only the letters this run extracted or served from the store.",
         ),
-    ] = OutputFormat.JSONL,
+    ] = None,
+    fmt: FormatOption = None,
+    view: ViewOption = View.FULL,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write here (default: stdout).")
     ] = None,
 ) -> None:
     """Write the records kept in a run store, as `extract` writes them (failures are not
-    records: query the store's letters table for them)."""
+    records: query the store's letters table for them).
+
+    --run writes the records that run extracted or served from the store (made by an earlier
+    run, the same way).
+    """
     from .store import RunStore, StoreError, StoreUnusableError
     from .storedb import is_url
 
@@ -1467,15 +1680,20 @@ def export(
             run_id = store.run(run).id if run is not None else None
             stream = files.commit()[0] if at is not None else stdout_stream()
             stack.enter_context(stream)
-            if fmt is OutputFormat.JSONL:  # the stored text as it is: no parse, no re-dump
+            fmt = format_for(out, fmt)
+            written = 0
+            writer = make_writer(fmt, stream, view)
+            if isinstance(writer, JsonlWriter):  # the stored text: parsed only for a view
                 for text in store.record_texts(run_id):
-                    stream.write(text + "\n")
-                JsonlWriter(stream).close()
-                return
-            writer = make_writer(fmt, stream)
-            for record in store.records(run_id):
-                writer.write(record)
+                    writer.write_json(text)
+                    written += 1
+            else:
+                for record in store.records(run_id):
+                    writer.write(record)
+                    written += 1
             writer.close()
+            if run_id is not None and not written:
+                _nothing_exported(store, run_id)
     except OutputError as exc:
         raise _file_error(exc, EXIT_OUTPUT) from None
     except StoreUnusableError as exc:
@@ -1484,6 +1702,111 @@ def export(
         raise _usage_error(_shown(exc)) from None
     finally:
         files.abandon()
+
+
+def _nothing_exported(store: Any, run_id: str) -> None:
+    """`export --run` found no record of that run: say why (every letter failed, it read none,
+    or it served letters from the store before the store listed what a run served)."""
+    # The run's counts, as finish_run left them.
+    row = store.db.execute(
+        "SELECT letters, reused, errors, status FROM runs WHERE id = ?", (run_id,)
+    ).fetchone()
+    letters, reused, errors, status = row if row is not None else (0, 0, 0, "?")
+    if reused:
+        why = (
+            f"its {reused} letter{'s' if reused != 1 else ''} were served from the store, made by "
+            "earlier runs, and this store does not list which; `imr-extract export` without "
+            "--run writes them"
+        )
+    elif errors:
+        why = f"its {errors} letter{'s' if errors != 1 else ''} failed (see the letters table)"
+    else:
+        why = f"it read no letter (status {status}, {letters} inputs)"
+    err.print(
+        f"note: run {run_id} extracted no record: {why}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _reflow(text: str) -> str:
+    """A docstring as help: each paragraph on one line (help keeps a docstring's line breaks)."""
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+def _metavar(param: Any) -> str | None:
+    """What a value is called in --help (PATH, TEXT, INTEGER, a|b|c, NAME...), nothing for a
+    flag: never typer's ``<bool>``, ``<list[str]>`` or ``{name}`` placeholders."""
+    if param.param_type_name == "argument":
+        return str(param.name).upper()
+    if getattr(param, "is_flag", False):
+        return ""
+    desc = getattr(param, "type_descriptor", None)  # typer's own click
+    kind = getattr(param, "type", None)  # click's
+    choices = getattr(desc, "choices", None) or getattr(kind, "choices", None)
+    if choices:
+        return "|".join(str(getattr(c, "value", c)) for c in choices)
+    annotation = getattr(desc, "annotation", None)
+    if typing.get_origin(annotation) is list:
+        annotation = typing.get_args(annotation)[0]
+    plain = {Path: "PATH", str: "TEXT", int: "INTEGER", float: "NUMBER"}
+    if annotation in plain:
+        return plain[annotation]
+    name = str(getattr(kind, "name", ""))
+    for key, shown in {"path": "PATH", "integer": "INTEGER", "float": "NUMBER"}.items():
+        if name.startswith(key):
+            return shown
+    return "TEXT"
+
+
+def plain_help(command: Any) -> None:
+    """``command`` and its subcommands as their help should read at 80 columns: docstrings
+    reflowed (help keeps a docstring's line breaks) and each value named by ``_metavar``."""
+    if command.help:
+        command.help = _reflow(command.help)
+    for param in command.params:
+        if param.metavar is None:
+            param.metavar = _metavar(param)
+    for sub in getattr(command, "commands", {}).values():
+        plain_help(sub)
+
+
+def _arguments_shown_by_metavar() -> None:
+    """typer shows an argument's type (``<list[str]>``) beside it even when it has a metavar,
+    and a required one as ``{name}`` on the usage line: the metavar alone is shown instead,
+    ``NAME`` when required, ``[NAME]`` when not (``...`` after either when it takes many); and
+    a flag's ``<bool>``, nothing instead."""
+    import typer.core
+
+    argument = getattr(typer.core, "TyperArgument", None)
+    shown = getattr(argument, "display_type_rich", None)
+    if argument is None or shown is None or not hasattr(argument, "_usage_display_name"):
+        return  # another typer: its own conventions stand
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        return None if self.metavar is not None else shown(self, ctx)
+
+    def usage_name(self: Any) -> str:
+        name = self.metavar or str(self.name).upper()
+        name = name if self.required else f"[{name}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    argument.display_type_rich = display_type_rich
+    argument._usage_display_name = usage_name
+    option = getattr(typer.core, "TyperOption", None)
+    option_type = getattr(option, "display_type_rich", None)
+    if option is not None and option_type is not None:
+
+        def flag_type(self: Any, ctx: Any) -> str | None:
+            # a flag (--help, made per call, included) takes no value: no <bool> beside it
+            return None if getattr(self, "is_flag", False) else option_type(self, ctx)
+
+        option.display_type_rich = flag_type
+
+
+_arguments_shown_by_metavar()
 
 
 def main() -> None:

@@ -288,7 +288,7 @@ class EvalReport:
             for name in ("letter", "path", "expected", "got"):
                 misses.add_column(name, overflow="fold")
             for m in shown:
-                misses.add_row(m.letter, _where(m), _cell(m.expected), _cell(m.got))
+                misses.add_row(m.letter, _where(m), *diff_cells(m.expected, m.got))
             parts.append(misses)
         return Group(*parts)
 
@@ -303,9 +303,25 @@ def _where(m: Miss) -> str:
     return m.gold_path
 
 
-def _cell(value: Any, width: int = 60) -> str:
-    text = "null" if value is None else str(value)
-    return text if len(text) <= width else text[: width - 1] + "…"
+def diff_cells(expected: Any, got: Any, width: int = 60, context: int = 20) -> tuple[str, str]:
+    """``expected`` and ``got`` as table cells of at most ``width`` characters, cut so that both
+    show where they differ (``context`` characters before it), never only their common start."""
+    a, b = ("null" if v is None else str(v) for v in (expected, got))
+    if len(a) <= width and len(b) <= width:
+        return a, b
+    same = next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
+    start = same - context if same > context else 0
+    return _window(a, start, width), _window(b, start, width)
+
+
+def _window(text: str, start: int, width: int) -> str:
+    lead = "…" if start > 0 else ""
+    body = text[start : start + width - len(lead)]
+    if start + len(body) < len(text):
+        body = body[:-1] + "…"
+    return lead + body
 
 
 def load_gold(gold_dir: str | Path) -> dict[str, dict[str, Any]]:

@@ -1085,8 +1085,14 @@ def read_path(
     return read_bytes(data, p.name, str(p), pdf_engine, limits)
 
 
-def iter_paths(inputs: Iterable[str | os.PathLike[str]]) -> Iterator[str]:
-    """Expand inputs: directories recursively (letter suffixes, sorted); files and ``-`` as is."""
+def iter_paths(
+    inputs: Iterable[str | os.PathLike[str]], skipped: list[str] | None = None
+) -> Iterator[str]:
+    """Expand inputs: directories recursively (letter suffixes, sorted); files and ``-`` as is.
+
+    ``skipped`` (when given) gets each file a directory holds that is not read: not a letter's
+    suffix (hidden files and directories are not counted).
+    """
     for item in inputs:
         if str(item) == STDIN:
             yield STDIN
@@ -1096,7 +1102,11 @@ def iter_paths(inputs: Iterable[str | os.PathLike[str]]) -> Iterator[str]:
             for root, dirs, files in os.walk(p):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for f in sorted(files):
-                    if not f.startswith(".") and Path(f).suffix.lower() in LETTER_SUFFIXES:
+                    if f.startswith("."):
+                        continue
+                    if Path(f).suffix.lower() in LETTER_SUFFIXES:
                         yield str(Path(root) / f)
+                    elif skipped is not None:
+                        skipped.append(str(Path(root) / f))
         else:
             yield str(p)

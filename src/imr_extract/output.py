@@ -1,6 +1,10 @@
 """Record writers: JSONL (one record per line), JSON (an array), CSV (one row per item).
 
 Writers stream: each record is written as it arrives, so a batch never holds all its records.
+A view (``View``) chooses how much of each record a JSON writer writes: the whole record, the
+data alone, or the data with a compact provenance (each field's spans and status); the CSV
+writes each value's status beside it (a ``<column>_status`` column), never its spans.
+The format of an output file follows its name's extension unless one is given (``format_for``).
 Output files are opened together (``OutputFiles``): none is emptied before every one is open, and
 any failure to write one is an ``OutputError`` naming that file and the cause.
 """
@@ -22,7 +26,7 @@ from typing import Any, Protocol, TextIO
 
 from .errors import ImrExtractError
 from .names import escape_name
-from .schema import Guideline, LetterRecord
+from .schema import DATA_FIELDS, Guideline, LetterRecord, Status
 
 
 class OutputFormat(StrEnum):
@@ -31,9 +35,72 @@ class OutputFormat(StrEnum):
     CSV = "csv"
 
 
-def record_dict(record: LetterRecord) -> dict[str, Any]:
+#: The format an output file's name asks for (``-o out.csv``), when no ``--format`` is given.
+SUFFIX_FORMATS: dict[str, OutputFormat] = {
+    ".jsonl": OutputFormat.JSONL,
+    ".ndjson": OutputFormat.JSONL,
+    ".json": OutputFormat.JSON,
+    ".csv": OutputFormat.CSV,
+}
+
+
+def format_for(out: Path | None, fmt: OutputFormat | None) -> OutputFormat:
+    """The format to write: ``fmt`` when given, else the one ``out``'s extension names, else
+    JSON Lines (standard output, or a name with another extension)."""
+    if fmt is not None:
+        return fmt
+    if out is not None and str(out) != "-":
+        return SUFFIX_FORMATS.get(out.suffix.lower(), OutputFormat.JSONL)
+    return OutputFormat.JSONL
+
+
+class View(StrEnum):
+    """How much of each record is written (JSON and JSON Lines; CSV: see ``CsvWriter``)."""
+
+    #: The whole record: data, provenance, verification (checks), alternatives, source, extractor.
+    FULL = "full"
+    #: The data alone: the letter's fields and items, no provenance, checks or metadata.
+    DATA = "data"
+    #: The whole record with each field's provenance cut to its spans and status, and the
+    #: verification's checks to those that did not pass.
+    COMPACT = "compact"
+
+
+#: The record's keys the data view keeps (``schema.DATA_FIELDS`` and the layout read).
+DATA_KEYS: tuple[str, ...] = (*DATA_FIELDS[:1], "layout", *DATA_FIELDS[1:])
+
+
+def view_dict(data: dict[str, Any], view: View) -> dict[str, Any]:
+    """The record ``data`` (as ``record_dict`` gives it, or parsed from its JSON) in ``view``."""
+    if view is View.DATA:
+        return {key: data[key] for key in DATA_KEYS if key in data}
+    if view is View.COMPACT:
+        out = dict(data)
+        out["provenance"] = {
+            path: {
+                "status": p.get("status"),
+                "spans": [[s["start"], s["end"], s["page"]] for s in p.get("spans", [])],
+            }
+            for path, p in data.get("provenance", {}).items()
+        }
+        if data.get("verification") is not None:
+            v = dict(data["verification"])
+            v["checks"] = [c for c in v.get("checks", []) if c.get("result") != "passed"]
+            out["verification"] = v
+        return out
+    return data
+
+
+def record_dict(record: LetterRecord, view: View = View.FULL) -> dict[str, Any]:
     """The record as plain JSON-ready data (dates as ISO strings, enums as their values)."""
-    return record.model_dump(mode="json")
+    return view_dict(record.model_dump(mode="json"), view)
+
+
+def view_json(text: str, view: View) -> str:
+    """A record's JSON text (as ``extract`` writes it) in ``view``, on one line."""
+    if view is View.FULL:
+        return text
+    return json.dumps(view_dict(json.loads(text), view), ensure_ascii=False, separators=(",", ":"))
 
 
 class RecordWriter(Protocol):
@@ -42,11 +109,17 @@ class RecordWriter(Protocol):
 
 
 class JsonlWriter:
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, view: View = View.FULL) -> None:
         self.stream = stream
+        self.view = view
 
     def write(self, record: LetterRecord) -> None:
-        self.stream.write(record.model_dump_json() + "\n")
+        self.write_json(record.model_dump_json())
+
+    def write_json(self, text: str) -> None:
+        """A record already written as JSON (the store's text, a worker's): not parsed again
+        unless the view asks for less than the whole record."""
+        self.stream.write(view_json(text, self.view) + "\n")
         self.stream.flush()
 
     def close(self) -> None:
@@ -56,13 +129,14 @@ class JsonlWriter:
 class JsonWriter:
     """A JSON array, written incrementally."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, view: View = View.FULL) -> None:
         self.stream = stream
+        self.view = view
         self.count = 0
 
     def write(self, record: LetterRecord) -> None:
         self.stream.write("[\n" if self.count == 0 else ",\n")
-        self.stream.write(json.dumps(record_dict(record), indent=2))
+        self.stream.write(json.dumps(record_dict(record, self.view), indent=2))
         self.count += 1
 
     def close(self) -> None:
@@ -97,12 +171,55 @@ _GUIDELINE_KEYS = (
     "pages",
     "citations_json",
 )
+_GUIDELINES = {"ca": "claims_administrator_guideline", "imr": "imr_guideline"}
+
+#: The field (provenance path) each ``<column>_status`` column reports: a letter's field, or an
+#: item's (``{i}``: the item's index). A field with parts (``reviewer.licensure[0]``, each
+#: citation's source, sections, pages) reports its worst part: contradicted, then unverified.
+LETTER_STATUS: dict[str, str] = {
+    "case_number": "case_number",
+    "date_assigned": "dates.assigned",
+    "date_injury": "dates.injury",
+    "date_decision": "dates.decision",
+    "date_ur_denial": "dates.ur_denial",
+    "date_application_received": "dates.application_received",
+    "priority": "priority",
+    "reviewer_licensure": "reviewer.licensure",
+    "reviewer_specialty": "reviewer.specialty",
+    "reviewer_subspecialty": "reviewer.subspecialty",
+    "patient_age": "patient.age",
+    "patient_sex": "patient.sex",
+}
+ITEM_STATUS: dict[str, str] = {
+    "request": "items[{i}].request",
+    "decision": "items[{i}].decision",
+    "original_request": "items[{i}].original_request",
+    "authorized": "items[{i}].authorized",
+    "rationale": "items[{i}].rationale",
+    **{
+        f"{prefix}_{key}": f"items[{{i}}].{line}.{key}"
+        for prefix, line in _GUIDELINES.items()
+        for key in ("cited", "outside_mtus", "citations")
+    },
+}
+_WORST = (Status.CONTRADICTED.value, Status.UNVERIFIED.value, Status.VERIFIED.value)
 
 
-def item_rows(record: LetterRecord) -> Iterable[dict[str, Any]]:
-    """One flat row per item (a letter without items still gets one row)."""
+def field_status(statuses: dict[str, str], path: str) -> str | None:
+    """The status of the field at ``path``: its own, or its parts' worst (None: no value)."""
+    found = {
+        status
+        for key, status in statuses.items()
+        if key == path or key.startswith((f"{path}.", f"{path}["))
+    }
+    return next((s for s in _WORST if s in found), None)
+
+
+def item_rows(record: LetterRecord, statuses: bool = True) -> Iterable[dict[str, Any]]:
+    """One flat row per item (a letter without items still gets one row); with ``statuses``,
+    each value's status in its ``<column>_status`` column and the letter's coverage."""
     d = record.dates
-    letter = {
+    letter: dict[str, Any] = {
         "letter": escape_name(record.letter),  # as the JSON writes it (see names)
         "case_number": record.case_number,
         "layout": record.layout,
@@ -119,33 +236,47 @@ def item_rows(record: LetterRecord) -> Iterable[dict[str, Any]]:
         "patient_sex": record.patient.sex.value if record.patient.sex else None,
         "item_count": len(record.items),
     }
+    known = {path: p.status.value for path, p in record.provenance.items()}
+    if statuses:
+        v = record.verification
+        letter["coverage"] = round(v.coverage, 4) if v is not None else None
+        for column, path in LETTER_STATUS.items():
+            letter[f"{column}_status"] = field_status(known, path)
     if not record.items:
-        yield {**letter, **_item_columns(None, None)}
+        yield {**letter, **_item_columns(None, None, known if statuses else None)}
         return
     for i, item in enumerate(record.items):
-        yield {**letter, **_item_columns(i, item)}
+        yield {**letter, **_item_columns(i, item, known if statuses else None)}
 
 
-def _item_columns(index: int | None, item: Any) -> dict[str, Any]:
+def _item_columns(index: int | None, item: Any, known: dict[str, str] | None) -> dict[str, Any]:
     if item is None:
-        return {
+        row = {
             "item_index": None,
             "request": None,
             "decision": None,
             "original_request": None,
             "authorized": None,
+            "rationale": None,
             **_guideline_columns("ca", None),
             **_guideline_columns("imr", None),
         }
-    return {
-        "item_index": index,
-        "request": item.request,
-        "decision": item.decision.value,
-        "original_request": item.original_request,
-        "authorized": item.authorized,
-        **_guideline_columns("ca", item.claims_administrator_guideline),
-        **_guideline_columns("imr", item.imr_guideline),
-    }
+    else:
+        row = {
+            "item_index": index,
+            "request": item.request,
+            "decision": item.decision.value,
+            "original_request": item.original_request,
+            "authorized": item.authorized,
+            "rationale": item.rationale,
+            **_guideline_columns("ca", item.claims_administrator_guideline),
+            **_guideline_columns("imr", item.imr_guideline),
+        }
+    if known is not None:
+        for column, path in ITEM_STATUS.items():
+            status = None if index is None else field_status(known, path.format(i=index))
+            row[f"{column}_status"] = status
+    return row
 
 
 LETTER_COLUMNS = [
@@ -154,23 +285,33 @@ LETTER_COLUMNS = [
     "priority", "reviewer_licensure", "reviewer_specialty", "reviewer_subspecialty",
     "patient_age", "patient_sex", "item_count",
 ]  # fmt: skip
-ITEM_COLUMNS = ["item_index", "request", "decision", "original_request", "authorized"]
-CSV_COLUMNS: list[str] = (
+ITEM_COLUMNS = ["item_index", "request", "decision", "original_request", "authorized", "rationale"]
+#: The columns of the data view's CSV: the values alone.
+DATA_COLUMNS: list[str] = (
     LETTER_COLUMNS
     + ITEM_COLUMNS
-    + [f"{prefix}_{key}" for prefix in ("ca", "imr") for key in _GUIDELINE_KEYS]
+    + [f"{prefix}_{key}" for prefix in _GUIDELINES for key in _GUIDELINE_KEYS]
+)
+#: Every column of the CSV: the values, the letter's coverage and each value's status.
+CSV_COLUMNS: list[str] = (
+    DATA_COLUMNS + ["coverage"] + [f"{column}_status" for column in (*LETTER_STATUS, *ITEM_STATUS)]
 )
 
 
 class CsvWriter:
-    def __init__(self, stream: TextIO) -> None:
-        # extrasaction="raise": a row key missing from CSV_COLUMNS is a bug, not a silent drop.
-        self.writer = csv.DictWriter(stream, fieldnames=CSV_COLUMNS, extrasaction="raise")
+    """A row per item. The full and compact views write every column, each value's status
+    and the letter's coverage among them; the data view the values alone (``DATA_COLUMNS``)."""
+
+    def __init__(self, stream: TextIO, view: View = View.FULL) -> None:
+        self.statuses = view is not View.DATA
+        columns = CSV_COLUMNS if self.statuses else DATA_COLUMNS
+        # extrasaction="raise": a row key missing from the columns is a bug, not a silent drop.
+        self.writer = csv.DictWriter(stream, fieldnames=columns, extrasaction="raise")
         self.writer.writeheader()
         self.stream = stream
 
     def write(self, record: LetterRecord) -> None:
-        for row in item_rows(record):
+        for row in item_rows(record, self.statuses):
             self.writer.writerow(row)
 
     def close(self) -> None:
@@ -184,8 +325,8 @@ WRITERS: dict[OutputFormat, type[JsonlWriter | JsonWriter | CsvWriter]] = {
 }
 
 
-def make_writer(fmt: OutputFormat, stream: TextIO) -> RecordWriter:
-    return WRITERS[fmt](stream)
+def make_writer(fmt: OutputFormat, stream: TextIO, view: View = View.FULL) -> RecordWriter:
+    return WRITERS[fmt](stream, view)
 
 
 # --------------------------------------------------------------------------- output files

@@ -429,6 +429,8 @@ def _header(doc: Document, views: list[_View]) -> str:
             parts.append(f"${info.cost_usd:.4f}")
         if info.cached:
             parts.append("cached")
+        if info.model_error:
+            parts.append("model call failed")
         ver = view.record.verification
         if ver is not None:
             novel = ", novel layout" if ver.novel_layout else ""
@@ -464,6 +466,9 @@ def _problems(doc: Document, views: list[_View]) -> list[str]:
         )
         if bad:
             notes.append(f"{view.label}: spans outside the text: {', '.join(bad[:5])}")
+        failed = view.record.extractor.model_error
+        if failed:  # the hybrid kept the rules' values: the model's were never had
+            notes.append(f"{view.label}: the model call failed ({failed}): the rules' values stand")
         for warning in view.record.warnings:
             notes.append(f"{view.label}: {warning}")
     return notes

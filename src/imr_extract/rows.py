@@ -4,11 +4,13 @@ item, the letter's fields repeated), as a spreadsheet keeps it, read into the ou
 Invariant: a cell is converted only as far as its column says (a number column to a number, a
 ``True``/``False`` column to a flag, a ``; ``-list to a list, the ``*_citations_json`` column as
 JSON); a cell that does not convert is passed on as it is, so that ``verify_external`` reports it
-as an invalid value, never guessed at. What the rows cannot say is reported under the record's
-``_invalid`` key (path, value, reason): letter fields that differ between the rows of one letter
-(the first row's value is kept), a column the output CSV does not have, sections or pages that
-cannot be tied to one citation without the citations JSON. A ``letter`` written with ``\\xNN``
-escapes (a file name that is not UTF-8, see ``names``) is read back as that name.
+as an invalid value, never guessed at. The ``*_status`` and ``coverage`` columns say what a
+verifier found, not what the letter holds: they are not read back (verifying the record finds
+them again). What the rows cannot say is reported under the record's ``_invalid`` key (path,
+value, reason): letter fields that differ between the rows of one letter (the first row's value
+is kept), a column the output CSV does not have, sections or pages that cannot be tied to one
+citation without the citations JSON. A ``letter`` written with ``\\xNN`` escapes (a file name
+that is not UTF-8, see ``names``) is read back as that name.
 """
 
 from __future__ import annotations
@@ -168,6 +170,7 @@ def _record(name: str, group: list[Mapping[str, str | None]]) -> dict[str, Any]:
             "decision": _text(row.get("decision")),
             "original_request": _text(row.get("original_request")),
             "authorized": _text(row.get("authorized")),
+            "rationale": _text(row.get("rationale")),
         }
         for prefix, key in _GUIDELINES.items():
             item[key] = _guideline(row, prefix, f"items[{i}].{key}", problems)

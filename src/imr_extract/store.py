@@ -15,6 +15,9 @@ dialects differ only in ``storedb``). Tables:
     verification and alternatives stay inside it: ``json_each(record, '$.provenance')``
     reads them), and denormalised columns for queries (case number, decision date, layout,
     coverage, usage, model error).
+``served``
+    One row per result a run served from the store instead of extracting it again (its
+    ``letters`` row keeps the run that made it): ``export --run`` writes both.
 ``items``
     One row per item of an ``ok`` letter: request, decision, the partial-authorisation parts,
     each guideline line's flags and its sources, sections and pages as JSON arrays, the rationale,
@@ -171,6 +174,11 @@ CREATE TABLE IF NOT EXISTS items (
     PRIMARY KEY (letter_key, idx)
 );
 CREATE INDEX IF NOT EXISTS items_decision ON items (decision, decision_date);
+CREATE TABLE IF NOT EXISTS served (
+    run_id            TEXT NOT NULL,          -- a run that served this result from the store
+    letter_key        TEXT NOT NULL,          -- letters.key (made by an earlier run)
+    PRIMARY KEY (run_id, letter_key)
+);
 """
 
 
@@ -827,6 +835,15 @@ class RunStore:
             [(letter_key, i, *item) for i, item in enumerate(row.items)],
         )
 
+    @_guarded("write")
+    def mark_served(self, run_id: str, keys: list[str]) -> None:
+        """Record that ``run_id`` served these results (``letters.key``) from the store."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO served (run_id, letter_key) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                [(run_id, key) for key in keys],
+            )
+
     # ------------------------------------------------------------------ reading
 
     def record_texts(self, run_id: str | None = None) -> Iterator[str]:
@@ -841,9 +858,16 @@ class RunStore:
         args: tuple[str, ...] = ()
         if run_id is not None:
             query, args = query + " AND run_id = ?", (run_id,)
+            if self.db.has_table("served"):  # (a store made before it, opened read-only, has none)
+                query = (
+                    "SELECT record FROM letters WHERE status = 'ok' AND (run_id = ? OR key IN"
+                    " (SELECT letter_key FROM served WHERE run_id = ?))"
+                )
+                args = (run_id, run_id)
         for (text,) in self.db.execute(query + f" ORDER BY {self.db.order}", args):
             yield text
 
     def records(self, run_id: str | None = None) -> Iterator[LetterRecord]:
+        """The stored records (``run_id``: those it extracted or served from the store)."""
         for text in self.record_texts(run_id):
             yield LetterRecord.model_validate_json(text)

@@ -82,6 +82,9 @@ class Database:
     def in_transaction(self) -> bool:
         raise NotImplementedError
 
+    def has_table(self, name: str) -> bool:
+        raise NotImplementedError
+
     def begin(self) -> None:
         """Begin a write transaction."""
         raise NotImplementedError
@@ -165,6 +168,12 @@ class SqliteDatabase(Database):
     def in_transaction(self) -> bool:
         return self.con.in_transaction
 
+    def has_table(self, name: str) -> bool:
+        found = self.con.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
+        return found is not None
+
     def begin(self) -> None:
         self.con.execute("BEGIN IMMEDIATE")  # the write lock now: no upgrade deadlock later
 
@@ -238,8 +247,7 @@ class PostgresDatabase(Database):
                 self.con.adapters.register_loader(name, TextLoader)
             if readonly:
                 self.con.execute("SET default_transaction_read_only = on")
-                found = self.con.execute("SELECT to_regclass('meta')").fetchone()
-                if found is None or found[0] is None:
+                if not self.has_table("meta"):
                     raise NoStoreError(self.where)
             else:
                 with self.con.transaction():  # one creator at a time; the others find it made
@@ -264,6 +272,10 @@ class PostgresDatabase(Database):
     def in_transaction(self) -> bool:
         status = self.con.info.transaction_status
         return status != self._psycopg.pq.TransactionStatus.IDLE
+
+    def has_table(self, name: str) -> bool:
+        found = self.con.execute("SELECT to_regclass(%s)", (name,)).fetchone()
+        return found is not None and found[0] is not None
 
     def begin(self) -> None:
         self.con.execute("BEGIN")
