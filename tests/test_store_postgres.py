@@ -428,3 +428,41 @@ def test_export_of_a_database_that_holds_no_store_says_so(pg_url):
     assert result.exit_code == EXIT_STORE
     assert result.stderr.strip() == f"error: {shown_url(pg_url)}: no run store here (see --store)"
     assert rows(pg_url, "SELECT count(*) FROM pg_tables WHERE tablename = 'meta'") == [(0,)]
+
+
+def test_two_cli_runs_on_one_postgres_store_share_the_letters(pg_url, tmp_path):
+    """Two machines given the same letters and one store: two runs, each letter extracted by
+    one of them, each run's output every letter (the other's served from the store)."""
+    imr = str(Path(sys.executable).with_name("imr-extract"))
+    outs = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    procs = [
+        subprocess.Popen(
+            [
+                imr,
+                "extract",
+                str(LETTERS / "pdf"),
+                "--store",
+                pg_url,
+                "-o",
+                str(out),
+                "--workers",
+                "2",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for out in outs
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == EXIT_OK, err
+    for out in outs:
+        paths = sorted(json.loads(line)["source"]["path"] for line in out.read_text().splitlines())
+        assert paths == PDFS
+    runs = rows(pg_url, "SELECT ok, reused, errors FROM runs")
+    assert len(runs) == 2 and sum(r[0] for r in runs) == len(PDFS)  # each extracted once
+    assert sum(r[1] for r in runs) == len(PDFS)  # and served to the other run
+    assert rows(pg_url, "SELECT count(*), count(DISTINCT sha256) FROM letters") == [
+        (len(PDFS), len(PDFS))
+    ]
