@@ -466,3 +466,30 @@ def test_two_cli_runs_on_one_postgres_store_share_the_letters(pg_url, tmp_path):
     assert rows(pg_url, "SELECT count(*), count(DISTINCT sha256) FROM letters") == [
         (len(PDFS), len(PDFS))
     ]
+
+
+def test_a_lost_connection_is_one_store_error_and_loses_nothing_committed(pg_url):
+    from imr_extract.ingest import read_path
+    from imr_extract.store import RecordRow, StoreUnusableError
+
+    row = RecordRow.of(extract_document(read_path(PDFS[0])))
+    with RunStore(pg_url) as store:
+        run_id = store.start_run(KEY, argv=[], inputs=[], config={})
+        assert store.write(KEY, run_id, PDFS[0], row.sha256, row=row)
+        [(pid,)] = rows(pg_url, "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND pid <> pg_backend_pid()")  # fmt: skip
+        rows(pg_url, "SELECT pg_terminate_backend(?)", pid)  # the server drops the store's session
+        with pytest.raises(StoreUnusableError) as caught:
+            store.write(KEY, run_id, PDFS[1], "0" * 64, row=row)
+    assert str(caught.value).startswith(f"{shown_url(pg_url)}: cannot write the run store (")
+    assert rows(pg_url, "SELECT path FROM letters") == [(PDFS[0],)]
+
+
+def test_imr_store_names_a_postgres_store_for_extract_and_export(pg_url, tmp_path):
+    out = tmp_path / "out.jsonl"
+    env = {"IMR_STORE": pg_url}
+    result = cli.invoke(app, ["extract", *PDFS[:2], "-o", str(out)], env=env)
+    assert result.exit_code == EXIT_OK, result.output
+    exported = cli.invoke(app, ["export"], env=env)
+    assert exported.exit_code == EXIT_OK and exported.stdout == out.read_text()
+    assert rows(pg_url, "SELECT count(*) FROM letters") == [(2,)]
