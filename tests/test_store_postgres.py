@@ -271,12 +271,19 @@ def _outcomes(out: Path) -> list[tuple[str, bool, bool]]:
 
 
 def test_two_processes_share_one_run_and_store_every_letter_once(pg_url, tmp_path):
+    bad = []  # letters that fail (no decisions), each its own content, among the good ones
+    for i in range(5):
+        bad.append(tmp_path / f"notes-{i}.txt")
+        bad[-1].write_text(f"Dear colleague {i}, nothing was decided here.\n")
+    inputs = list(PDFS)
+    for i, path in enumerate(bad):
+        inputs.insert(i * 14, str(path))
     with RunStore(pg_url) as store:
-        run_id = store.start_run(KEY, argv=[], inputs=PDFS, config={})
+        run_id = store.start_run(KEY, argv=[], inputs=inputs, config={})
     go, outs = tmp_path / "go", [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
     # one extracts in its own process, the other in two worker processes (claims run ahead)
     procs = [
-        _start(pg_url, run_id, go, out, PDFS, workers=n)
+        _start(pg_url, run_id, go, out, inputs, workers=n)
         for out, n in zip(outs, (0, 2), strict=True)
     ]
     time.sleep(1.0)  # both have opened the store
@@ -285,13 +292,16 @@ def test_two_processes_share_one_run_and_store_every_letter_once(pg_url, tmp_pat
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
     got = [_outcomes(out) for out in outs]
-    for outcomes in got:  # each process answers every letter
-        assert sorted(o[0] for o in outcomes) == PDFS and all(o[2] for o in outcomes)
+    failing = {str(b) for b in bad}
+    for outcomes in got:  # each process answers every letter: a record, or its failure
+        assert sorted(o[0] for o in outcomes) == sorted(inputs)
+        assert {o[0] for o in outcomes if not o[2]} == failing
     extracted = Counter(o[0] for outcomes in got for o in outcomes if not o[1])
-    assert sorted(extracted) == PDFS and set(extracted.values()) == {1}  # by one process each
+    assert sorted(extracted) == sorted(inputs) and set(extracted.values()) == {1}  # once each
     assert all(any(not o[1] for o in outcomes) for outcomes in got)  # both did work
     assert rows(pg_url, "SELECT count(*), count(DISTINCT sha256), min(run_id), max(run_id)"
-                " FROM letters") == [(len(PDFS), len(PDFS), run_id, run_id)]  # fmt: skip
+                " FROM letters") == [(len(inputs), len(inputs), run_id, run_id)]  # fmt: skip
+    assert rows(pg_url, "SELECT count(*) FROM letters WHERE status = 'error'") == [(len(bad),)]
     with RunStore(pg_url) as store:
         stored = sorted(r.source.path for r in store.records())
     assert stored == PDFS

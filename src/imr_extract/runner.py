@@ -76,7 +76,7 @@ from .ingest import STDIN, Document, iter_paths, read_bytes, read_path, read_std
 from .limits import DEFAULT_LIMITS, Limits
 from .names import escape_name
 from .schema import LetterRecord
-from .store import RecordRow, ResultKey, RunStore, finished
+from .store import RecordRow, ResultKey, RunStore, finished, now_iso
 
 #: Letters per task sent to a worker process (amortises the inter-process round trip).
 DEFAULT_CHUNKSIZE = 8
@@ -810,6 +810,8 @@ class BatchRunner:
     reused: int = 0
     #: The worker pool of the current run (None in this process).
     pool: _Pool | None = field(default=None, init=False, repr=False)
+    #: When the current run began, on a shared store (failures recorded since are this pass's).
+    _since: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.store is not None and (self.run_id is None or self.key is None):
@@ -843,16 +845,18 @@ class BatchRunner:
                     if not self.store.claim_letter(content):  # another process is at it
                         deferred.append(_Task(position, path, data, sha))
                         continue
-                    ready = self._stored(_Task(position, path, data, sha))  # done meanwhile?
+                    # done meanwhile? (or failed in another process of this pass)
+                    ready = self._stored(_Task(position, path, data, sha), self._since)
                     if ready is not None:
                         self.store.release_letter(content)
                         yield ready
                         continue
             yield _Task(position, path, data, sha)
 
-    def _stored(self, task: _Task, failed_too: bool = False) -> _Ready | None:
-        """The stored result that stands for ``task``, if any (``failed_too``: or its failure
-        that another process of this run wrote while this one waited for it)."""
+    def _stored(self, task: _Task, failed_since: str | None = None) -> _Ready | None:
+        """The stored result that stands for ``task``, if any (``failed_since``: or its failure
+        that a process of this run recorded since then, while this one was running: a failure
+        is tried again by every new pass, never twice in one)."""
         assert self.store is not None and self.key is not None and task.sha256 is not None
         path, sha = task.path, task.sha256
         row = self.store.lookup(self.key.key(sha, path))
@@ -862,11 +866,13 @@ class BatchRunner:
                 path, record=record, sha256=sha, reused=True, row=RecordRow.of(record, text)
             )
             return _Ready(task.position, outcome)
-        if not failed_too:
+        if failed_since is None:
             return None
         row = self.store.lookup(self.key.error_key(sha, escape_name(path)))
         if row is None or row.run_id != self.run_id or row.error_code is None:
             return None
+        if row.finished_at is None or row.finished_at < failed_since:
+            return None  # an earlier pass's: tried again
         error = ImrExtractError(path, row.cause or "")
         error.code = row.error_code
         return _Ready(task.position, BatchOutcome(path, error=error, sha256=sha, reused=True))
@@ -949,6 +955,8 @@ class BatchRunner:
         waited for and served from the store, or extracted here if that process died.
         """
         deferred: list[_Task] = []
+        shared = self.store is not None and self.store.shared
+        self._since = now_iso() if shared else None
         yield from self._run_items(self._plan(iter_paths(inputs), deferred), total)
         for task in deferred:
             yield from self._run_items(self._settle(task), 1)
@@ -958,7 +966,7 @@ class BatchRunner:
         assert self.store is not None and self.key is not None and task.sha256 is not None
         content = self.key.key(task.sha256, task.path)
         self.store.claim_letter(content, wait=True)
-        ready = self._stored(task, failed_too=True)
+        ready = self._stored(task, self._since)
         if ready is not None:
             self.store.release_letter(content)
             yield ready

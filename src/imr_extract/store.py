@@ -299,6 +299,7 @@ class StoredLetter:
     error_code: str | None
     cause: str | None
     run_id: str | None = None
+    finished_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -721,8 +722,8 @@ class RunStore:
     @_guarded("read")
     def lookup(self, key: str) -> StoredLetter | None:
         row = self.db.execute(
-            "SELECT key, path, status, record, model_error, error_code, cause, run_id"
-            " FROM letters WHERE key = ?",
+            "SELECT key, path, status, record, model_error, error_code, cause, run_id,"
+            " finished_at FROM letters WHERE key = ?",
             (key,),
         ).fetchone()
         return StoredLetter(*row) if row is not None else None
