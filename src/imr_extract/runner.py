@@ -810,7 +810,11 @@ class BatchRunner:
     reused: int = 0
     #: The worker pool of the current run (None in this process).
     pool: _Pool | None = field(default=None, init=False, repr=False)
-    #: When the current run began, on a shared store (failures recorded since are this pass's).
+    #: On a shared store, a failure of this run recorded at or after this time (ISO 8601, as the
+    #: store writes it) is this pass's, served as it is rather than tried again; None: when
+    #: ``run`` begins. Processes that join a pass late (replicas sharing a job) give the pass's
+    #: start.
+    failures_since: str | None = None
     _since: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -956,7 +960,7 @@ class BatchRunner:
         """
         deferred: list[_Task] = []
         shared = self.store is not None and self.store.shared
-        self._since = now_iso() if shared else None
+        self._since = (self.failures_since or now_iso()) if shared else None
         yield from self._run_items(self._plan(iter_paths(inputs), deferred), total)
         for task in deferred:
             yield from self._run_items(self._settle(task), 1)
