@@ -197,6 +197,15 @@ def store_markdown() -> str:
             "and `json_extract`."
         ),
         "",
+        _paragraphs(
+            "A store on PostgreSQL (`--store postgresql://...`) has the same tables, made from "
+            "the same SQL with PostgreSQL's types (`imr_extract.storedb.postgres_schema`): "
+            "`BIGINT` for `INTEGER`, `DOUBLE PRECISION` for `REAL`, `json` for the JSON columns "
+            "(read them with `->`, `->>` and `json_array_elements_text`), and a `seq` identity "
+            "column last in `runs` and `letters`, the order rows were written in (SQLite's "
+            "`rowid`)."
+        ),
+        "",
     ]
     for match in re.finditer(
         r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\n\);", store.SCHEMA_SQL, re.DOTALL

@@ -279,7 +279,7 @@ class LetterTable:
         "a failed letter: its error code (the cause is on stderr)"
     )
 
-    def print(self, console: Console, run_id: str | None, store: Path | None) -> None:
+    def print(self, console: Console, run_id: str | None, store: str | None) -> None:
         t = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold")
         for i, name in enumerate(self.columns):
             t.add_column(name, justify="right" if i >= 2 else "left", overflow="fold")
@@ -647,12 +647,14 @@ def extract(
         ),
     ] = None,
     store_path: Annotated[
-        Path | None,
+        str | None,
         _batch_option(
-            f"Run store (SQLite; default ./{DEFAULT_STORE}): every result is kept there, and a "
-            "letter already extracted the same way is not extracted again.",
+            f"Run store (a SQLite file, default ./{DEFAULT_STORE}; or a postgresql:// URL): every "
+            "result is kept there, and a letter already extracted the same way is not extracted "
+            "again.",
             "--store",
             envvar="IMR_STORE",
+            metavar="PATH|URL",
         ),
     ] = None,
     no_store: Annotated[
@@ -781,13 +783,13 @@ def extract(
         stack.callback(files.abandon)  # a no-op once committed
         if not no_store:
             try:
-                store = stack.enter_context(RunStore(store_path or Path(DEFAULT_STORE)))
+                store = stack.enter_context(RunStore(store_path or DEFAULT_STORE))
                 if resume is not None:
                     run = store.run(resume)
                     store.claim_run(run.id)  # a second process resuming it is refused
                     if run.still_running():
                         raise RunBusyError(
-                            str(store.path),
+                            store.where,
                             f"run {run.id} is still running (pid {run.pid}): stop it first",
                         )
                     made = (run.backend, run.model, run.prompt, run.schema_hash, run.version)
@@ -935,11 +937,11 @@ def extract(
     if failure is not None:
         raise _file_error(*failure)
     if letters is not None:
-        letters.print(Console(highlight=False), run_id, store.path if store is not None else None)
+        letters.print(Console(highlight=False), run_id, store.where if store is not None else None)
     if summary:
         err.print(stats.table())
         if store is not None:
-            err.print(f"run {run_id} in {store.path}", markup=False, highlight=False)
+            err.print(f"run {run_id} in {store.where}", markup=False, highlight=False)
     raise typer.Exit(EXIT_FAILURES if stats.failures else EXIT_OK)
 
 
@@ -1623,8 +1625,14 @@ app.add_typer(batch_app, name="batch")
 @app.command()
 def export(
     store_path: Annotated[
-        Path, typer.Option("--store", envvar="IMR_STORE", help="The run store to read.")
-    ] = Path(DEFAULT_STORE),
+        str,
+        typer.Option(
+            "--store",
+            envvar="IMR_STORE",
+            metavar="PATH|URL",
+            help="The run store to read (a file or a postgresql:// URL).",
+        ),
+    ] = DEFAULT_STORE,
     run: Annotated[
         str | None,
         typer.Option(
@@ -1655,9 +1663,10 @@ def export(
     run, the same way).
     """
     from .store import RunStore, StoreError, StoreUnusableError
+    from .storedb import is_url
 
-    if not store_path.is_file():
-        raise _usage_error(f"{escape_name(str(store_path))}: no run store here (see --store)")
+    if not is_url(store_path) and not Path(store_path).is_file():
+        raise _usage_error(f"{escape_name(store_path)}: no run store here (see --store)")
     if fmt is None and out is not None and out.suffix.lower() == ".parquet":
         raise _usage_error(
             f"{escape_name(str(out))}: Parquet is two tables: --format parquet -o DIRECTORY"
@@ -1883,7 +1892,7 @@ def _nothing_exported(store: Any, run_id: str) -> None:
     )
 
 
-def _export_parquet(store_path: Path, run: str | None, out: Path | None, view: View) -> None:
+def _export_parquet(store_path: str | Path, run: str | None, out: Path | None, view: View) -> None:
     """``export --format parquet``: the two tables into the directory ``out``."""
     from . import parquet
     from .store import RunStore, StoreError

@@ -74,8 +74,9 @@ from .errors import (
 from .extract import Extractor, check_items, extract_document
 from .ingest import STDIN, Document, iter_paths, read_bytes, read_path, read_stdin
 from .limits import DEFAULT_LIMITS, Limits
+from .names import escape_name
 from .schema import LetterRecord
-from .store import RecordRow, ResultKey, RunStore, finished
+from .store import RecordRow, ResultKey, RunStore, finished, now_iso
 
 #: Letters per task sent to a worker process (amortises the inter-process round trip).
 DEFAULT_CHUNKSIZE = 8
@@ -811,13 +812,21 @@ class BatchRunner:
     reused: int = 0
     #: The worker pool of the current run (None in this process).
     pool: _Pool | None = field(default=None, init=False, repr=False)
+    #: On a shared store, a failure of this run recorded at or after this time (ISO 8601, as the
+    #: store writes it) is this pass's, served as it is rather than tried again; None: when
+    #: ``run`` begins. Processes that join a pass late (replicas sharing a job) give the pass's
+    #: start.
+    failures_since: str | None = None
+    _since: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.store is not None and (self.run_id is None or self.key is None):
             raise ValueError("a store needs a run_id and a key")
 
-    def _plan(self, paths: Iterable[str]) -> Iterator[_Task | _Ready]:
-        """Hash each input and settle the ones the store already holds."""
+    def _plan(self, paths: Iterable[str], deferred: list[_Task]) -> Iterator[_Task | _Ready]:
+        """Hash each input and settle the ones the store already holds. On a store shared by
+        several processes (PostgreSQL) a letter is claimed before it is extracted; one that
+        another process holds now goes to ``deferred`` (see ``_settle_deferred``)."""
         for position, path in enumerate(paths):
             try:
                 data = _read_stdin(self.limits) if path == STDIN else None
@@ -833,19 +842,46 @@ class BatchRunner:
                 except OSError:
                     sha = None  # the worker reports why it cannot be read
             if self.store is not None and self.key is not None and sha is not None:
-                row = self.store.lookup(self.key.key(sha, path))
-                if (
-                    row is not None
-                    and row.record is not None
-                    and finished(row, self.retry_model_errors)
-                ):
-                    record, text = _from_store(path, row.record)
-                    outcome = BatchOutcome(
-                        path, record=record, sha256=sha, reused=True, row=RecordRow.of(record, text)
-                    )
-                    yield _Ready(position, outcome)
+                ready = self._stored(_Task(position, path, data, sha))
+                if ready is not None:
+                    yield ready
                     continue
+                if self.store.shared:
+                    content = self.key.key(sha, path)
+                    if not self.store.claim_letter(content):  # another process is at it
+                        deferred.append(_Task(position, path, data, sha))
+                        continue
+                    # done meanwhile? (or failed in another process of this pass)
+                    ready = self._stored(_Task(position, path, data, sha), self._since)
+                    if ready is not None:
+                        self.store.release_letter(content)
+                        yield ready
+                        continue
             yield _Task(position, path, data, sha)
+
+    def _stored(self, task: _Task, failed_since: str | None = None) -> _Ready | None:
+        """The stored result that stands for ``task``, if any (``failed_since``: or its failure
+        that a process of this run recorded since then, while this one was running: a failure
+        is tried again by every new pass, never twice in one)."""
+        assert self.store is not None and self.key is not None and task.sha256 is not None
+        path, sha = task.path, task.sha256
+        row = self.store.lookup(self.key.key(sha, path))
+        if row is not None and row.record is not None and finished(row, self.retry_model_errors):
+            record, text = _from_store(path, row.record)
+            outcome = BatchOutcome(
+                path, record=record, sha256=sha, reused=True, row=RecordRow.of(record, text)
+            )
+            return _Ready(task.position, outcome)
+        if failed_since is None:
+            return None
+        row = self.store.lookup(self.key.error_key(sha, escape_name(path)))
+        if row is None or row.run_id != self.run_id or row.error_code is None:
+            return None
+        if row.finished_at is None or row.finished_at < failed_since:
+            return None  # an earlier pass's: tried again
+        error = ImrExtractError(path, row.cause or "")
+        error.code = row.error_code
+        return _Ready(task.position, BatchOutcome(path, error=error, sha256=sha, reused=True))
 
     def _extractor(self) -> Extractor:
         """The extractor, held to ``limits`` (the rules check items before they verify)."""
@@ -917,8 +953,36 @@ class BatchRunner:
     ) -> Iterator[BatchOutcome]:
         """One outcome per letter under ``inputs``, in input order; each new result is in the
         store (committed) before it is yielded. ``total`` (the number of letters, if known)
-        only keeps a pool from starting for a handful of letters."""
-        results = self._results(self._plan(iter_paths(inputs)), total)
+        only keeps a pool from starting for a handful of letters.
+
+        On a store shared by several processes (PostgreSQL), the letters another process was
+        extracting when this one came to them come last: once all of this process's own are
+        committed (its claims let go, so two processes never wait for each other), each is
+        waited for and served from the store, or extracted here if that process died.
+        """
+        deferred: list[_Task] = []
+        shared = self.store is not None and self.store.shared
+        self._since = (self.failures_since or now_iso()) if shared else None
+        yield from self._run_items(self._plan(iter_paths(inputs), deferred), total)
+        for task in deferred:
+            yield from self._run_items(self._settle(task), 1)
+
+    def _settle(self, task: _Task) -> Iterator[_Task | _Ready]:
+        """A letter another process held: wait for its claim, then take what it stored."""
+        assert self.store is not None and self.key is not None and task.sha256 is not None
+        content = self.key.key(task.sha256, task.path)
+        self.store.claim_letter(content, wait=True)
+        ready = self._stored(task, self._since)
+        if ready is not None:
+            self.store.release_letter(content)
+            yield ready
+        else:
+            yield task  # its claim is let go once its result is committed
+
+    def _run_items(
+        self, items: Iterator[_Task | _Ready], total: int | None
+    ) -> Iterator[BatchOutcome]:
+        results = self._results(items, total)
         store = self.store if self.key is not None and self.run_id is not None else None
         # The rules' results are committed in groups (a commit costs more than the rest of a
         # letter's write); a model's, which take seconds each, one by one.

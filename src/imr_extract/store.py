@@ -1,7 +1,9 @@
-"""The run store: an embedded SQLite database of runs, letter results and items.
+"""The run store: a database of runs, letter results and items, on SQLite or PostgreSQL.
 
 One file (``imr-extract.sqlite`` by default), stdlib ``sqlite3`` in WAL mode, written only by the
-process that runs the batch (workers compute; the parent writes). Tables:
+process that runs the batch (workers compute; the parent writes); or, for a fleet, a PostgreSQL
+database (``--store postgresql://...``) shared by several processes, with the same tables (the
+dialects differ only in ``storedb``). Tables:
 
 ``runs``
     One row per ``extract`` invocation: id, start/finish, status, host, argv and the settings
@@ -29,6 +31,11 @@ A letter's rows are written in one transaction (``BEGIN IMMEDIATE`` ... ``COMMIT
 killed at any point leaves either all of a letter's rows or none, and never loses a committed
 one (WAL with ``synchronous=NORMAL`` survives a killed process; a power cut may lose the last
 few commits, never corrupt the file).
+
+Exactly once: a run is held by one process (``claim_run``) on SQLite; on PostgreSQL several
+processes may run one run, and a letter is extracted only by the process that holds its claim
+(``claim_letter``, released once its result is committed), so none is extracted twice and none
+is lost when a process dies (its claims die with its connection).
 """
 
 from __future__ import annotations
@@ -44,7 +51,6 @@ import re
 import secrets
 import socket
 import sqlite3
-import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -55,6 +61,15 @@ from .errors import ImrExtractError
 from .names import escape_name, has_surrogates, unescape_name
 from .redact import redact, redact_json
 from .schema import LetterRecord
+from .storedb import (
+    Database,
+    MissingDriverError,
+    NoStoreError,
+    PostgresDatabase,
+    SqliteDatabase,
+    is_url,
+    shown_url,
+)
 
 DEFAULT_STORE = "imr-extract.sqlite"
 STORE_VERSION = "1"
@@ -62,10 +77,12 @@ STORE_VERSION = "1"
 #: Modules that cannot change what a record holds: editing them keeps stored results valid.
 _NOT_RECORD_CODE = frozenset(
     {
-        "cli.py", "store.py", "runner.py", "output.py", "review.py", "reporting.py",
+        "cli.py", "store.py", "storedb.py", "runner.py", "output.py", "review.py", "reporting.py",
         "compare.py", "evaluate.py", "fields.py", "parquet.py",
     }
 )  # fmt: skip
+#: Packages whose modules cannot change what a record holds (the service answers records).
+_NOT_RECORD_PACKAGES = ("service/",)
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -176,7 +193,7 @@ class StoreError(ImrExtractError):
 class StoreUnusableError(StoreError):
     """The store cannot be opened, read or written: corrupt, not a store, read-only, disk full.
 
-    Raised for every ``sqlite3`` error of a store method, naming the store's file and the cause.
+    Raised for every database error of a store method, naming the store and the cause.
     """
 
     code = "store-unusable"
@@ -186,6 +203,11 @@ class RunBusyError(StoreError):
     """The run is held by another live process (``claim_run``)."""
 
     code = "busy"
+
+
+def _is_db_error(exc: BaseException) -> bool:
+    """A PostgreSQL driver error (psycopg may not be installed: then nothing is one)."""
+    return any(c.__module__.startswith("psycopg") for c in type(exc).__mro__)
 
 
 def _cause(exc: BaseException, doing: str) -> str:
@@ -209,15 +231,15 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _guarded(doing: str) -> Callable[[_F], _F]:
-    """Turn a store method's ``sqlite3.Error`` into a ``StoreUnusableError`` naming the file."""
+    """Turn a store method's database error into a ``StoreUnusableError`` naming the store."""
 
     def wrap(method: _F) -> _F:
         @functools.wraps(method)
         def guarded(self: RunStore, *args: Any, **kw: Any) -> Any:
             try:
                 return method(self, *args, **kw)
-            except sqlite3.Error as exc:
-                raise StoreUnusableError(str(self.path), _cause(exc, doing)) from exc
+            except self.db.errors as exc:
+                raise StoreUnusableError(self.where, _cause(exc, doing)) from exc
 
         return guarded  # type: ignore[return-value]
 
@@ -237,7 +259,7 @@ def code_version() -> str:
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         rel = path.relative_to(root).as_posix()
-        if rel in _NOT_RECORD_CODE:
+        if rel in _NOT_RECORD_CODE or rel.startswith(_NOT_RECORD_PACKAGES):
             continue
         digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
     return f"{__version__}+{digest.hexdigest()[:10]}"
@@ -278,6 +300,8 @@ class StoredLetter:
     model_error: str | None
     error_code: str | None
     cause: str | None
+    run_id: str | None = None
+    finished_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -337,11 +361,14 @@ def new_run_id() -> str:
 
 
 _USERINFO = re.compile(r"(://)[^/@\s]+@")
+#: A password given as a URL's query parameter (``postgresql://host/db?password=...``).
+_PASSWORD_PARAM = re.compile(r"([?&]password=)[^&\s]*", re.IGNORECASE)
 
 
 def scrub(text: str) -> str:
-    """Drop the user:password part of any URL (the only place a flag could carry a secret)."""
-    return _USERINFO.sub(r"\1", text)
+    """Drop the user:password part of any URL, and a password in its query (the only places a
+    flag could carry a secret)."""
+    return _PASSWORD_PARAM.sub(r"\1", _USERINFO.sub(r"\1", text))
 
 
 #: One encoder for every row: ``json.dumps`` with options builds a new encoder on each call.
@@ -440,103 +467,102 @@ class RecordRow:
 
 
 class RunStore:
-    """A SQLite run store. Not thread-safe: use it from the thread that opened it."""
+    """A run store: a SQLite file, or a PostgreSQL database when given a ``postgresql://`` URL.
+    Not thread-safe: use it from the thread that opened it."""
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
-        """Open (or create) the store at ``path``; ``readonly``: open an existing store only to
-        read it, never writing to it (``export``: a store on read-only media or another user's).
+        """Open (or create) the store at ``path`` (a file, or a ``postgresql://`` URL);
+        ``readonly``: open an existing store only to read it, never writing to it (``export``:
+        a store on read-only media or another user's).
 
         Raises:
-            StoreUnusableError: it cannot be opened, or is not a run store.
+            StoreUnusableError: it cannot be opened, or is not a run store (or, for a URL,
+                psycopg is not installed: the ``postgres`` extra).
             StoreError: it is another version's store.
         """
-        self.path = Path(path)
-        self._lock_fd: int | None = None
+        self.db: Database
+        if is_url(path):
+            self.path: Path | None = None
+            self.where = shown_url(str(path))
+        else:
+            self.path = Path(path)
+            self.where = str(self.path)
         try:
-            if readonly:
-                self.db = self._connect_readonly()
+            if self.path is None:
+                self.db = PostgresDatabase(str(path), readonly=readonly, schema=SCHEMA_SQL)
             else:
-                if self.path.parent != Path(""):
-                    self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.db = sqlite3.connect(self.path, isolation_level=None, timeout=60.0)
-                self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.execute("PRAGMA synchronous=NORMAL")
-                self.db.execute("PRAGMA foreign_keys=ON")
-                self.db.executescript(SCHEMA_SQL)
+                self.db = SqliteDatabase(self.path, readonly=readonly, schema=SCHEMA_SQL)
             found = self.db.execute("SELECT value FROM meta WHERE key = 'store_version'").fetchone()
             if found is None and not readonly:
                 self.db.execute(
-                    "INSERT OR IGNORE INTO meta VALUES ('store_version', ?)", (STORE_VERSION,)
+                    "INSERT INTO meta VALUES ('store_version', ?) ON CONFLICT DO NOTHING",
+                    (STORE_VERSION,),
                 )
             elif found is None or found[0] != STORE_VERSION:
                 version = "no" if found is None else found[0]
                 raise StoreError(
-                    str(self.path),
+                    self.where,
                     f"store version {version}, this imr-extract writes "
                     f"{STORE_VERSION}: use another --store",
                 )
-        except (sqlite3.Error, OSError, StoreError) as exc:
+        except MissingDriverError as exc:
+            raise StoreUnusableError(self.where, str(exc)) from None
+        except NoStoreError:
+            raise StoreUnusableError(self.where, "no run store here (see --store)") from None
+        except Exception as exc:
             if hasattr(self, "db"):
                 self.db.close()
             if isinstance(exc, StoreError):
                 raise
-            if not readonly and self._read_only():
+            if not isinstance(exc, sqlite3.Error | OSError) and not _is_db_error(exc):
+                raise
+            if not readonly and self.path is not None and SqliteDatabase.cannot_write(self.path):
                 exc = sqlite3.OperationalError(f"read-only: {exc}")
-            raise StoreUnusableError(str(self.path), _cause(exc, "open")) from exc
+            raise StoreUnusableError(self.where, _cause(exc, "open")) from exc
+        #: Letters claimed by this process, written in the open transaction: released when it
+        #: is committed (``claim_letter``).
+        self._written: list[str] = []
 
-    def _read_only(self) -> bool:
-        """The store, or the directory its journal files go in, cannot be written."""
-        where = self.path if self.path.exists() else self.path.parent
-        return not os.access(where, os.W_OK) or not os.access(self.path.parent, os.W_OK)
+    @property
+    def shared(self) -> bool:
+        """Several processes may run one run on this store (PostgreSQL): letters are claimed."""
+        return isinstance(self.db, PostgresDatabase)
 
-    def _connect_readonly(self) -> sqlite3.Connection:
-        """A connection that never writes. A WAL store needs its ``-shm`` file, which a
-        read-only directory cannot hold: then the file is read as immutable (nobody can be
-        writing a store on read-only media)."""
-        if not self.path.is_file():
-            raise StoreUnusableError(str(self.path), "no run store here (see --store)")
-        uri = "file:" + urllib.parse.quote(os.fsencode(self.path.absolute()))
-        db = sqlite3.connect(uri + "?mode=ro", uri=True, isolation_level=None, timeout=60.0)
-        try:
-            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            return db
-        except sqlite3.OperationalError:
-            db.close()
-        db = sqlite3.connect(uri + "?immutable=1", uri=True, isolation_level=None)
-        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        return db
-
+    @_guarded("lock")
     def claim_run(self, run_id: str) -> None:
         """Hold ``run_id`` for this process until the store is closed (or the process dies,
-        even by SIGKILL): an advisory lock on one byte of ``<store>.lock`` per run.
+        even by SIGKILL): on SQLite an advisory lock on one byte of ``<store>.lock`` per run,
+        on PostgreSQL a session advisory lock.
 
         Raises:
             RunBusyError: another process holds it (the same run resumed twice at once).
         """
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        offset = int(hashlib.sha256(run_id.encode()).hexdigest()[:8], 16)
         try:
-            import fcntl
-        except ImportError:  # pragma: no cover - not POSIX: the pid check stands alone
-            return
-        try:
-            fd = self._lock_fd
-            if fd is None:
-                fd = self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
-        except BlockingIOError as exc:
-            raise RunBusyError(
-                str(self.path),
-                f"run {run_id} is running in another process now: wait for it to end, or stop it",
-            ) from exc
+            held = self.db.claim_run(run_id)
         except OSError as exc:
-            raise StoreUnusableError(str(lock_path), _cause(exc, "lock")) from exc
+            lock = self.where + ".lock"
+            raise StoreUnusableError(lock, _cause(exc, "lock")) from exc
+        if not held:
+            raise RunBusyError(
+                self.where,
+                f"run {run_id} is running in another process now: wait for it to end, or stop it",
+            )
+
+    @_guarded("lock")
+    def claim_letter(self, key: str, *, wait: bool = False) -> bool:
+        """Hold the letter whose content key is ``key`` while this process extracts it: True
+        if held (always, on SQLite), False if another process holds it now (``wait``: wait for
+        it to let go). A claim is let go when the letter's result is committed (``write``), or
+        when the store is closed or the process dies."""
+        return self.db.claim_letter(key, wait=wait)
+
+    @_guarded("lock")
+    def release_letter(self, key: str) -> None:
+        """Let go of a claim without writing (the letter turned out to be stored already)."""
+        self.db.release_letter(key)
 
     def close(self) -> None:
         self.db.close()
-        if self._lock_fd is not None:  # closing it releases the run's lock
-            os.close(self._lock_fd)
-            self._lock_fd = None
 
     def __enter__(self) -> RunStore:
         return self
@@ -545,7 +571,7 @@ class RunStore:
         self.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[Database]:
         """One write transaction: everything in the block is committed together, or nothing.
 
         Inside a group (``begin_group``) it is a savepoint of the group's transaction: the block
@@ -560,20 +586,26 @@ class RunStore:
                 raise
             self.db.execute("RELEASE one")
             return
-        self.db.execute("BEGIN IMMEDIATE")
+        self.db.begin()
         try:
             yield self.db
         except BaseException:
             self._undo("ROLLBACK")
             raise
+        self._commit()
+
+    def _commit(self) -> None:
         self.db.execute("COMMIT")
+        written, self._written = self._written, []
+        for key in written:  # committed: another process finds it stored now
+            self.db.release_letter(key)
 
     def _undo(self, *statements: str) -> None:
         """Roll back after a failure, keeping that failure the one reported: on a full disk or
         an I/O error SQLite may have rolled the whole transaction back already."""
         if not self.db.in_transaction:
             return
-        with contextlib.suppress(sqlite3.Error):
+        with contextlib.suppress(*self.db.errors):
             for statement in statements:
                 self.db.execute(statement)
 
@@ -588,12 +620,12 @@ class RunStore:
         letter it reported.
         """
         if not self.db.in_transaction:
-            self.db.execute("BEGIN IMMEDIATE")
+            self.db.begin()
 
     @_guarded("write")
     def commit_group(self) -> None:
         if self.db.in_transaction:
-            self.db.execute("COMMIT")
+            self._commit()
 
     # ------------------------------------------------------------------ runs
 
@@ -637,14 +669,17 @@ class RunStore:
         """The run named ``ref`` (an id, or ``last`` for the latest started)."""
         args: tuple[str, ...]
         if ref == "last":
-            query, args = "SELECT * FROM runs ORDER BY started_at DESC, rowid DESC LIMIT 1", ()
+            query, args = (
+                (f"SELECT * FROM runs ORDER BY started_at DESC, {self.db.order} DESC LIMIT 1"),
+                (),
+            )
         else:
             query, args = "SELECT * FROM runs WHERE id = ?", (ref,)
         cur = self.db.execute(query, args)
         row = cur.fetchone()
         if row is None:
             what = "no runs" if ref == "last" else f"no run {ref!r}"
-            raise StoreError(str(self.path), f"{what} in this store")
+            raise StoreError(self.where, f"{what} in this store")
         r = dict(zip([c[0] for c in cur.description], row, strict=True))
         return RunRow(
             id=r["id"],
@@ -702,8 +737,8 @@ class RunStore:
     @_guarded("read")
     def lookup(self, key: str) -> StoredLetter | None:
         row = self.db.execute(
-            "SELECT key, path, status, record, model_error, error_code, cause"
-            " FROM letters WHERE key = ?",
+            "SELECT key, path, status, record, model_error, error_code, cause, run_id,"
+            " finished_at FROM letters WHERE key = ?",
             (key,),
         ).fetchone()
         return StoredLetter(*row) if row is not None else None
@@ -733,6 +768,9 @@ class RunStore:
             error.cause = escape_name(error.cause)
         content_key = key.key(sha256, path)
         with self.transaction() as db:
+            db.lock_key(content_key)  # writers of one letter queue (PostgreSQL)
+            if content_key in self.db.claimed:
+                self._written.append(content_key)
             existing = self.lookup(content_key) if sha256 is not None else None
             if row is None:
                 if existing is not None and existing.status == "ok":
@@ -758,7 +796,7 @@ class RunStore:
 
     def _insert_letter(
         self,
-        db: sqlite3.Connection,
+        db: Database,
         key: ResultKey,
         letter_key: str,
         run_id: str,
@@ -807,7 +845,7 @@ class RunStore:
             ),
         )
 
-    def _insert_items(self, db: sqlite3.Connection, letter_key: str, row: RecordRow) -> None:
+    def _insert_items(self, db: Database, letter_key: str, row: RecordRow) -> None:
         db.executemany(
             "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(letter_key, i, *item) for i, item in enumerate(row.items)],
@@ -818,7 +856,7 @@ class RunStore:
         """Record that ``run_id`` served these results (``letters.key``) from the store."""
         with self.transaction() as db:
             db.executemany(
-                "INSERT OR IGNORE INTO served (run_id, letter_key) VALUES (?, ?)",
+                "INSERT INTO served (run_id, letter_key) VALUES (?, ?) ON CONFLICT DO NOTHING",
                 [(run_id, key) for key in keys],
             )
 
@@ -828,24 +866,21 @@ class RunStore:
         """The stored records (JSON text, as ``extract`` writes them), in the order written."""
         try:
             yield from self._record_texts(run_id)
-        except sqlite3.Error as exc:
-            raise StoreUnusableError(str(self.path), _cause(exc, "read")) from exc
+        except self.db.errors as exc:
+            raise StoreUnusableError(self.where, _cause(exc, "read")) from exc
 
     def _record_texts(self, run_id: str | None) -> Iterator[str]:
         query = "SELECT record FROM letters WHERE status = 'ok'"
         args: tuple[str, ...] = ()
         if run_id is not None:
             query, args = query + " AND run_id = ?", (run_id,)
-            has_served = self.db.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'served'"
-            ).fetchone()
-            if has_served:  # (a store made before it, opened read-only, has none)
+            if self.db.has_table("served"):  # (a store made before it, opened read-only, has none)
                 query = (
                     "SELECT record FROM letters WHERE status = 'ok' AND (run_id = ? OR key IN"
                     " (SELECT letter_key FROM served WHERE run_id = ?))"
                 )
                 args = (run_id, run_id)
-        for (text,) in self.db.execute(query + " ORDER BY rowid", args):
+        for (text,) in self.db.execute(query + f" ORDER BY {self.db.order}", args):
             yield text
 
     def records(self, run_id: str | None = None) -> Iterator[LetterRecord]:
