@@ -37,7 +37,7 @@ import pytest
 import hostile
 import hostile_endpoints as he
 from conftest import LETTERS, document
-from test_secrets import KEY, leaks
+from test_secrets import environment, leaks
 from test_verify import HEADER
 
 MiB = 2**20
@@ -107,18 +107,7 @@ def hostile_batch(d: Path) -> tuple[list[str], dict[str, str], list[str], str]:
 
 def run(tmp: Path, *argv: str) -> tuple[int, str, int]:
     """One CLI run in its own process under the cap: (exit code, stderr, peak RSS)."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("OPENAI_", "IMR_")) and k != "XDG_CACHE_HOME"
-    }
-    env.update(
-        OPENAI_API_KEY=KEY,
-        IMR_STORE=str(tmp / "drill.sqlite"),
-        IMR_CACHE_DIR=str(tmp / "cache"),
-        XDG_CACHE_HOME=str(tmp / "xdg-cache"),
-        COLUMNS="200",
-    )
+    env = environment(tmp, IMR_STORE=str(tmp / "drill.sqlite"))  # the key, no other settings
     cli = [sys.executable, "-m", "imr_extract.cli", "extract"]
     done = subprocess.run(
         [sys.executable, "-c", DRIVER, str(PROCESS_CAP), *cli, *argv],
