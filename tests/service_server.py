@@ -39,7 +39,7 @@ def clean_env() -> dict[str, str]:
 @dataclass
 class Server:
     url: str
-    store: Path
+    store: Path | str
     log: Path
     process: subprocess.Popen[bytes]
     key: str = ""
@@ -51,16 +51,21 @@ class Server:
 
 @contextlib.contextmanager
 def serving(
-    tmp: Path, *args: str, wait_s: float = 30.0, env: dict[str, str] | None = None
+    tmp: Path,
+    *args: str,
+    wait_s: float = 30.0,
+    env: dict[str, str] | None = None,
+    store: str | None = None,
 ) -> Iterator[Server]:
     """``imr-extract serve --store tmp/service.sqlite ARGS`` on a free port, until the block ends
-    (``env``: added to an environment without a model or store of the caller's)."""
+    (``env``: added to an environment without a model or store of the caller's; ``store``: a
+    store of the caller's, e.g. a PostgreSQL URL)."""
     port = free_port()
-    store = tmp / "service.sqlite"
+    where: Path | str = store or tmp / "service.sqlite"
     log = tmp / "server.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [CLI, "serve", "--port", str(port), "--store", str(store), *args],
+            [CLI, "serve", "--port", str(port), "--store", str(where), *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=clean_env() | (env or {}),
@@ -80,7 +85,7 @@ def serving(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the server did not start:\n{log.read_text()}")
             time.sleep(0.1)
-        yield Server(url, store, log, process)
+        yield Server(url, where, log, process)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)

@@ -1716,11 +1716,21 @@ def serve(
         int, typer.Option(help="Service processes (each with its own letter workers).", min=1)
     ] = 1,
     store_path: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--store",
-            help=f"Run store (SQLite; default ./{DEFAULT_STORE}): results and API keys.",
+            metavar="PATH|URL",
+            help=f"Run store: results and API keys (a SQLite file, default ./{DEFAULT_STORE}; "
+            "or a postgresql:// URL, which several replicas may share).",
             envvar="IMR_STORE",
+        ),
+    ] = None,
+    letters_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--letters-dir",
+            help="Where letters' bytes are kept for their review pages (default: <store>.letters "
+            "next to a SQLite store; in the store itself on PostgreSQL).",
         ),
     ] = None,
     no_auth: Annotated[
@@ -1781,7 +1791,8 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        store=store_path or Path(DEFAULT_STORE),
+        store=_service_store(store_path),
+        letters_dir=letters_dir,
         auth=not no_auth,
         max_queue=max_queue,
         rate_per_minute=rate,
@@ -1821,29 +1832,41 @@ keys_app = typer.Typer(
     no_args_is_help=True,
 )
 _KEYS_STORE = typer.Option(
-    "--store", help=f"Run store holding the keys (default ./{DEFAULT_STORE}).", envvar="IMR_STORE"
+    "--store",
+    help=f"Run store holding the keys (default ./{DEFAULT_STORE}; or a postgresql:// URL).",
+    envvar="IMR_STORE",
+    metavar="PATH|URL",
 )
+
+
+def _service_store(store_path: str | None) -> Path | str:
+    """``--store`` for the service and its keys: a SQLite file's path, or a PostgreSQL URL."""
+    from .storedb import is_url
+
+    if store_path is None:
+        return Path(DEFAULT_STORE)
+    return store_path if is_url(store_path) else Path(store_path)
 
 
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="Who or what the key is for.")] = "default",
-    store_path: Annotated[Path | None, _KEYS_STORE] = None,
+    store_path: Annotated[str | None, _KEYS_STORE] = None,
 ) -> None:
     """Make a key and print it (once: only its hash is kept)."""
     from .service.keys import KeyStore
 
-    key, token = KeyStore(store_path or Path(DEFAULT_STORE)).create(name)
+    key, token = KeyStore(_service_store(store_path)).create(name)
     err.print(f"{key.id} ({key.name}): keep it now, it is not shown again", markup=False)
     typer.echo(token)
 
 
 @keys_app.command("list")
-def keys_list(store_path: Annotated[Path | None, _KEYS_STORE] = None) -> None:
+def keys_list(store_path: Annotated[str | None, _KEYS_STORE] = None) -> None:
     """The keys: id, name, made, revoked."""
     from .service.keys import KeyStore
 
-    for key in KeyStore(store_path or Path(DEFAULT_STORE)).list():
+    for key in KeyStore(_service_store(store_path)).list():
         state = f"revoked {key.revoked_at}" if key.revoked_at else "active"
         typer.echo(f"{key.id}\t{key.name}\t{key.created_at}\t{state}")
 
@@ -1851,13 +1874,13 @@ def keys_list(store_path: Annotated[Path | None, _KEYS_STORE] = None) -> None:
 @keys_app.command("revoke")
 def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="The key's id (from `keys list`).")],
-    store_path: Annotated[Path | None, _KEYS_STORE] = None,
+    store_path: Annotated[str | None, _KEYS_STORE] = None,
 ) -> None:
     """Revoke a key: requests with it are refused from now on."""
     from .service.keys import KeyStore, UnknownKeyError
 
     try:
-        key = KeyStore(store_path or Path(DEFAULT_STORE)).revoke(key_id)
+        key = KeyStore(_service_store(store_path)).revoke(key_id)
     except UnknownKeyError as exc:
         raise _usage_error(str(exc)) from None
     typer.echo(f"{key.id}\trevoked {key.revoked_at}")

@@ -13,6 +13,12 @@ Invariants:
   uses (``backends.build_backend``), so a letter the CLI extracted is served from the store and
   one extracted here is reused by the CLI. The service is one run in the store, from its start
   to its stop.
+* On a store shared by replicas (PostgreSQL) a letter is extracted under its claim
+  (``RunStore.claim_letter``): a replica sent a letter another is extracting waits for that
+  result instead of extracting it again.
+* A letter's bytes are kept (for its review page) in ``letters_dir``, or -- a store shared by
+  replicas, with no directory given -- in the store's ``letter_files`` table, so any replica
+  shows the review of a letter another extracted.
 * A record leaves here with no path of the server: ``source.path`` is dropped and ``letter`` is
   the name the letter was sent under.
 """
@@ -37,7 +43,7 @@ from ..extract import check_items
 from ..ingest import Document
 from ..runner import _guard, _Pool, _Task
 from ..schema import Backend, LetterRecord
-from ..store import RecordRow, RunStore, finished, new_run_id
+from ..store import RecordRow, RunStore, StoredLetter, finished, new_run_id
 from .body import Letter
 from .metrics import Metrics
 from .problems import ProblemError
@@ -47,6 +53,8 @@ T = TypeVar("T")
 
 #: Seconds ``/readyz`` waits for the model endpoint to take a connection.
 MODEL_CONNECT_S = 2.0
+#: Seconds between looks at the store while another replica extracts a letter.
+CLAIM_POLL_S = 0.05
 #: Seconds a caller refused as ``busy`` is told to wait.
 RETRY_AFTER_S = 2
 #: Spawning a worker (forkserver start, ``_preparation``) is not thread-safe: one at a time.
@@ -64,10 +72,9 @@ class _SlotPool(_Pool):
 class StoreThread:
     """The run store, opened and used in one thread of its own."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, target: Path | str) -> None:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="imr-store")
-        self.store: RunStore = self._executor.submit(RunStore, path).result()
+        self.store: RunStore = self._executor.submit(RunStore, target).result()
 
     def call(self, fn: Callable[[RunStore], T]) -> T:
         """Run ``fn(store)`` in the store's thread (blocking the caller)."""
@@ -138,7 +145,11 @@ class Engine:
         self._waiting = 0
         self._lock = threading.Lock()
         self.store = StoreThread(settings.store)
-        self.letters_dir = settings.store.with_name(settings.store.name + ".letters")
+        self.letters_dir: Path | None = settings.letters_dir
+        if self.letters_dir is None and isinstance(settings.store, Path):
+            self.letters_dir = settings.store.with_name(settings.store.name + ".letters")
+        if self.letters_dir is None:  # a shared store: the bytes in it, for every replica
+            self.store.call(_make_letter_files)
         self.run_id = new_run_id()
         key = self.backends[Backend.RULES].key
         self.store.call(
@@ -203,12 +214,33 @@ class Engine:
         """One letter's result: from the store when it stands there, else extracted now."""
         built = self.backend(backend)
         sha = hashlib.sha256(letter.data).hexdigest()
-        stored = await self.store.acall(lambda s: s.lookup(built.key.key(sha, letter.name)))
+        key = built.key.key(sha, letter.name)
+        stored = await self._claim(key)
         if stored is not None and stored.record is not None and finished(stored):
             self.letters += 1
             self.reused += 1
             self.metrics.letter("reused")
             return Result(letter.name, sha, served(stored.record, letter.name), reused=True)
+        try:
+            return await self._extract(letter, sha, built)
+        finally:  # written: released at its commit already; failed before: released here
+            await self.store.acall(lambda s: s.release_letter(key))
+
+    async def _claim(self, key: str) -> StoredLetter | None:
+        """The letter's stored result, if it stands; else None, holding the letter's claim on a
+        shared store (another replica extracting it: wait, polling, for its result)."""
+        while True:
+            stored = await self.store.acall(lambda s: s.lookup(key))
+            if stored is not None and stored.record is not None and finished(stored):
+                return stored
+            if await self.store.acall(lambda s: s.claim_letter(key)):
+                again = await self.store.acall(lambda s: s.lookup(key))  # written meanwhile?
+                if again is not None and again.record is not None and finished(again):
+                    await self.store.acall(lambda s: s.release_letter(key))
+                return again
+            await asyncio.sleep(CLAIM_POLL_S)
+
+    async def _extract(self, letter: Letter, sha: str, built: BuiltBackend) -> Result:
         with self._lock:
             if self._waiting >= self.settings.letter_workers + self.settings.max_queue:
                 raise ProblemError(
@@ -225,9 +257,9 @@ class Engine:
                 self._waiting -= 1
         self.letters += 1
         self._count(result, built)
-        await self.store.acall(lambda s: self._write(s, built, letter, result))
-        if result.record_json is not None:
+        if result.record_json is not None:  # before the record: whoever finds it finds these
             await loop.run_in_executor(self._threads, self._keep, sha, letter.data)
+        await self.store.acall(lambda s: self._write(s, built, letter, result))
         return result
 
     @property
@@ -332,10 +364,14 @@ class Engine:
     # ------------------------------------------------------------------ stored letters
 
     def _letter_file(self, sha: str) -> Path:
+        assert self.letters_dir is not None
         return self.letters_dir / sha[:2] / sha
 
     def _keep(self, sha: str, data: bytes) -> None:
         """Keep a letter's bytes (by content) for its review page."""
+        if self.letters_dir is None:
+            self.store.call(lambda s: _keep_in_store(s, sha, data))
+            return
         path = self._letter_file(sha)
         if path.exists():
             return
@@ -357,8 +393,8 @@ class Engine:
         neither its bytes nor a record of it are here."""
         from ..review import render_review
 
-        path = self._letter_file(sha)
-        if not path.is_file():
+        data = await self._kept(sha)
+        if data is None:
             return None
         records: dict[str, LetterRecord] = {}
         for backend in self.backends:
@@ -368,8 +404,43 @@ class Engine:
         if not records:
             return None
         first = next(iter(records.values()))
-        doc = await self.read(Letter(first.letter, path.read_bytes()))
+        doc = await self.read(Letter(first.letter, data))
         return render_review(doc, records)
+
+    async def _kept(self, sha: str) -> bytes | None:
+        """The bytes kept of the letter ``sha`` (None: none kept)."""
+        if self.letters_dir is None:
+            return await self.store.acall(lambda s: _kept_in_store(s, sha))
+        path = self._letter_file(sha)
+        return path.read_bytes() if path.is_file() else None
+
+
+#: Letters' bytes kept in the store itself (a shared store with no ``letters_dir``).
+LETTER_FILES = "letter_files"
+
+
+def _make_letter_files(store: RunStore) -> None:
+    """Make the ``letter_files`` table (once: replicas starting together queue on a lock)."""
+    blob = "BYTEA" if store.shared else "BLOB"
+    with store.transaction() as db:
+        db.lock_key(LETTER_FILES)
+        if not db.has_table(LETTER_FILES):
+            db.execute(
+                f"CREATE TABLE {LETTER_FILES} (sha256 TEXT PRIMARY KEY, data {blob} NOT NULL)"
+            )
+
+
+def _keep_in_store(store: RunStore, sha: str, data: bytes) -> None:
+    with store.transaction() as db:
+        db.execute(
+            f"INSERT INTO {LETTER_FILES} (sha256, data) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            (sha, data),
+        )
+
+
+def _kept_in_store(store: RunStore, sha: str) -> bytes | None:
+    row = store.db.execute(f"SELECT data FROM {LETTER_FILES} WHERE sha256 = ?", (sha,)).fetchone()
+    return None if row is None else bytes(row[0])
 
 
 async def model_reachable(base_url: str, timeout_s: float = MODEL_CONNECT_S) -> None:

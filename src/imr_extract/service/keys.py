@@ -1,4 +1,5 @@
-"""API keys for the service's callers, kept hashed in the run store's SQLite file.
+"""API keys for the service's callers, kept hashed in the run store (its ``api_keys`` table, in
+the SQLite file or the PostgreSQL database every replica of the service shares).
 
 Invariant: a key's text exists only in the answer to ``create`` (shown once); the store holds its
 SHA-256 digest, its id, a name and when it was made or revoked. A request's key is checked by
@@ -10,14 +11,18 @@ might appear.
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from ..store import now_iso
+from ..store import StoreUnusableError, now_iso
+from ..storedb import PostgresDatabase, is_url, shown_url
 
 KEY_PREFIX = "imr-sk-"
 
@@ -53,14 +58,31 @@ def digest(token: str) -> str:
 
 
 class KeyStore:
-    """The ``api_keys`` table of the SQLite file at ``path`` (made if missing). Each call opens
-    its own connection, so any thread may use it."""
+    """The ``api_keys`` table of the run store at ``target`` (made if missing): a SQLite file's
+    path, or a ``postgresql://`` URL. Any thread may use it: on SQLite each call opens its own
+    connection; on PostgreSQL one connection is kept, used under a lock, and opened again after
+    the server dropped it. SQL is written with ``?`` placeholders (``storedb`` translates)."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+    def __init__(self, target: str | os.PathLike[str]) -> None:
+        self.url = str(target) if is_url(target) else None
+        self.path = None if self.url is not None else Path(target)
+        self.where = shown_url(self.url) if self.url is not None else Path(target).name
+        self._pg: PostgresDatabase | None = None
+        self._lock = threading.Lock()
 
     @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
+    def _db(self) -> Iterator[Any]:
+        if self.url is not None:
+            with self._lock:
+                try:
+                    if self._pg is None:
+                        self._pg = PostgresDatabase(self.url, readonly=False, schema=SCHEMA)
+                    yield self._pg
+                except self._errors() as exc:
+                    self.close()
+                    raise StoreUnusableError(self.where, type(exc).__name__) from None
+            return
+        assert self.path is not None
         if self.path.parent != Path(""):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
@@ -69,6 +91,17 @@ class KeyStore:
             yield db
         finally:
             db.close()
+
+    @staticmethod
+    def _errors() -> tuple[type[BaseException], ...]:
+        import psycopg
+
+        return (psycopg.Error,)
+
+    def close(self) -> None:
+        if self._pg is not None:
+            self._pg.close()
+            self._pg = None
 
     def create(self, name: str) -> tuple[ApiKey, str]:
         """A new key: its row, and its text (shown once, never stored)."""
@@ -103,7 +136,7 @@ class KeyStore:
                 "SELECT id, name, created_at, revoked_at FROM api_keys WHERE id = ?", (key_id,)
             ).fetchone()
         if row is None:
-            raise UnknownKeyError(f"no API key {key_id!r} in {self.path.name}")
+            raise UnknownKeyError(f"no API key {key_id!r} in {self.where}")
         return ApiKey(*row)
 
     def active_count(self) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..limits import DEFAULT_LIMITS, Limits
 from ..store import DEFAULT_STORE
+from ..storedb import is_url
 
 #: The environment variable that carries the settings (JSON) to uvicorn's worker processes.
 SETTINGS_ENV = "IMR_SERVICE_SETTINGS"
@@ -36,7 +37,11 @@ class Settings:
     port: int = 8000
     #: uvicorn worker processes (each with its own letter workers).
     workers: int = 1
-    store: Path = Path(DEFAULT_STORE)
+    #: The run store: a SQLite file's path, or a ``postgresql://`` URL (replicas share it).
+    store: Path | str = Path(DEFAULT_STORE)
+    #: Where letters' bytes are kept for their review pages (None: ``<store>.letters/`` next to
+    #: a SQLite store; in the store itself, the ``letter_files`` table, on PostgreSQL).
+    letters_dir: Path | None = None
     auth: bool = True
     #: Isolated processes reading and extracting letters, per service process.
     letter_workers: int = field(default_factory=_cores)
@@ -52,19 +57,23 @@ class Settings:
     def to_json(self) -> str:
         data = asdict(self)
         data["store"] = str(self.store)
+        data["letters_dir"] = None if self.letters_dir is None else str(self.letters_dir)
         return json.dumps(data)
 
     @classmethod
     def from_json(cls, text: str) -> Settings:
         data: dict[str, Any] = json.loads(text)
-        data["store"] = Path(data["store"])
+        data["store"] = data["store"] if is_url(data["store"]) else Path(data["store"])
+        if data.get("letters_dir") is not None:
+            data["letters_dir"] = Path(data["letters_dir"])
         data["limits"] = Limits(**data["limits"])
         return cls(**data)
 
     def public(self) -> dict[str, Any]:
         """What the run records about the service."""
         data = json.loads(self.to_json())
-        data.pop("store")
+        data.pop("store")  # a URL may hold a password
+        data.pop("letters_dir")
         return data
 
 
