@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import LETTERS, document, rules_record
+from conftest import LETTERS, document, letter_path, rules_record
 from fake_openai import Reply, serve
 from imr_extract import cli
 from imr_extract.cli import app
@@ -488,3 +488,24 @@ def test_the_progress_rate_is_letters_over_the_time_since_the_start() -> None:
     progress.advance(task_id, 1)
     task = progress.tasks[0]
     assert _RateColumn().render(task).plain == "5.0/s"
+
+
+def test_an_extension_that_names_no_format_is_said_and_jsonl_written(tmp_path: Path) -> None:
+    """`-o records.xlsx` wrote JSON Lines into a file its name calls a spreadsheet, silently."""
+    from typer.testing import CliRunner
+
+    from imr_extract.cli import app
+
+    out = tmp_path / "records.xlsx"
+    letter = str(letter_path("CM16-0231706.pdf"))
+    result = CliRunner().invoke(
+        app, ["extract", letter, "--no-store", "-o", str(out), "--no-progress"]
+    )
+    assert result.exit_code == 0, result.output
+    assert ".xlsx names no format; writing JSON Lines" in result.stderr
+    assert json.loads(out.read_text().splitlines()[0])["case_number"] == "CM16-0231706"
+    named = tmp_path / "records.csv"
+    result = CliRunner().invoke(
+        app, ["extract", letter, "--no-store", "-o", str(named), "--no-progress"]
+    )
+    assert "names no format" not in result.stderr

@@ -53,6 +53,7 @@ from .llm.config import LLMConfig as _Defaults
 from .llm.config import LLMMode
 from .names import escape_name
 from .output import (
+    SUFFIX_FORMATS,
     ExportFormat,
     JsonlWriter,
     OutputError,
@@ -318,6 +319,22 @@ def _note_skipped(skipped: list[str]) -> None:
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _output_format(out: Path | None, fmt: OutputFormat | None) -> OutputFormat:
+    """``format_for``, saying so on stderr when ``-o``'s extension names no format (the
+    records are then JSON Lines, whatever the name suggests)."""
+    chosen = format_for(out, fmt)
+    suffix = out.suffix.lower() if out is not None and str(out) != "-" else ""
+    if fmt is None and suffix and suffix not in SUFFIX_FORMATS:
+        err.print(
+            f"note: {escape_name(str(out))}: {suffix} names no format; writing JSON Lines "
+            f"(-f jsonl|json|csv, or name the file {', '.join(sorted(SUFFIX_FORMATS))})",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    return chosen
 
 
 def _open_out(stack: ExitStack, out: Path | None) -> TextIO:
@@ -766,7 +783,7 @@ def extract(
         raise _usage_error("give the letters to read (files, directories or '-')")
     # A table for people only when nothing asked for records (-o, even `-o -`, or --format).
     table = fmt is None and out is None and stdout_is_terminal()
-    fmt = format_for(out, fmt)
+    fmt = _output_format(out, fmt)
     if backend is not Backend.RULES and resume is None:
         require_key(config)  # (a resumed run's settings are checked against it first)
     store: RunStore | None = None
@@ -1597,7 +1614,7 @@ def batch_collect(
                 stream, errors = _open_outputs(stack, out, errors_out)
             else:
                 stream, errors = _open_out(stack, out), None
-            writer = make_writer(format_for(out, fmt), stream, view)
+            writer = make_writer(_output_format(out, fmt), stream, view)
             for outcome in jobs.collect_job(state, fallback=fallback):
                 stats.add(outcome)
                 if outcome.record is not None:
@@ -1683,7 +1700,9 @@ def export(
             stream = files.commit()[0] if at is not None else stdout_stream()
             stack.enter_context(stream)
             written = 0
-            writer = make_writer(format_for(out, OutputFormat(fmt) if fmt else None), stream, view)
+            writer = make_writer(
+                _output_format(out, OutputFormat(fmt) if fmt else None), stream, view
+            )
             if isinstance(writer, JsonlWriter):  # the stored text: parsed only for a view
                 for text in store.record_texts(run_id):
                     writer.write_json(text)
