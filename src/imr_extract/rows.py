@@ -23,28 +23,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from .names import unescape_name
-from .output import CSV_COLUMNS
+from .output import CSV_COLUMNS, LETTER_STATUS
 
 #: The key under which a converted record carries what the conversion could not say.
 PROBLEMS_KEY = "_invalid"
 
-_DATES = {
-    "date_assigned": "assigned",
-    "date_injury": "injury",
-    "date_decision": "decision",
-    "date_ur_denial": "ur_denial",
-    "date_application_received": "application_received",
-}
-_LETTER_COLUMNS = {
-    "case_number": "case_number",
-    "priority": "priority",
-    **{column: f"dates.{name}" for column, name in _DATES.items()},
-    "reviewer_licensure": "reviewer.licensure",
-    "reviewer_specialty": "reviewer.specialty",
-    "reviewer_subspecialty": "reviewer.subspecialty",
-    "patient_age": "patient.age",
-    "patient_sex": "patient.sex",
-}
+#: A letter's columns, repeated on each of its rows, and the field each one fills: the writer's map.
+_LETTER_COLUMNS = LETTER_STATUS
 _GUIDELINES = {"ca": "claims_administrator_guideline", "imr": "imr_guideline"}
 _INT_RX = re.compile(r"^\s*\d+\s*$")
 
