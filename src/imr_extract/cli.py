@@ -1667,6 +1667,14 @@ def serve(
     max_queue: Annotated[
         int, typer.Option(help="Letters that may wait for a worker; past it, 503.", min=0)
     ] = 64,
+    model_concurrency: Annotated[
+        int,
+        typer.Option(
+            help="Model extractions at once (hybrid, llm), per service process; --max-queue "
+            "more may wait; past it, 503.",
+            min=1,
+        ),
+    ] = 4,
     rate: Annotated[
         float | None,
         typer.Option(help="Requests per minute one API key may make; past it, 429.", min=0.001),
@@ -1718,6 +1726,7 @@ def serve(
         letters_dir=letters_dir,
         auth=not no_auth,
         max_queue=max_queue,
+        model_concurrency=model_concurrency,
         rate_per_minute=rate,
         limits=limits,
         pdf_engine=pdf_engine,
