@@ -87,3 +87,22 @@ def test_a_shared_run_is_finished_by_the_last_process_and_counts_both(pg_url, tm
     assert rows(pg_url, "SELECT status, finished_at IS NULL, letters, reused, ok FROM runs") == [
         ("finished", False, 2 * len(PDFS), len(PDFS), len(PDFS))
     ]
+
+
+def test_a_letter_held_elsewhere_is_extracted_after_the_rest_in_a_pool_of_its_own(pg_url):
+    """A letter another process held when the run came to it is taken last, in a second pass
+    of the runner: that pass starts its own workers (the first pass's were stopped)."""
+    import threading
+
+    rules = build_backend(Backend.RULES)
+    with RunStore(pg_url) as other, RunStore(pg_url) as store:
+        run = Run.start(store, rules, inputs=PDFS[:3])
+        from imr_extract.runner import hash_file
+
+        held = rules.key.key(hash_file(PDFS[0]), PDFS[0])
+        assert other.claim_letter(held)
+        threading.Timer(1.0, other.close).start()  # its claim ends with its connection
+        outcomes = list(run.extract(PDFS[:3], workers=2, min_pool_letters=0))
+        run.finish()
+    assert [o.source for o in outcomes] == [*PDFS[1:3], PDFS[0]]  # the held one last
+    assert all(o.ok and not o.reused for o in outcomes)

@@ -9,9 +9,16 @@ Two ways to spread the work:
 * ``concurrency=None`` (the rules): each worker process reads *and* extracts a chunk of letters
   (``workers`` processes, ``chunksize`` letters per task). The record comes back as JSON.
 * ``concurrency=N`` (backends that call a model): worker processes read the letters (PDF text
-  extraction is the CPU-heavy part) and ``N`` threads in this process run the extractor, so up
-  to ``N`` model calls are in flight at once. A ``RateLimiter`` shared by the threads keeps them
-  under requests/minute and tokens/minute (see ``RateLimitedLLM``).
+  extraction is the CPU-heavy part) and the extractor runs in this process through a bounded
+  ``ModelQueue`` (``N`` threads, so up to ``N`` model calls are in flight at once, and a bounded
+  number waiting: past it a batch waits, a service is refused). A service gives one queue to all
+  its runs. A ``RateLimiter`` shared by the threads keeps them under requests/minute and
+  tokens/minute (see ``RateLimitedLLM``).
+
+Inputs are paths (files, directories, ``-``) or ``Letter`` s: bytes under a name, with no file
+(a service's uploads). A run starts its own ``LetterPool`` of workers and stops it at the end,
+unless it is given a long-lived one (``LetterPool``, or ``LetterPools`` lent to runs in many
+threads), which it leaves running.
 
 Isolation (``isolate=True``, the default): every letter is read (and, with the rules, extracted)
 in a worker process, whatever the batch size; ``workers`` is how many. A worker answers letter
@@ -1027,9 +1034,10 @@ class BatchRunner:
     #: process (faster to start; a crash there ends the batch, and no time limit holds).
     isolate: bool = True
     reused: int = 0
-    #: The worker pool of the run: the one given, or the one the run started (None: letters
-    #: are read in this process).
+    #: A long-lived worker pool to use (None: the run starts its own, or reads in this process).
     pool: LetterPool | LetterPools | None = field(default=None, repr=False)
+    #: The pool the current run started (None: it was given one, or reads in this process).
+    started_pool: LetterPool | None = field(default=None, init=False, repr=False)
     model_queue: ModelQueue | None = field(default=None, repr=False)
     when_full: Literal["wait", "refuse"] = "wait"
     #: On a shared store, a failure of this run recorded at or after this time (ISO 8601, as the
@@ -1136,7 +1144,7 @@ class BatchRunner:
             pool = LetterPool(
                 workers, None if self.threaded else extractor, self.pdf_engine, self.limits
             )
-            self.pool, own_pool = pool, True
+            self.started_pool, own_pool = pool, True
         elif pool is None:
             settle_heap()
         queue, own_queue = self.model_queue, False
