@@ -271,3 +271,12 @@ def test_a_run_that_must_not_wait_is_refused_by_a_full_model_queue(tmp_path):
         [later] = BatchRunner(extractor, model_queue=queue, when_full="refuse").run([second])
     assert [o.ok for o in slow] == [True] and later.ok
     assert len(fake.requests) == 2  # the refused letter cost no model call
+
+
+def test_a_model_backends_run_extracts_in_threads_never_in_workers():
+    rules = build_backend(Backend.RULES)
+    model = BuiltBackend(Backend.LLM, extract_document, ResultKey("llm"), uses_model=True)
+    assert Run(model).runner().threaded and Run(model).runner().concurrency == 4
+    queue = ModelQueue(1)
+    assert Run(model).runner(model_queue=queue).model_queue is queue
+    assert not Run(rules).runner(concurrency=8, model_queue=queue).threaded  # the rules: workers

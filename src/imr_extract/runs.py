@@ -30,6 +30,10 @@ from .store import RecordRow, RunBusyError, RunRow, RunStore, new_run_id
 
 __all__ = ["Run", "RunMismatchError", "RunSummary"]
 
+#: Model extractions at once when a run with a model is given neither ``concurrency`` nor a
+#: ``model_queue`` (the CLI's ``--concurrency`` default).
+MODEL_CONCURRENCY = 4
+
 
 class RunMismatchError(Exception):
     """A run cannot be resumed (or joined) as asked: it was made with another backend, model,
@@ -243,6 +247,8 @@ class Run:
         if not backend.uses_model:
             options["concurrency"] = None
             options.pop("model_queue", None)
+        elif options.get("concurrency") is None and options.get("model_queue") is None:
+            options["concurrency"] = MODEL_CONCURRENCY  # a model's calls never go to workers
         return BatchRunner(
             backend.extractor,
             store=store,
