@@ -280,3 +280,25 @@ def test_a_model_backends_run_extracts_in_threads_never_in_workers():
     queue = ModelQueue(1)
     assert Run(model).runner(model_queue=queue).model_queue is queue
     assert not Run(rules).runner(concurrency=8, model_queue=queue).threaded  # the rules: workers
+
+
+def test_a_refused_run_gives_its_borrowed_worker_back_at_once():
+    pools = LetterPools(1, extract_document, None)
+    queue = ModelQueue(1, max_waiting=0)
+    model = BuiltBackend(Backend.LLM, extract_document, ResultKey("llm"), uses_model=True)
+    release = threading.Event()
+    try:
+        queue.submit(release.wait)  # the queue is full
+        run = Run(model)
+        letter = Letter("a.txt", ONE.read_bytes())
+        with pytest.raises(QueueFullError) as refused:  # (pytest keeps its traceback alive)
+            list(run.extract([letter], pool=pools, model_queue=queue, when_full="refuse"))
+        done: list = []
+        reader = threading.Thread(target=lambda: done.append(pools.read(letter)))
+        reader.start()
+        reader.join(20)
+        assert done and done[0].name == "a.txt", "the only worker was never given back"
+        assert refused.value.in_hand == 1
+    finally:
+        release.set()
+        pools.shutdown()

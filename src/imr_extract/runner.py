@@ -960,6 +960,10 @@ def _in_threads(
         for _, f in pending:  # the caller stopped early: what has not started never will
             if f is not None:
                 f.cancel()
+        # now, not when a traceback that holds it is freed: a borrowed pool goes back at once
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
 
 
 def _settled(fut: Future[Any] | None) -> bool:
