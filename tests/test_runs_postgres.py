@@ -46,9 +46,11 @@ PROCESS = textwrap.dedent(
 )
 
 
-def _wait_for(path: Path, seconds: float = 120) -> None:
+def _wait_for(path: Path, process: subprocess.Popen[str], seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
     while not path.exists():
+        if process.poll() is not None:
+            raise AssertionError(f"it exited ({process.returncode}): {process.communicate()[1]}")
         assert time.monotonic() < deadline, f"no {path.name}"
         time.sleep(0.02)
 
@@ -68,8 +70,8 @@ def test_a_shared_run_is_finished_by_the_last_process_and_counts_both(pg_url, tm
             stderr=subprocess.PIPE,
             text=True,
         )
-    for name in procs:
-        _wait_for(tmp_path / f"{name}.ready")
+    for name, process in procs.items():
+        _wait_for(tmp_path / f"{name}.ready", process)
     assert rows(pg_url, "SELECT status FROM runs") == [("running",)]
     (tmp_path / "b.go").touch()  # b finishes first: a still holds the run
     _, err = procs["b"].communicate(timeout=60)

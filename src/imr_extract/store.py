@@ -77,7 +77,8 @@ STORE_VERSION = "1"
 #: Modules that cannot change what a record holds: editing them keeps stored results valid.
 _NOT_RECORD_CODE = frozenset(
     {
-        "cli.py", "store.py", "storedb.py", "runner.py", "output.py", "review.py", "reporting.py",
+        "cli.py", "store.py", "storedb.py", "runner.py", "runs.py", "output.py", "review.py",
+        "reporting.py",
         "compare.py", "evaluate.py", "fields.py", "parquet.py",
     }
 )  # fmt: skip
