@@ -566,3 +566,44 @@ def test_the_model_endpoint_down_hybrid_answers_from_the_rules(tmp_path: Path):
         stored = c.get(f"/v1/letters/{sha}", params={"backend": "hybrid"}).json()
         assert stored["extractor"]["model_error"] == record["extractor"]["model_error"]
     assert secret not in srv.log.read_text(encoding="utf-8", errors="replace")
+
+
+def test_uvicorns_log_lines_pass_redact(tmp_path: Path):
+    """uvicorn's own lines (startup, one access line per request with its query string, the
+    client's address from X-Forwarded-For) pass ``redact``: key-shaped values a caller put in
+    the path, the query string and the headers never reach the log, while the lines naming
+    those requests are there (masked)."""
+    import secrets
+
+    def key_shaped(prefix: str) -> str:  # built at run time: no key-shaped literal is committed
+        return prefix + secrets.token_urlsafe(24).replace("-", "x").replace("_", "y") + "Q7"
+
+    in_path = key_shaped("sk-" + "proj-")
+    in_query = key_shaped("")
+    in_header = key_shaped("sk-")
+    bearer = key_shaped("")
+    forwarded = key_shaped("sk-")
+    with serving(tmp_path) as srv:
+        r = httpx.get(
+            f"{srv.url}/v1/letters/{in_path}",
+            params={"api_key": in_query},
+            headers={
+                "X-API-Key": in_header,
+                "Authorization": f"Bearer {bearer}",
+                "X-Forwarded-For": forwarded,
+            },
+        )
+        assert_problem(r, 401, "unauthorized")
+        assert_problem(httpx.get(f"{srv.url}/{in_path}?token={in_query}"), 404, "not-found")
+        # from a proxy on this machine, the caller's address (X-Forwarded-For) is logged
+        assert httpx.get(srv.url + "/healthz", headers={"X-Forwarded-For": "203.0.113.7"})
+    log = srv.log.read_text(encoding="utf-8", errors="replace")
+    for secret in (in_path, in_query, in_header, bearer, forwarded):
+        assert secret not in log
+        assert secret[-12:] not in log  # not a piece of one either
+    lines = log.splitlines()
+    assert any("GET /v1/letters/" in line and "api_key=[redacted]" in line for line in lines), log
+    assert any('[redacted]:0 - "GET /v1/letters/[redacted]?' in line for line in lines), log
+    assert any('GET /[redacted]?token=[redacted] HTTP/1.1" 404' in line for line in lines), log
+    assert any("203.0.113.7" in line and "/healthz" in line for line in lines), log
+    assert "Application startup complete" in log  # uvicorn's own lines are written too
