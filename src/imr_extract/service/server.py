@@ -34,6 +34,7 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     from .logs import log_config
+    from .transport import NoDelayH11Protocol
 
     check(settings)
     os.environ[SETTINGS_ENV] = settings.to_json()
@@ -44,6 +45,7 @@ def serve(settings: Settings) -> None:
         port=settings.port,
         workers=settings.workers,
         log_config=log_config(),
+        http=NoDelayH11Protocol,  # TCP_NODELAY with --workers N too (uvicorn issue #3149)
         log_level="info",
         access_log=True,  # one line per request, redacted (logs.RedactingAccessFormatter)
         server_header=False,
