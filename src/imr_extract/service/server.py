@@ -50,7 +50,7 @@ def serve(settings: Settings) -> None:
         access_log=True,  # one line per request, redacted (logs.RedactingAccessFormatter)
         server_header=False,
         # X-Forwarded-For / -Proto are believed from the addresses in FORWARDED_ALLOW_IPS only
-        # (uvicorn's default: 127.0.0.1, a proxy on this machine): the access line then names
+        # (uvicorn's default: 127.0.0.1,::1, a proxy on this machine): the access line then names
         # the proxy's client. Keys and rate limits never depend on the client's address.
         proxy_headers=True,
     )
