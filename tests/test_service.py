@@ -568,11 +568,13 @@ def test_the_model_endpoint_down_hybrid_answers_from_the_rules(tmp_path: Path):
     assert secret not in srv.log.read_text(encoding="utf-8", errors="replace")
 
 
-def test_uvicorns_log_lines_pass_redact(tmp_path: Path):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_uvicorns_log_lines_pass_redact(tmp_path: Path, workers: str):
     """uvicorn's own lines (startup, one access line per request with its query string, the
     client's address from X-Forwarded-For) pass ``redact``: key-shaped values a caller put in
     the path, the query string and the headers never reach the log, while the lines naming
-    those requests are there (masked)."""
+    those requests are there (masked). With ``--workers 2`` the lines come from uvicorn's
+    worker processes, each configured from the same (pickled) logging configuration."""
     import secrets
 
     def key_shaped(prefix: str) -> str:  # built at run time: no key-shaped literal is committed
@@ -583,7 +585,7 @@ def test_uvicorns_log_lines_pass_redact(tmp_path: Path):
     in_header = key_shaped("sk-")
     bearer = key_shaped("")
     forwarded = key_shaped("sk-")
-    with serving(tmp_path) as srv:
+    with serving(tmp_path, "--workers", workers, "--letter-workers", "1") as srv:
         r = httpx.get(
             f"{srv.url}/v1/letters/{in_path}",
             params={"api_key": in_query},
