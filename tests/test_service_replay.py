@@ -87,12 +87,20 @@ def test_backend_llm_through_the_service_is_the_in_process_replay(tmp_path: Path
         ThreadPoolExecutor(4) as pool,
     ):
         answers = list(pool.map(lambda case: _post(srv, case[0], "llm"), LLM_CASES))
+        with srv.client() as c:  # kept in the store under the model's key, answered from it
+            stored = [
+                c.get(
+                    f"/v1/letters/{hashlib.sha256(path.read_bytes()).hexdigest()}",
+                    params={"backend": "llm"},
+                )
+                for path, _ in LLM_CASES
+            ]
     for (_, name), r in zip(LLM_CASES, answers, strict=True):
         assert r.status_code == 200, (name, r.text)
         assert endpoint.played(name) >= 1, name
     _assert_all_played(endpoint)
 
-    for (path, name), r in zip(LLM_CASES, answers, strict=True):
+    for i, ((path, name), r) in enumerate(zip(LLM_CASES, answers, strict=True)):
         doc = read_path(path)
         llm = LLMExtractor(replay_config(tmp_path / "in-process"))
         with recorded(request, name, meta_for(llm, doc.sha256)):
@@ -100,6 +108,7 @@ def test_backend_llm_through_the_service_is_the_in_process_replay(tmp_path: Path
         served = r.json()
         assert served["extractor"]["backend"] == "llm" and served["extractor"]["attempts"] >= 1
         assert served == _as_served(local), name
+        assert stored[i].status_code == 200 and stored[i].json() == served, name
         assert served["source"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
