@@ -302,3 +302,22 @@ def test_a_refused_run_gives_its_borrowed_worker_back_at_once():
     finally:
         release.set()
         pools.shutdown()
+
+
+def test_a_long_lived_run_records_what_it_served_in_batches_and_the_rest_at_finish(tmp_path):
+    db = tmp_path / "s.sqlite"
+    rules = build_backend(Backend.RULES)
+    with RunStore(db) as store, Run.start(store, rules) as first:
+        list(first.extract(TXT, isolate=False))
+    served = "SELECT count(*) FROM served WHERE run_id = ?"
+    with RunStore(db) as store:
+        run = Run.start(store, rules)
+        run.served_batch = 3
+        counts = []
+        for path in TXT:  # letter by letter, as a service answers them
+            [o] = run.extract([path], isolate=False)
+            assert o.reused
+            counts.append(rows(db, served, run.id)[0][0])
+        run.finish()
+    assert counts == [0, 0, 3, 3]
+    assert rows(db, served, run.id) == [(4,)]

@@ -159,6 +159,10 @@ class Run:
         self.status: str | None = None  # set by ``finish``
         self._lock = threading.Lock()
         self._served: list[str] = []  # results served from the store, not yet recorded
+        #: Record the results served from the store once this many wait (and at the end of
+        #: each ``extract`` with 1, the default; always at ``finish``): a long-lived run
+        #: answering letter by letter (the service) raises it.
+        self.served_batch = 1
 
     # ------------------------------------------------------------------ making one
 
@@ -263,7 +267,8 @@ class Run:
         """The outcome of each letter under ``inputs`` (paths, directories, ``-``, or
         ``runner.Letter`` bytes), in input order, each counted in ``summary`` as it is yielded;
         ``options`` as ``runner``. The results served from the store are recorded as this
-        run's (``served``) when the letters are done or the caller stops."""
+        run's (``served``) when the letters are done or the caller stops (see
+        ``served_batch``)."""
         runner = self.runner(**options)
         try:
             for outcome in runner.run(inputs, total):
@@ -273,10 +278,12 @@ class Run:
                         self._served.append(runner.key.key(outcome.sha256, outcome.source))
                 yield outcome
         finally:
-            self._mark_served(runner.store)
+            self._mark_served(runner.store, self.served_batch)
 
-    def _mark_served(self, store: RunStore | None) -> None:
+    def _mark_served(self, store: RunStore | None, at_least: int = 1) -> None:
         with self._lock:
+            if len(self._served) < at_least:
+                return
             served, self._served = self._served, []
         if served and store is not None and self.id is not None:
             store.mark_served(self.id, served)

@@ -58,8 +58,10 @@ T = TypeVar("T")
 
 #: Seconds ``/readyz`` waits for the model endpoint to take a connection.
 MODEL_CONNECT_S = 2.0
-#: Seconds a caller refused as ``busy`` is told to wait.
-RETRY_AFTER_S = 2
+#: Results served from the store recorded as the run's (``served``) in one write per so many.
+SERVED_BATCH = 256
+#: Letters whose bytes a process remembers having kept (not asked of the store again).
+KEPT_MEMO = 4096
 
 
 class StoreThread:
@@ -133,6 +135,8 @@ class Engine:
             settings.letter_workers * 2 + 4, thread_name_prefix="imr-letter"
         )
         self._local = threading.local()  # each letter thread's own connection to the store
+        #: The letters whose bytes this process kept (the latest ``KEPT_MEMO``).
+        self._kept_here: dict[str, None] = {}
         self._stores: list[RunStore] = []
         self._lock = threading.Lock()
         self.store = StoreThread(settings.store)
@@ -147,6 +151,7 @@ class Engine:
                 s, rules_backend, argv=["serve"], config={"service": settings.public()}
             )
         )
+        self.run.served_batch = SERVED_BATCH  # one write per so many, not per request
 
     @property
     def run_id(self) -> str:
@@ -216,9 +221,7 @@ class Engine:
         loop = asyncio.get_running_loop()
         try:
             with self.admission.admitted(wait=False):
-                # Its bytes are kept before its record is written: whoever finds one finds both.
-                await loop.run_in_executor(self._threads, self._keep, sha, letter.data)
-                outcome = await loop.run_in_executor(self._threads, self._run, letter, built)
+                outcome = await loop.run_in_executor(self._threads, self._run, letter, sha, built)
         except QueueFullError as exc:
             raise ProblemError(
                 "busy", str(exc), headers={"Retry-After": str(exc.retry_after_s)}
@@ -236,14 +239,17 @@ class Engine:
             self._count(result, built)
         return result
 
-    def _run(self, letter: Letter, built: BuiltBackend) -> BatchOutcome:
+    def _run(self, letter: Letter, sha: str, built: BuiltBackend) -> BatchOutcome:
         """In a letter thread: ``letter`` through the run (a worker, the model's queue, the
         store through this thread's own connection)."""
+        store = self._thread_store()
+        # Its bytes are kept before its record is written: whoever finds one finds both.
+        self._keep(store, sha, letter.data)
         (outcome,) = self.run.extract(
             [letter],
             total=1,
             backend=built,
-            store=self._thread_store(),
+            store=store,
             pool=self.pools,
             model_queue=self.model_queue,
             when_full="refuse",
@@ -309,18 +315,23 @@ class Engine:
         assert self.letters_dir is not None
         return self.letters_dir / sha[:2] / sha
 
-    def _keep(self, sha: str, data: bytes) -> None:
-        """Keep a letter's bytes (by content) for its review page."""
+    def _keep(self, store: RunStore, sha: str, data: bytes) -> None:
+        """Keep a letter's bytes (by content) for its review page (``store``: this thread's)."""
+        if sha in self._kept_here:  # kept by this process already
+            return
         if self.letters_dir is None:
-            self.store.call(lambda s: _keep_in_store(s, sha, data))
-            return
-        path = self._letter_file(sha)
-        if path.exists():
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        part = path.with_name(f"{sha}.{os.getpid()}.{threading.get_ident()}.part")
-        part.write_bytes(data)
-        os.replace(part, path)
+            _keep_in_store(store, sha, data)
+        else:
+            path = self._letter_file(sha)
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                part = path.with_name(f"{sha}.{os.getpid()}.{threading.get_ident()}.part")
+                part.write_bytes(data)
+                os.replace(part, path)
+        with self._lock:
+            self._kept_here[sha] = None
+            while len(self._kept_here) > KEPT_MEMO:
+                del self._kept_here[next(iter(self._kept_here))]
 
     async def stored(self, sha: str, backend: Backend) -> str | None:
         """The stored record of the letter ``sha`` made by ``backend`` (JSON), or None."""
@@ -373,6 +384,8 @@ def _make_letter_files(store: RunStore) -> None:
 
 
 def _keep_in_store(store: RunStore, sha: str, data: bytes) -> None:
+    if _kept_in_store(store, sha, probe=True) is not None:
+        return  # a read, not a write: most letters sent again are kept already
     with store.transaction() as db:
         db.execute(
             f"INSERT INTO {LETTER_FILES} (sha256, data) VALUES (?, ?) ON CONFLICT DO NOTHING",
@@ -380,9 +393,11 @@ def _keep_in_store(store: RunStore, sha: str, data: bytes) -> None:
         )
 
 
-def _kept_in_store(store: RunStore, sha: str) -> bytes | None:
-    row = store.db.execute(f"SELECT data FROM {LETTER_FILES} WHERE sha256 = ?", (sha,)).fetchone()
-    return None if row is None else bytes(row[0])
+def _kept_in_store(store: RunStore, sha: str, probe: bool = False) -> bytes | None:
+    """The bytes kept of the letter ``sha`` (``probe``: only whether they are, as ``b""``)."""
+    what = "1" if probe else "data"
+    row = store.db.execute(f"SELECT {what} FROM {LETTER_FILES} WHERE sha256 = ?", (sha,)).fetchone()
+    return None if row is None else (b"" if probe else bytes(row[0]))
 
 
 async def model_reachable(base_url: str, timeout_s: float = MODEL_CONNECT_S) -> None:
