@@ -321,3 +321,17 @@ def test_a_long_lived_run_records_what_it_served_in_batches_and_the_rest_at_fini
         run.finish()
     assert counts == [0, 0, 3, 3]
     assert rows(db, served, run.id) == [(4,)]
+
+
+def test_a_quick_look_serves_a_stored_letter_and_counts_it_as_extract_does(tmp_path):
+    rules = build_backend(Backend.RULES)
+    data = ONE.read_bytes()
+    with RunStore(tmp_path / "s.sqlite") as store, Run.start(store, rules) as run:
+        assert run.stored(Letter("a.txt", data)) is None  # not there yet: nothing counted
+        assert run.summary.letters == 0
+        list(run.extract([Letter("a.txt", data)], isolate=False))
+        found = run.stored(Letter("b.txt", data))
+        assert found is not None and found.reused
+        assert (found.record.letter, found.record.source.path) == ("b.txt", None)
+        assert (run.summary.letters, run.summary.reused) == (2, 1)
+    assert Run(rules).stored(Letter("a.txt", data)) is None  # no store: nothing to look in

@@ -1127,6 +1127,18 @@ class BatchRunner:
         error.code = row.error_code
         return _Ready(task.position, BatchOutcome(path, error=error, sha256=sha, reused=True))
 
+    def stored(self, letter: Letter) -> BatchOutcome | None:
+        """``letter``'s result when the store holds one that stands (as ``run`` would serve
+        it), else None; a quick look before a caller spends a worker or a thread on it."""
+        if self.store is None or self.key is None:
+            return None
+        sha = hashlib.sha256(letter.data).hexdigest()
+        ready = self._stored(_Task(0, letter.name, letter.data, sha))
+        if ready is None:
+            return None
+        self.reused += 1
+        return ready.outcome
+
     def _extractor(self) -> Extractor:
         """The extractor, held to ``limits`` (the rules check items before they verify)."""
         if self.extractor is extract_document:

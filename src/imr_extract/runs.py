@@ -24,7 +24,7 @@ from typing import Any
 
 from .backends import BuiltBackend
 from .extract import Outcome
-from .runner import BatchOutcome, BatchRunner, Input
+from .runner import BatchOutcome, BatchRunner, Input, Letter
 from .schema import Usage
 from .store import RecordRow, RunBusyError, RunRow, RunStore, new_run_id
 
@@ -272,13 +272,28 @@ class Run:
         runner = self.runner(**options)
         try:
             for outcome in runner.run(inputs, total):
-                with self._lock:
-                    self.summary.add(outcome)
-                    if outcome.reused and runner.key is not None and outcome.sha256 is not None:
-                        self._served.append(runner.key.key(outcome.sha256, outcome.source))
+                self._count(runner, outcome)
                 yield outcome
         finally:
             self._mark_served(runner.store, self.served_batch)
+
+    def stored(self, letter: Letter, **options: Any) -> BatchOutcome | None:
+        """``letter``'s result when the store holds one that stands, counted as ``extract``
+        counts it; else None (``options`` as ``runner``: ``backend``, ``store``). A quick
+        look before spending a worker on it: the service's letters the store already holds
+        are answered without a thread of their own."""
+        runner = self.runner(**options)
+        outcome = runner.stored(letter)
+        if outcome is not None:
+            self._count(runner, outcome)
+            self._mark_served(runner.store, self.served_batch)
+        return outcome
+
+    def _count(self, runner: BatchRunner, outcome: BatchOutcome) -> None:
+        with self._lock:
+            self.summary.add(outcome)
+            if outcome.reused and runner.key is not None and outcome.sha256 is not None:
+                self._served.append(runner.key.key(outcome.sha256, outcome.source))
 
     def _mark_served(self, store: RunStore | None, at_least: int = 1) -> None:
         with self._lock:

@@ -221,7 +221,14 @@ class Engine:
         loop = asyncio.get_running_loop()
         try:
             with self.admission.admitted(wait=False):
-                outcome = await loop.run_in_executor(self._threads, self._run, letter, sha, built)
+                # One look in the store's thread first: a stored letter takes no letter thread.
+                outcome = await self.store.acall(
+                    lambda s: self.run.stored(letter, backend=built, store=s)
+                )
+                if outcome is None:
+                    outcome = await loop.run_in_executor(
+                        self._threads, self._run, letter, sha, built
+                    )
         except QueueFullError as exc:
             raise ProblemError(
                 "busy", str(exc), headers={"Retry-After": str(exc.retry_after_s)}
