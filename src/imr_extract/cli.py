@@ -1788,6 +1788,16 @@ def serve(
         ),
     ] = None,
     worker_memory: WorkerMemoryOption = None,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait",
+            metavar="SECONDS",
+            help="Seconds POST /v1/extract waits for a letter (its ?wait= at most this); past "
+            "it, 202 and a job of that letter (GET /v1/jobs/{id}).",
+            min=0,
+        ),
+    ] = 5.0,
 ) -> None:
     """Run the extraction service (HTTP, OpenAPI at /openapi.json) on uvicorn.
 
@@ -1817,6 +1827,7 @@ def serve(
         rate_per_minute=rate,
         limits=limits,
         pdf_engine=pdf_engine,
+        wait=wait,
     )
     if letter_workers is not None:
         settings = replace(settings, letter_workers=letter_workers)
