@@ -180,7 +180,7 @@ def _zip(body: bytes, max_members: int, budget: _Budget) -> JobLetters:
         mode = info.external_attr >> 16
         if info.is_dir():
             continue
-        if mode and not stat.S_ISREG(mode):  # a link, a device
+        if stat.S_IFMT(mode) and not stat.S_ISREG(mode):  # a link, a device (a type given)
             found.skipped += 1
             continue
         if info.flag_bits & 0x1:

@@ -1,0 +1,395 @@
+"""Jobs against a real uvicorn process (``imr-extract serve``): many letters in (a multipart form,
+a tar, a tar.gz, a zip), their gold records out as JSON Lines in the job's order; hostile
+archives refused whole with a code naming the cause; a cancelled job extracts no letter it had
+not started; a job is its key's alone; ``POST /v1/extract`` past its wait answers 202 and a job
+that later holds the record."""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import tarfile
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+import fake_openai
+from conftest import letter_path
+from service_server import Server, cli, serving
+from test_gold import diff
+from test_service import _gold, assert_problem
+from test_verify import GOLD, gold_answer
+
+ROOT = Path(__file__).parents[1]
+#: Letters with gold records, PDF and text.
+LETTERS = [
+    "CM16-0231706.pdf",
+    "CM17-0014449.pdf",
+    "CM16-0249724.pdf",
+    "CM16-0224814.pdf",
+    "CM16-0228949.pdf",
+    "000_95767a46bf993051.txt",
+]
+MAX_BODY = 4 * 2**20
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("jobs")
+    keys = []
+    for name in ("jobs", "other"):
+        made = cli("keys", "create", "--name", name, "--store", str(tmp / "service.sqlite"))
+        assert made.returncode == 0, made.stderr
+        keys.append(made.stdout.strip())
+    with serving(tmp, "--letter-workers", "2", "--max-body", "4M") as srv:
+        srv.key = keys[0]
+        srv.other = keys[1]  # type: ignore[attr-defined]
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def client(server: Server):
+    with server.client(server.key) as c:
+        yield c
+
+
+def wait_done(client: httpx.Client, location: str, timeout_s: float = 60) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job = client.get(location).json()
+        if job["status"] in ("finished", "cancelled") and not _running(job):
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+
+
+def _running(job: dict) -> int:
+    c = job["counts"]
+    return c["letters"] - c["done"] - c["cancelled"]
+
+
+def lines(response: httpx.Response) -> list[dict]:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/x-ndjson")
+    return [json.loads(line) for line in response.text.splitlines()]
+
+
+def assert_gold_lines(found: list[dict], names: list[str]) -> None:
+    assert [r.get("letter") for r in found] == [Path(n).name for n in names]
+    for name, record in zip(names, found, strict=True):
+        problems = diff(_gold(name), record)
+        assert not problems, "\n".join(problems)
+        assert record["source"]["path"] is None
+
+
+def post_job(client: httpx.Client, **kw: object) -> tuple[dict, str]:
+    r = client.post("/v1/jobs", **kw)  # type: ignore[arg-type]
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert r.headers["location"] == f"/v1/jobs/{job['id']}"
+    assert job["status"] in ("queued", "running")
+    return job, r.headers["location"]
+
+
+# --------------------------------------------------------------------------- letters in, gold out
+
+
+def test_a_multipart_job_gives_every_gold_record_in_order(client: httpx.Client):
+    files = [("files", (n, letter_path(n).read_bytes())) for n in LETTERS]
+    job, where = post_job(client, files=files)
+    assert job["counts"]["letters"] == len(LETTERS) and job["backend"] == "rules"
+    # follow: every letter's line, streamed as each is done, until the job ends
+    with client.stream("GET", where + "/results", params={"follow": "true"}) as r:
+        r.read()
+    assert_gold_lines(lines(r), LETTERS)
+    done = client.get(where).json()
+    assert done["status"] == "finished" and done["progress"] == 1.0
+    assert done["counts"]["done"] == done["counts"]["ok"] == len(LETTERS)
+    assert done["finished_at"] and done["started_at"]
+    # the same results again, in another view: what the CLI's --view writes
+    from imr_extract.output import View, view_json
+
+    full = client.get(where + "/results").text.splitlines()
+    data = lines(client.get(where + "/results", params={"view": "data"}))
+    assert data == [json.loads(view_json(line, View.DATA)) for line in full]
+    assert all("provenance" not in d for d in data)
+
+
+def _tar(members: list[tuple[bytes | str, bytes | None]], compress: bool) -> bytes:
+    """A tar of (name, data) members; data None: a directory; bytes names as they are."""
+    out = io.BytesIO()
+    with tarfile.open(
+        fileobj=out, mode="w:gz" if compress else "w", format=tarfile.GNU_FORMAT
+    ) as t:
+        for name, data in members:
+            info = tarfile.TarInfo(
+                name if isinstance(name, str) else name.decode("utf-8", "surrogateescape")
+            )
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                t.addfile(info)
+            else:
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("batch/link.pdf")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "/etc/passwd"
+        t.addfile(link)
+    return out.getvalue()
+
+
+def _zip(members: list[tuple[bytes | str, bytes | None]]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members:
+            if isinstance(name, bytes):  # not UTF-8: its bytes put in below, no UTF-8 flag
+                z.writestr(_placeholder(name), data or b"")
+            elif data is None:
+                z.writestr(name.rstrip("/") + "/", b"")
+            else:
+                z.writestr(name, data)
+    body = out.getvalue()
+    for name, _ in members:
+        if isinstance(name, bytes):
+            body = body.replace(_placeholder(name).encode(), name)
+    return body
+
+
+def _placeholder(name: bytes) -> str:
+    """An ASCII name as long as ``name`` (zipfile writes any other name as UTF-8)."""
+    return "".join(chr(b) if b < 128 else "Z" for b in name)
+
+
+@pytest.mark.parametrize("kind", ["tar", "tar.gz", "zip"])
+def test_an_archive_job_gives_gold_records_by_base_name_and_skips_the_rest(
+    client: httpx.Client, kind: str
+):
+    text = letter_path(LETTERS[-1]).read_bytes()
+    members: list[tuple[bytes | str, bytes | None]] = [("batch", None)]
+    members += [(f"batch/{n}", letter_path(n).read_bytes()) for n in LETTERS[:4]]
+    members += [
+        ("batch/README.md", b"not a letter"),
+        ("batch/.hidden.pdf", b"%PDF-1.4 hidden"),
+        ("__MACOSX/batch/._CM16-0231706.pdf", b"\x00\x05\x16\x07"),
+        (b"batch/caf\xe9.txt", text),  # a name that is not UTF-8
+    ]
+    if kind == "zip":
+        body, media = _zip(members), "application/zip"
+    else:
+        body = _tar(members, compress=kind == "tar.gz")
+        media = "application/gzip" if kind == "tar.gz" else "application/x-tar"
+    job, where = post_job(client, content=body, headers={"Content-Type": media})
+    skipped = 3 + (kind != "zip")  # README, the hidden file, the resource fork; a tar's link
+    assert job["counts"]["letters"] == 5 and job["counts"]["skipped"] == skipped
+    found = lines(client.get(where + "/results", params={"follow": "true"}))
+    assert_gold_lines(found[:4], LETTERS[:4])
+    assert found[4]["letter"] == "caf\\xe9.txt"  # its byte carried as the project does
+    assert not diff({k: v for k, v in _gold(LETTERS[-1]).items() if k != "letter"}, found[4])
+    assert wait_done(client, where)["counts"]["ok"] == 5
+
+
+def test_octet_stream_is_sniffed(client: httpx.Client):
+    body = _zip([(n, letter_path(n).read_bytes()) for n in LETTERS[:2]])
+    _job, where = post_job(
+        client, content=body, headers={"Content-Type": "application/octet-stream"}
+    )
+    assert_gold_lines(lines(client.get(where + "/results", params={"follow": "true"})), LETTERS[:2])
+
+
+# --------------------------------------------------------------------------- hostile archives
+
+
+def _zip_bomb() -> bytes:
+    """One member of zeros that inflates past the body cap (it is a few KB)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        with z.open("bomb.pdf", "w", force_zip64=True) as member:
+            for _ in range(MAX_BODY // 2**20 + 2):
+                member.write(b"\0" * 2**20)
+    return out.getvalue()
+
+
+def _tar_gz_bomb() -> bytes:
+    return _tar([("bomb.txt", b"\0" * (MAX_BODY + 2**20))], compress=True)
+
+
+HOSTILE = {
+    "zip-bomb": (_zip_bomb, "application/zip", 413, "archive-too-large"),
+    "tar-gz-bomb": (_tar_gz_bomb, "application/gzip", 413, "archive-too-large"),
+    "many-small-ones": (
+        lambda: _zip([(f"{i}.txt", b"x" * 2**20) for i in range(5)]),
+        "application/zip",
+        413,
+        "archive-too-large",
+    ),
+    "too-many-members": (
+        lambda: _zip([(f"{i}.txt", b"x") for i in range(1001)]),
+        "application/zip",
+        413,
+        "archive-too-many-members",
+    ),
+    "too-many-tar-members": (
+        lambda: _tar([(f"{i}", None) for i in range(1001)], compress=True),
+        "application/gzip",
+        413,
+        "archive-too-many-members",
+    ),
+    "climbing-zip": (
+        lambda: _zip([("a.pdf", b"%PDF-1.4"), ("../../etc/evil.pdf", b"%PDF-1.4")]),
+        "application/zip",
+        422,
+        "archive-unsafe-name",
+    ),
+    "absolute-tar": (
+        lambda: _tar([("/tmp/evil.txt", b"x")], compress=False),
+        "application/x-tar",
+        422,
+        "archive-unsafe-name",
+    ),
+    "not-a-zip": (
+        lambda: letter_path(LETTERS[0]).read_bytes(),
+        "application/zip",
+        400,
+        "bad-archive",
+    ),
+    "not-a-tar": (lambda: b"plain words " * 100, "application/x-tar", 400, "bad-archive"),
+    "truncated-zip": (
+        lambda: _zip([(n, letter_path(n).read_bytes()) for n in LETTERS[:2]])[:-300],
+        "application/zip",
+        400,
+        "bad-archive",
+    ),
+    "neither": (lambda: b"\x00" * 600, "application/octet-stream", 400, "bad-archive"),
+    "no-letters": (
+        lambda: _zip([("notes.md", b"x"), ("img.png", b"\x89PNG")]),
+        "application/zip",
+        422,
+        "no-letters",
+    ),
+    "not-a-job": (lambda: b"a letter", "text/plain", 415, "unsupported-media-type"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_a_bad_archive_is_refused_whole_with_its_code(
+    client: httpx.Client, server: Server, case: str
+):
+    make, media, status, code = HOSTILE[case]
+    body = make()
+    assert len(body) <= MAX_BODY  # refused for what it is, not for the body's own size
+    before = _jobs(server)
+    r = client.post("/v1/jobs", content=body, headers={"Content-Type": media})
+    assert_problem(r, status, code)
+    assert "/tmp" not in r.json()["detail"] or case == "absolute-tar"
+    assert _jobs(server) == before  # no job made
+
+
+def _jobs(server: Server) -> int:
+    with sqlite3.connect(server.store) as db:
+        return int(db.execute("SELECT count(*) FROM jobs").fetchone()[0])
+
+
+# --------------------------------------------------------------------------- cancel, ownership
+
+
+def _variants(n: int) -> list[tuple[str, bytes]]:
+    """``n`` letters of distinct content (a real letter's text with a line added)."""
+    text = letter_path(LETTERS[-1]).read_bytes()
+    return [(f"v{i:03}.txt", text + f"\nvariant {i} {time.time_ns()}\n".encode()) for i in range(n)]
+
+
+def test_a_cancelled_job_extracts_no_letter_it_had_not_started(
+    client: httpx.Client, server: Server
+):
+    letters = _variants(150)
+    job, where = post_job(client, files=[("files", v) for v in letters])
+    cancelled = client.delete(where)
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled" and cancelled.json()["finished_at"]
+    job = wait_done(client, where)
+    counts = job["counts"]
+    assert job["status"] == "cancelled"
+    assert counts["cancelled"] > 0
+    assert counts["ok"] + counts["failed"] + counts["cancelled"] == len(letters)
+    found = lines(client.get(where + "/results"))
+    assert len(found) == len(letters)
+    never = [line for line in found if line.get("error") == "cancelled"]
+    assert len(never) == counts["cancelled"]
+    # none of those was extracted: no result of its content in the store
+    with sqlite3.connect(server.store) as db:
+        stored = {s for (s,) in db.execute("SELECT sha256 FROM letters")}
+    assert not {line["sha256"] for line in never} & stored
+    extracted = [line for line in found if "error" not in line]
+    assert {r["source"]["sha256"] for r in extracted} <= stored
+    time.sleep(1)  # the worker leaves it alone
+    assert client.get(where).json()["counts"] == counts
+    assert client.delete(where).json()["status"] == "cancelled"  # again: the same job
+
+
+def test_a_job_is_its_keys_alone(client: httpx.Client, server: Server):
+    _job, where = post_job(
+        client, files=[("files", (LETTERS[0], letter_path(LETTERS[0]).read_bytes()))]
+    )
+    with server.client(server.other) as other:  # type: ignore[attr-defined]
+        for method, path in (("GET", where), ("GET", where + "/results"), ("DELETE", where)):
+            assert_problem(other.request(method, path), 404, "not-found")
+    with server.client() as nobody:
+        assert_problem(nobody.get(where), 401, "unauthorized")
+    assert wait_done(client, where)["status"] == "finished"  # not cancelled by the other key
+    assert_problem(client.get("/v1/jobs/job-" + "0" * 24), 404, "not-found")
+
+
+# --------------------------------------------------------------------------- the wait cap
+
+
+def test_past_its_wait_extract_answers_202_and_the_job_gets_the_record(tmp_path: Path):
+    """A model that takes its time (backend=llm): POST /v1/extract answers 202 with Location
+    after the server's --wait, even asked to wait longer; the job later holds the record,
+    the one the store serves."""
+    name = "000_95767a46bf993051.txt"
+    right = gold_answer(GOLD[name]).model_dump(mode="json")
+    slow = fake_openai.answer(right, delay_s=2.0)
+    with fake_openai.serve([slow]) as model:
+        env = {
+            "IMR_LLM_MODEL": "test-model",
+            "OPENAI_BASE_URL": model.base_url,
+            "OPENAI_API_KEY": "imr-test-placeholder-not-a-key",
+        }
+        data = letter_path(name).read_bytes()
+        text = {"Content-Type": "text/plain"}
+        args = ("--no-auth", "--letter-workers", "1", "--wait", "1")
+        with serving(tmp_path, *args, env=env) as srv, srv.client() as c:
+            started = time.monotonic()
+            r = c.post(
+                "/v1/extract",
+                content=data,
+                headers=text,
+                params={"backend": "llm", "name": name, "wait": 30},
+            )
+            took = time.monotonic() - started
+            assert r.status_code == 202, r.text
+            assert 0.9 < took < 1.9  # the server's cap, not the 30 s asked for
+            job = r.json()
+            assert r.headers["location"] == f"/v1/jobs/{job['id']}"
+            assert job["status"] == "running" and job["counts"]["letters"] == 1
+            assert job["backend"] == "llm"
+            (record,) = lines(c.get(r.headers["location"] + "/results", params={"follow": "true"}))
+            assert record["letter"] == name and record["extractor"]["backend"] == "llm"
+            assert record["extractor"]["usage"]["requests"] >= 1  # the model's answer
+            assert not diff(_gold(name), record)
+            assert c.get(r.headers["location"]).json()["counts"]["ok"] == 1
+            stored = c.get(
+                f"/v1/letters/{record['source']['sha256']}", params={"backend": "llm"}
+            )
+            assert stored.json() == record
+            # the rules within the wait: the record itself, 200
+            fast = c.post("/v1/extract", content=data, headers=text, params={"name": name})
+            assert fast.status_code == 200 and not diff(_gold(name), fast.json())
+            # wait=0: a job at once, which reuses the stored record
+            r = c.post("/v1/extract", content=data, headers=text, params={"wait": 0})
+            assert r.status_code == 202
+            assert wait_done(c, r.headers["location"])["counts"]["reused"] == 1
