@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from .. import __version__
 from ..errors import ImrExtractError
@@ -218,11 +219,18 @@ def create_app(settings: Settings) -> FastAPI:
         return answer(ProblemError("invalid-request", where).problem)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "bad-request")
         detail = exc.detail if isinstance(exc.detail, str) else code
         # The framework's own headers stand (a 405's Allow, a 401's WWW-Authenticate).
         headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 405:  # every route of the path, not the first one's alone
+            allowed: set[str] = set()
+            for route in app.router.routes:
+                if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE:
+                    allowed |= route.methods or set()
+            if allowed:
+                headers = (headers or {}) | {"Allow": ", ".join(sorted(allowed))}
         return answer(ProblemError(code, detail, status=exc.status_code).problem, headers)
 
     # ------------------------------------------------------------------ auth
