@@ -6,22 +6,29 @@ that later holds the record."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
+import re
+import signal
 import sqlite3
 import tarfile
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
 import fake_openai
+import pg
 from conftest import letter_path
 from service_server import Server, cli, serving
 from test_gold import diff
 from test_service import _gold, assert_problem
+from test_store_postgres import rows
 from test_verify import GOLD, gold_answer
 
 ROOT = Path(__file__).parents[1]
@@ -35,6 +42,7 @@ LETTERS = [
     "000_95767a46bf993051.txt",
 ]
 MAX_BODY = 4 * 2**20
+pg_server, pg_url = pg.pg_server, pg.pg_url  # the throwaway PostgreSQL server's fixtures
 
 
 @pytest.fixture(scope="module")
@@ -382,9 +390,7 @@ def test_past_its_wait_extract_answers_202_and_the_job_gets_the_record(tmp_path:
             assert record["extractor"]["usage"]["requests"] >= 1  # the model's answer
             assert not diff(_gold(name), record)
             assert c.get(r.headers["location"]).json()["counts"]["ok"] == 1
-            stored = c.get(
-                f"/v1/letters/{record['source']['sha256']}", params={"backend": "llm"}
-            )
+            stored = c.get(f"/v1/letters/{record['source']['sha256']}", params={"backend": "llm"})
             assert stored.json() == record
             # the rules within the wait: the record itself, 200
             fast = c.post("/v1/extract", content=data, headers=text, params={"name": name})
@@ -393,3 +399,112 @@ def test_past_its_wait_extract_answers_202_and_the_job_gets_the_record(tmp_path:
             r = c.post("/v1/extract", content=data, headers=text, params={"wait": 0})
             assert r.status_code == 202
             assert wait_done(c, r.headers["location"])["counts"]["reused"] == 1
+
+
+# --------------------------------------------------------------------------- replicas on PostgreSQL
+
+PDFS = sorted(p.name for p in (ROOT / "tests/data/letters/pdf").glob("*.pdf"))
+
+
+@pytest.fixture
+def replicas(pg_url: str, tmp_path: Path):
+    """Two replicas on one throwaway PostgreSQL store, one letter worker each, a short lease."""
+    made = cli("keys", "create", "--name", "fleet", "--store", pg_url)
+    assert made.returncode == 0, made.stderr
+    with contextlib.ExitStack() as stack:
+        servers = []
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            srv = stack.enter_context(
+                serving(
+                    tmp_path / name,
+                    "--letter-workers",
+                    "1",
+                    store=pg_url,
+                    env={"IMR_JOB_LEASE_S": "2"},
+                )
+            )
+            srv.key = made.stdout.strip()
+            servers.append(srv)
+        yield pg_url, servers
+
+
+def _metric(server: Server, outcome: str) -> int:
+    with server.client(server.key) as client:
+        text = client.get("/metrics").text
+    found = re.search(rf'^imr_letters_total\{{outcome="{outcome}"\}} (\d+)', text, re.M)
+    return int(found.group(1)) if found else 0
+
+
+def test_two_replicas_share_a_job_and_extract_each_letter_once(replicas: tuple):
+    url, (a, b) = replicas
+    files = [("files", (n, letter_path(n).read_bytes())) for n in PDFS]
+    # the same letters as two jobs, one sent to each replica at once
+    with ThreadPoolExecutor(2) as pool:
+        sent = list(pool.map(lambda s: s.client(s.key).post("/v1/jobs", files=files), (a, b)))
+    assert [r.status_code for r in sent] == [202, 202], [r.text for r in sent]
+    where = [r.headers["location"] for r in sent]
+    with b.client(b.key) as cb, a.client(a.key) as ca:
+        jobs = [wait_done(cb, where[0]), wait_done(ca, where[1])]  # each asked of the other
+        assert [j["status"] for j in jobs] == ["finished", "finished"]
+        assert [j["counts"]["ok"] for j in jobs] == [len(PDFS), len(PDFS)]
+        assert_gold_lines(lines(cb.get(where[0] + "/results")), PDFS)
+    # each job's letters taken once each (no letter of a job taken by both replicas) ...
+    taken = rows(
+        url,
+        "SELECT job_id, count(*), sum(attempts), count(DISTINCT worker) FROM job_letters"
+        " GROUP BY job_id",
+    )
+    by_job = {job: (n, attempts, workers) for job, n, attempts, workers in taken}
+    first = by_job[jobs[0]["id"]]
+    assert first[:2] == (len(PDFS), len(PDFS))
+    assert first[2] == 2  # both replicas worked on the job sent to one
+    assert by_job[jobs[1]["id"]][:2] == (len(PDFS), len(PDFS))
+    # ... and every letter extracted once across both jobs and both replicas (the other time
+    # it was served from the store, perhaps after waiting on the other replica's claim)
+    extracted = rows(url, "SELECT sha256 FROM job_letters WHERE reused = 0")
+    assert len(extracted) == len(PDFS) == len(set(extracted))
+    assert _metric(a, "ok") + _metric(b, "ok") == len(PDFS)
+    assert _metric(a, "reused") + _metric(b, "reused") == len(PDFS)
+    assert rows(url, "SELECT count(*), count(DISTINCT sha256) FROM letters") == [
+        (len(PDFS), len(PDFS))
+    ]
+
+
+def test_a_job_whose_replica_dies_is_finished_by_another(replicas: tuple):
+    url, (a, b) = replicas
+    files = [("files", (n, letter_path(n).read_bytes())) for n in PDFS]
+    with a.client(a.key) as ca:
+        r = ca.post("/v1/jobs", files=files)
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+    mine = f"%:{a.process.pid}:%"
+    held: list[tuple] = []
+    for _ in range(200):  # freeze A while it holds letters, then kill it
+        os.killpg(a.process.pid, signal.SIGSTOP)
+        held = rows(
+            url,
+            "SELECT position FROM job_letters WHERE job_id = ? AND state = 'running'"
+            " AND worker LIKE ?",
+            job_id,
+            mine,
+        )
+        if held:
+            break
+        os.killpg(a.process.pid, signal.SIGCONT)
+        time.sleep(0.02)
+    assert held, "replica A never held a letter"
+    os.killpg(a.process.pid, signal.SIGKILL)
+    a.process.wait(10)
+    with b.client(b.key) as cb:
+        job = wait_done(cb, f"/v1/jobs/{job_id}")
+        assert job["status"] == "finished" and job["counts"]["ok"] == len(PDFS)
+        assert_gold_lines(lines(cb.get(f"/v1/jobs/{job_id}/results")), PDFS)
+    again = rows(
+        url,
+        "SELECT position, attempts, worker FROM job_letters WHERE job_id = ? AND position IN"
+        f" ({', '.join('?' for _ in held)})",
+        job_id,
+        *[p for (p,) in held],
+    )
+    assert all(attempts == 2 and f":{b.process.pid}:" in worker for _, attempts, worker in again)

@@ -259,7 +259,9 @@ class Taken:
 
 def _take(store: RunStore, worker: str, backends: list[str], room: int) -> list[Taken]:
     """Up to ``room`` letters of unfinished jobs, taken by ``worker``: pending ones, or ones whose
-    lease ran out (their worker died). Oldest job first, in each job's order."""
+    lease ran out (their worker died). Jobs share the workers: the first letters of every
+    unfinished job before the next ones (a small job is not stuck behind a large one), each job
+    in its order."""
     now = time.time()
     marks = ", ".join("?" for _ in backends)
     candidates = store.db.execute(
@@ -267,7 +269,7 @@ def _take(store: RunStore, worker: str, backends: list[str], room: int) -> list[
         f" FROM {JOB_LETTERS} l JOIN {JOBS} j ON j.id = l.job_id"
         f" WHERE j.status IN ('queued', 'running') AND j.backend IN ({marks})"
         " AND (l.state = 'pending' OR (l.state = 'running' AND l.lease_until < ?))"
-        " ORDER BY j.created_at, l.job_id, l.position LIMIT ?",
+        " ORDER BY l.position, j.created_at, l.job_id LIMIT ?",
         (*backends, now, room * 4),
     ).fetchall()
     taken: list[Taken] = []
