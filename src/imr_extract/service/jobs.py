@@ -482,9 +482,9 @@ class JobWorker:
         await self.engine.store.acall(
             lambda s: _insert_job(s, job_id, owner, backend, named, skipped)
         )
-        self.wake()
         job = await self.engine.store.acall(lambda s: _job(s, job_id, owner))
         assert job is not None
+        self.wake()
         return job
 
     async def adopt(
