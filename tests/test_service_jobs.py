@@ -508,3 +508,24 @@ def test_a_job_whose_replica_dies_is_finished_by_another(replicas: tuple):
         *[p for (p,) in held],
     )
     assert all(attempts == 2 and f":{b.process.pid}:" in worker for _, attempts, worker in again)
+
+
+def test_the_jobs_bench_prints_a_row_per_run(tmp_path: Path):
+    """bench/bench_jobs.py still runs and prints its table (its figures are measured, not
+    tested)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_jobs.py"), "--letter-workers", "1"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split() for line in done.stdout.splitlines()[1:]]
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
+        (body, mode, "64", "64") for body in ("form", "tar.gz") for mode in ("extract", "reused")
+    ]
+    assert all(float(r[5]) > 0 for r in rows)

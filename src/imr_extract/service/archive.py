@@ -235,12 +235,12 @@ def _tar(body: bytes, max_members: int, budget: _Budget) -> JobLetters:
         if seen > max_members:
             raise _too_many(max_members)
         name = member_name(member.name)
-        if member.isdir():
-            continue
-        if not member.isfile():
-            found.skipped += 1
-            continue
+        # charged whatever its type: the next header is sought past its declared data
         budget.declared(name or "", member.size)
+        if not member.isfile():
+            budget.left -= member.size
+            found.skipped += not member.isdir()
+            continue
         stream = archive.extractfile(member)
         if stream is None:
             found.skipped += 1
