@@ -23,7 +23,7 @@ SETTINGS_ENV = "IMR_SERVICE_SETTINGS"
 #: Default wall-clock seconds for one letter of a request (reading and extracting it).
 LETTER_SECONDS = 60.0
 #: Default seconds ``POST /v1/extract`` waits for a letter before answering 202 and a job.
-WAIT_SECONDS = 5.0
+WAIT_SECONDS = 10.0
 
 
 def _cores() -> int:
