@@ -529,3 +529,110 @@ def test_the_jobs_bench_prints_a_row_per_run(tmp_path: Path):
         (body, mode, "64", "64") for body in ("form", "tar.gz") for mode in ("extract", "reused")
     ]
     assert all(float(r[5]) > 0 for r in rows)
+
+
+# --------------------------------------------------------------------------- archives, in process
+
+
+def _read(body: bytes, media: str, cap: int = MAX_BODY):
+    from imr_extract.service.archive import job_letters
+
+    return job_letters(media, body, max_members=1000, member_cap=cap, total_cap=cap)
+
+
+def _code(body: bytes, media: str, cap: int = MAX_BODY) -> str:
+    from imr_extract.service.problems import ProblemError
+
+    with pytest.raises(ProblemError) as refused:
+        _read(body, media, cap)
+    return refused.value.problem.code
+
+
+@pytest.mark.parametrize(
+    ("raw", "name"),
+    [
+        ("a/b/CM1.pdf", "CM1.pdf"),
+        ("a\\b\\CM1.pdf", "CM1.pdf"),
+        ("dir/", None),
+        ("tab\there.txt", "tab_here.txt"),
+        ("caf\udce9.txt", "caf\\xe9.txt"),
+    ],
+)
+def test_a_members_name_is_its_base_name(raw: str, name: str | None):
+    from imr_extract.service.archive import member_name
+
+    assert member_name(raw) == name
+
+
+@pytest.mark.parametrize("raw", ["/etc/x.pdf", "\\x.pdf", "C:\\x.pdf", "a/../../x.pdf", "..\\x"])
+def test_a_member_path_that_is_absolute_or_climbs_is_refused(raw: str):
+    from imr_extract.service.archive import member_name
+    from imr_extract.service.problems import ProblemError
+
+    with pytest.raises(ProblemError) as refused:
+        member_name(raw)
+    assert refused.value.problem.code == "archive-unsafe-name"
+
+
+def test_a_tar_member_of_any_type_is_charged_its_declared_size():
+    """A FIFO declaring gigabytes (the reader would seek past them, inflating a tar.gz all the
+    way) is refused as it is declared."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as t:
+        info = tarfile.TarInfo("letter.txt")
+        info.size = 1
+        t.addfile(info, io.BytesIO(b"x"))
+        fifo = tarfile.TarInfo("pipe")
+        fifo.type = tarfile.FIFOTYPE
+        t.addfile(fifo)
+    body = bytearray(out.getvalue())
+    # rewrite the FIFO's header with a huge size (a tar header is plain bytes in the gzip)
+    import gzip
+
+    raw = bytearray(gzip.decompress(bytes(body)))
+    at = raw.index(b"pipe")
+    raw[at + 124 : at + 136] = b"77777777777\0"  # size field, octal
+    checksum = sum(raw[at : at + 148]) + 8 * 32 + sum(raw[at + 156 : at + 512])
+    raw[at + 148 : at + 156] = f"{checksum:06o}\0 ".encode()
+    assert _code(gzip.compress(bytes(raw)), "application/gzip") == "archive-too-large"
+
+
+def test_bz2_tars_are_read_and_zip_links_skipped():
+    text = letter_path(LETTERS[-1]).read_bytes()
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:bz2") as t:
+        info = tarfile.TarInfo("x/" + LETTERS[-1])
+        info.size = len(text)
+        t.addfile(info, io.BytesIO(text))
+    found = _read(out.getvalue(), "application/octet-stream")
+    assert [(x.name, x.data) for x in found.letters] == [(LETTERS[-1], text)]
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        link = zipfile.ZipInfo("link.pdf")
+        link.external_attr = (0o120777) << 16  # a symbolic link
+        z.writestr(link, "/etc/passwd")
+        z.writestr("a.txt", text)
+    found = _read(out.getvalue(), "application/zip")
+    assert [x.name for x in found.letters] == ["a.txt"] and found.skipped == 1
+
+
+def test_an_encrypted_zip_member_is_refused():
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr("a.txt", b"not really encrypted")
+    body = bytearray(out.getvalue())
+    body[6] |= 0x1  # the local header's flags: encrypted
+    central = body.index(b"PK\x01\x02")
+    body[central + 8] |= 0x1  # and the central directory's
+    assert _code(bytes(body), "application/zip") == "bad-archive"
+
+
+def test_a_forms_file_names_are_labels():
+    """A form's file name with a path is cut to its base name (a form is no archive)."""
+    boundary = "b0undary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name=files; filename="../../x.txt"'
+        f"\r\n\r\nsome text\r\n--{boundary}--\r\n"
+    ).encode()
+    found = _read(body, f"multipart/form-data; boundary={boundary}")
+    assert [x.name for x in found.letters] == ["x.txt"]

@@ -296,10 +296,19 @@ def _take(store: RunStore, worker: str, backends: list[str], room: int) -> list[
 
 
 def _renew(store: RunStore, worker: str) -> None:
+    """Renew ``worker``'s leases; and a cancelled job's letters whose worker died in hand (their
+    lease run out) are marked cancelled, so the job's counts and a follower come to an end."""
+    now = time.time()
     with store.transaction() as db:
         db.execute(
             f"UPDATE {JOB_LETTERS} SET lease_until = ? WHERE worker = ? AND state = 'running'",
-            (time.time() + LEASE_S, worker),
+            (now + LEASE_S, worker),
+        )
+        db.execute(
+            f"UPDATE {JOB_LETTERS} SET state = 'cancelled', finished_at = ?"
+            " WHERE state = 'running' AND lease_until < ?"
+            f" AND job_id IN (SELECT id FROM {JOBS} WHERE status = 'cancelled')",
+            (now_iso(), now),
         )
 
 
