@@ -336,6 +336,7 @@ def test_cli_compare_reads_letters_with_rules_and_llm(request, monkeypatch, tmp_
         "IMR_LLM_MODEL",
         "OPENAI_MODEL",
         "IMR_LLM_MODE",
+        "IMR_LLM_MAX_REASKS",
         "IMR_CACHE_DIR",
     ):
         monkeypatch.delenv(var, raising=False)

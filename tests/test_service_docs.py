@@ -33,7 +33,8 @@ def test_the_examples_on_the_page_run_against_a_real_server(tmp_path: Path, monk
     assert made.returncode == 0, made.stderr
     key = made.stdout.strip()
     with serving(tmp_path, "--letter-workers", "1") as server:
-        env = _env(work) | {"IMR_KEY": key}
+        # keys commands find the service's store as the page's do (serve and keys share it)
+        env = _env(work) | {"IMR_KEY": key, "IMR_STORE": str(server.store)}
         monkeypatch.chdir(work)
         monkeypatch.setenv("IMR_KEY", key)
         namespace: dict[str, object] = {"__name__": "__docs__"}

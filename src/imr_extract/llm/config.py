@@ -89,7 +89,8 @@ class LLMConfig:
         """Settings from the environment, with explicit (non-None) overrides taking precedence.
 
         ``OPENAI_BASE_URL``, ``OPENAI_API_KEY``, ``IMR_LLM_MODEL`` (or ``OPENAI_MODEL``),
-        ``IMR_LLM_MODE``, ``IMR_CACHE_DIR``.
+        ``IMR_LLM_MODE``, ``IMR_LLM_MAX_REASKS``, ``IMR_CACHE_DIR`` (the service has no model
+        flags: these configure its model).
         """
         env = dict(os.environ if env is None else env)
         values: dict[str, object] = {}
@@ -100,6 +101,8 @@ class LLMConfig:
             values["model"] = model
         if env.get("IMR_LLM_MODE"):
             values["mode"] = LLMMode(env["IMR_LLM_MODE"])
+        if env.get("IMR_LLM_MAX_REASKS"):
+            values["max_reasks"] = int(env["IMR_LLM_MAX_REASKS"])
         if env.get("IMR_CACHE_DIR"):
             values["cache_dir"] = Path(env["IMR_CACHE_DIR"])
         if env.get("OPENAI_API_KEY"):

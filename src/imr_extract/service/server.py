@@ -1,7 +1,9 @@
 """``imr-extract serve``: the app on uvicorn, refusing an open door.
 
 Invariant: the service never listens without API keys on an address other machines can reach:
-``auth=False`` is refused unless the host is a loopback address (``settings.is_loopback``).
+``auth=False`` is refused unless the host is a loopback address (``settings.is_loopback``); and
+every log line it writes (uvicorn's access and error lines included) passes ``redact``
+(``logs.log_config``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ def serve(settings: Settings) -> None:
     """Run the service until it is stopped (SIGINT/SIGTERM)."""
     import uvicorn
 
+    from .logs import log_config
+    from .transport import NoDelayH11Protocol
+
     check(settings)
     os.environ[SETTINGS_ENV] = settings.to_json()
     uvicorn.run(
@@ -39,8 +44,13 @@ def serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        log_level="warning",
-        access_log=False,
+        log_config=log_config(),
+        http=NoDelayH11Protocol,  # TCP_NODELAY with --workers N too (uvicorn issue #3149)
+        log_level="info",
+        access_log=True,  # one line per request, redacted (logs.RedactingAccessFormatter)
         server_header=False,
-        proxy_headers=False,
+        # X-Forwarded-For / -Proto are believed from the addresses in FORWARDED_ALLOW_IPS only
+        # (uvicorn's default: 127.0.0.1,::1, a proxy on this machine): the access line then names
+        # the proxy's client. Keys and rate limits never depend on the client's address.
+        proxy_headers=True,
     )
