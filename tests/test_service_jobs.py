@@ -351,6 +351,18 @@ def test_a_job_is_its_keys_alone(client: httpx.Client, server: Server):
     assert_problem(client.get("/v1/jobs/job-" + "0" * 24), 404, "not-found")
 
 
+def test_the_job_worker_waits_for_room_instead_of_failing_letters_busy(tmp_path: Path):
+    """No queue at all (--max-queue 0, one letter worker): a request past it is refused busy,
+    but the job worker, holding two letters at once, waits for room: every letter is done."""
+    letters = _variants(12)
+    args = ("--no-auth", "--letter-workers", "1", "--max-queue", "0")
+    with serving(tmp_path, *args) as srv, srv.client() as c:
+        _, where = post_job(c, files=[("files", v) for v in letters])
+        job = wait_done(c, where)
+        assert job["counts"]["ok"] == len(letters), job
+        assert all("error" not in line for line in lines(c.get(where + "/results")))
+
+
 # --------------------------------------------------------------------------- the wait cap
 
 
