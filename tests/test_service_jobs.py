@@ -392,7 +392,7 @@ def test_past_its_wait_extract_answers_202_and_the_job_gets_the_record(tmp_path:
             )
             took = time.monotonic() - started
             assert r.status_code == 202, r.text
-            assert 0.9 < took < 1.9  # the server's cap, not the 30 s asked for
+            assert 0.9 < took < 5  # the server's cap (1 s), not the 30 s asked for (nor 10)
             job = r.json()
             assert r.headers["location"] == f"/v1/jobs/{job['id']}"
             assert job["status"] == "running" and job["counts"]["letters"] == 1
