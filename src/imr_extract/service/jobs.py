@@ -43,7 +43,7 @@ from pydantic import BaseModel, Field
 from ..output import View, view_json
 from ..redact import redact
 from ..schema import Backend
-from ..store import RunStore, StoreUnusableError, now_iso
+from ..store import RunStore, StoreUnusableError, _guarded, now_iso
 from .body import Letter
 from .engine import Engine, Result, served
 from .problems import ProblemError
@@ -101,6 +101,7 @@ class Job(BaseModel):
 # --------------------------------------------------------------------------- tables
 
 
+@_guarded("write")
 def make_tables(store: RunStore) -> None:
     """Make the job tables (once: replicas starting together queue on a lock)."""
     real = "DOUBLE PRECISION" if store.shared else "REAL"
@@ -146,6 +147,7 @@ def new_job_id() -> str:
     return "job-" + secrets.token_hex(12)
 
 
+@_guarded("write")
 def _insert_job(
     store: RunStore,
     job_id: str,
@@ -195,6 +197,7 @@ _COUNTS = (
 )
 
 
+@_guarded("read")
 def _job(store: RunStore, job_id: str, owner: str) -> Job | None:
     row = store.db.execute(
         f"SELECT id, backend, status, skipped, created_at, started_at, finished_at FROM {JOBS}"
@@ -226,6 +229,7 @@ def _job(store: RunStore, job_id: str, owner: str) -> Job | None:
     )
 
 
+@_guarded("write")
 def _cancel(store: RunStore, job_id: str, owner: str) -> Job | None:
     with store.transaction() as db:
         found = db.execute(
@@ -257,6 +261,7 @@ class Taken:
     backend: Backend
 
 
+@_guarded("write")
 def _take(store: RunStore, worker: str, backends: list[str], room: int) -> list[Taken]:
     """Up to ``room`` letters of unfinished jobs, taken by ``worker``: pending ones, or ones whose
     lease ran out (their worker died). Jobs share the workers: the first letters of every
@@ -295,6 +300,7 @@ def _take(store: RunStore, worker: str, backends: list[str], room: int) -> list[
     return taken
 
 
+@_guarded("write")
 def _renew(store: RunStore, worker: str) -> None:
     """Renew ``worker``'s leases; and a cancelled job's letters whose worker died in hand (their
     lease run out) are marked cancelled, so the job's counts and a follower come to an end."""
@@ -312,6 +318,7 @@ def _renew(store: RunStore, worker: str) -> None:
         )
 
 
+@_guarded("write")
 def _let_go(store: RunStore, worker: str) -> None:
     """A worker stopping: its letters in hand go back to the queue for another."""
     with store.transaction() as db:
@@ -331,6 +338,7 @@ class Outcome:
     cause: str | None = None
 
 
+@_guarded("write")
 def _done(store: RunStore, taken: Taken, worker: str, outcome: Outcome) -> None:
     """Write a letter's outcome (unless another worker finished it first), and finish its job
     when it was the last."""
@@ -409,6 +417,8 @@ class JobWorker:
                     )
                 except StoreUnusableError as exc:
                     logger.warning(redact(f"jobs: the run store cannot be used: {exc.cause}"))
+                except Exception as exc:  # a bug: logged, and the worker goes on
+                    logger.error(redact(f"jobs: unexpected {type(exc).__name__}: {exc}"))
             for one in taken:
                 self._spawn(self._do(one))
             if taken and len(taken) == room:
@@ -421,8 +431,10 @@ class JobWorker:
     async def _renew(self) -> None:
         while True:
             await asyncio.sleep(LEASE_S / 3)
-            with contextlib.suppress(StoreUnusableError):
+            try:
                 await self.engine.store.acall(lambda s: _renew(s, self.id))
+            except Exception as exc:  # the store or a bug: logged; the next round tries again
+                logger.warning(redact(f"jobs: leases not renewed: {type(exc).__name__}: {exc}"))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -477,8 +489,10 @@ class JobWorker:
     async def _write(self, taken: Taken, outcome: Outcome) -> None:
         try:
             await self.engine.store.acall(lambda s: _done(s, taken, self.id, outcome))
-        except StoreUnusableError as exc:
+        except StoreUnusableError as exc:  # the lease runs out; another worker tries
             logger.warning(redact(f"jobs: the run store cannot be used: {exc.cause}"))
+        except Exception as exc:  # a bug: logged, and the worker goes on
+            logger.error(redact(f"jobs: unexpected {type(exc).__name__}: {exc}"))
 
     # ------------------------------------------------------------------ jobs made here
 
@@ -568,6 +582,7 @@ class JobWorker:
                 await asyncio.sleep(FOLLOW_POLL_S)
 
 
+@_guarded("read")
 def _rows(store: RunStore, job_id: str, position: int) -> list[tuple[Any, ...]]:
     rows: list[tuple[Any, ...]] = store.db.execute(
         f"SELECT l.position, l.name, l.sha256, l.state, l.status, r.record, l.error_code, l.cause"
