@@ -363,6 +363,23 @@ def test_the_job_worker_waits_for_room_instead_of_failing_letters_busy(tmp_path:
         assert all("error" not in line for line in lines(c.get(where + "/results")))
 
 
+def test_two_processes_on_one_sqlite_store_share_a_job(tmp_path: Path):
+    """serve --workers 2 on SQLite: both processes' job workers take the job's letters, each
+    letter once (the conditional UPDATE in one write transaction)."""
+    letters = _variants(80)
+    args = ("--no-auth", "--workers", "2", "--letter-workers", "1")
+    with serving(tmp_path, *args) as srv, srv.client() as c:
+        _, where = post_job(c, files=[("files", v) for v in letters])
+        assert wait_done(c, where)["counts"]["ok"] == len(letters)
+    with sqlite3.connect(srv.store) as db:
+        n, attempts, workers = db.execute(
+            "SELECT count(*), sum(attempts), count(DISTINCT worker) FROM job_letters"
+        ).fetchone()
+        extracted = db.execute("SELECT count(*) FROM letters").fetchone()[0]
+    assert (n, attempts, extracted) == (len(letters), len(letters), len(letters))
+    assert workers == 2
+
+
 # --------------------------------------------------------------------------- the wait cap
 
 
