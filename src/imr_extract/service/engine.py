@@ -210,8 +210,10 @@ class Engine:
             )
         return built
 
-    async def extract(self, letter: Letter, backend: Backend) -> Result:
-        """One letter's result: from the store when it stands there, else extracted now."""
+    async def extract(self, letter: Letter, backend: Backend, *, wait: bool = False) -> Result:
+        """One letter's result: from the store when it stands there, else extracted now
+        (``wait``: when ``max_queue`` letters wait already, wait for room instead of refusing
+        the letter as ``busy``: the job worker's backpressure)."""
         built = self.backend(backend)
         sha = hashlib.sha256(letter.data).hexdigest()
         key = built.key.key(sha, letter.name)
@@ -222,7 +224,7 @@ class Engine:
             self.metrics.letter("reused")
             return Result(letter.name, sha, served(stored.record, letter.name), reused=True)
         try:
-            return await self._extract(letter, sha, built)
+            return await self._extract(letter, sha, built, wait)
         finally:  # written: released at its commit already; failed before: released here
             await self.store.acall(lambda s: s.release_letter(key))
 
@@ -240,7 +242,11 @@ class Engine:
                 return again
             await asyncio.sleep(CLAIM_POLL_S)
 
-    async def _extract(self, letter: Letter, sha: str, built: BuiltBackend) -> Result:
+    async def _extract(
+        self, letter: Letter, sha: str, built: BuiltBackend, wait: bool = False
+    ) -> Result:
+        while wait and self._waiting >= self.settings.letter_workers + self.settings.max_queue:
+            await asyncio.sleep(CLAIM_POLL_S)
         with self._lock:
             if self._waiting >= self.settings.letter_workers + self.settings.max_queue:
                 raise ProblemError(
