@@ -101,46 +101,47 @@ class Job(BaseModel):
 # --------------------------------------------------------------------------- tables
 
 
+#: The job tables, in SQLite's dialect (``Database.create_tables`` makes them in the store's).
+SCHEMA_SQL = f"""
+CREATE TABLE IF NOT EXISTS {JOBS} (
+    id           TEXT PRIMARY KEY,      -- job-...: names it in /v1/jobs/{{id}}
+    owner        TEXT NOT NULL,         -- the id of the API key that made it ('' with auth off)
+    backend      TEXT NOT NULL,         -- rules | hybrid | llm
+    status       TEXT NOT NULL,         -- queued | running | finished | cancelled
+    letters      INTEGER NOT NULL,      -- letters in it
+    skipped      INTEGER NOT NULL,      -- members of its archive or form that are not letters
+    created_at   TEXT NOT NULL,
+    started_at   TEXT,
+    finished_at  TEXT                   -- when it finished or was cancelled
+);
+CREATE INDEX IF NOT EXISTS {JOBS}_status ON {JOBS} (status);
+CREATE TABLE IF NOT EXISTS {JOB_LETTERS} (
+    job_id       TEXT NOT NULL,         -- jobs.id
+    position     INTEGER NOT NULL,      -- its place in the job (0, 1, ...): the results' order
+    name         TEXT NOT NULL,         -- the name it was sent under (its base name only)
+    sha256       TEXT NOT NULL,         -- of its bytes (kept in letter_files or --letters-dir)
+    state        TEXT NOT NULL,         -- pending | running | done | cancelled
+    worker       TEXT,                  -- the worker that holds it (running) or did it (done)
+    lease_until  REAL,                  -- running: another worker may take it after this (epoch s)
+    attempts     INTEGER NOT NULL DEFAULT 0,  -- times a worker took it
+    status       TEXT,                  -- done: ok | error
+    reused       INTEGER,               -- done: 1 when its result was in the store already
+    result_key   TEXT,                  -- ok: letters.key of its record
+    error_code   TEXT,                  -- error: its code
+    cause        TEXT,                  -- error: its cause (redacted)
+    finished_at  TEXT,
+    PRIMARY KEY (job_id, position)
+);
+CREATE INDEX IF NOT EXISTS {JOB_LETTERS}_state ON {JOB_LETTERS} (state, job_id);
+"""
+
+
 @_guarded("write")
 def make_tables(store: RunStore) -> None:
     """Make the job tables (once: replicas starting together queue on a lock)."""
-    real = "DOUBLE PRECISION" if store.shared else "REAL"
     with store.transaction() as db:
         db.lock_key(JOBS)
-        if not db.has_table(JOBS):
-            db.execute(
-                f"CREATE TABLE {JOBS} ("
-                " id TEXT PRIMARY KEY,"
-                " owner TEXT NOT NULL,"  # the API key's id ('' with auth off)
-                " backend TEXT NOT NULL,"
-                " status TEXT NOT NULL,"  # queued | running | finished | cancelled
-                " letters INTEGER NOT NULL,"
-                " skipped INTEGER NOT NULL,"
-                " created_at TEXT NOT NULL,"
-                " started_at TEXT,"
-                " finished_at TEXT)"
-            )
-            db.execute(f"CREATE INDEX {JOBS}_status ON {JOBS} (status)")
-        if not db.has_table(JOB_LETTERS):
-            db.execute(
-                f"CREATE TABLE {JOB_LETTERS} ("
-                " job_id TEXT NOT NULL,"
-                " position INTEGER NOT NULL,"
-                " name TEXT NOT NULL,"
-                " sha256 TEXT NOT NULL,"
-                " state TEXT NOT NULL,"  # pending | running | done | cancelled
-                " worker TEXT,"  # the worker that holds it (running) or did it (done)
-                f" lease_until {real},"  # running: another worker may take it after this
-                " attempts INTEGER NOT NULL DEFAULT 0,"  # times a worker took it
-                " status TEXT,"  # done: ok | error
-                " reused INTEGER,"
-                " result_key TEXT,"  # ok: letters.key of its record
-                " error_code TEXT,"
-                " cause TEXT,"
-                " finished_at TEXT,"
-                " PRIMARY KEY (job_id, position))"
-            )
-            db.execute(f"CREATE INDEX {JOB_LETTERS}_state ON {JOB_LETTERS} (state, job_id)")
+        db.create_tables(SCHEMA_SQL)
 
 
 def new_job_id() -> str:
