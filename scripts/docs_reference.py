@@ -180,6 +180,37 @@ def errors_markdown() -> str:
 _COLUMN = re.compile(r"^\s{4}(\w+)\s+(.*?)(?:\s*--\s*(.*))?$")
 
 
+def _tables_markdown(ddl: str, level: str = "##") -> list[str]:
+    """A section per ``CREATE TABLE`` of ``ddl``: its columns, types and the comments beside
+    them, and its primary key when it is a table constraint."""
+    out: list[str] = []
+    for match in re.finditer(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\n\);", ddl, re.DOTALL):
+        table, body = match.groups()
+        out += [f"{level} `{table}`", "", "| column | type | notes |", "| --- | --- | --- |"]
+        rows: list[list[str]] = []
+        constraints: list[str] = []
+        for line in body.strip("\n").splitlines():
+            comment_only = re.match(r"^\s+--\s*(.*)$", line)
+            if comment_only and rows:
+                rows[-1][2] = f"{rows[-1][2]} {comment_only.group(1)}".strip()
+                continue
+            col = _COLUMN.match(line)
+            if col is None:
+                continue
+            name, definition, comment = col.groups()
+            if name.isupper():  # PRIMARY KEY (...), a table constraint
+                constraints.append(definition.rstrip(","))
+                continue
+            kind = definition.rstrip(",").strip()
+            rows.append([f"`{name}`", f"`{kind}`", comment or ""])
+        for row in rows:
+            out.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
+        for c in constraints:
+            out += ["", f"Primary key `{c.removeprefix('KEY ').strip()}`."]
+        out.append("")
+    return out
+
+
 def store_markdown() -> str:
     """The run store's tables, column by column, from the SQL that creates them."""
     from imr_extract import store
@@ -207,33 +238,30 @@ def store_markdown() -> str:
         ),
         "",
     ]
-    for match in re.finditer(
-        r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\n\);", store.SCHEMA_SQL, re.DOTALL
-    ):
-        table, body = match.groups()
-        out += [f"## `{table}`", "", "| column | type | notes |", "| --- | --- | --- |"]
-        rows: list[list[str]] = []
-        constraints: list[str] = []
-        for line in body.strip("\n").splitlines():
-            comment_only = re.match(r"^\s+--\s*(.*)$", line)
-            if comment_only and rows:
-                rows[-1][2] = f"{rows[-1][2]} {comment_only.group(1)}".strip()
-                continue
-            col = _COLUMN.match(line)
-            if col is None:
-                continue
-            name, definition, comment = col.groups()
-            if name.isupper():  # PRIMARY KEY (...), a table constraint
-                constraints.append(definition.rstrip(","))
-                continue
-            kind = definition.rstrip(",").strip()
-            rows.append([f"`{name}`", f"`{kind}`", comment or ""])
-        for row in rows:
-            out.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
-        for c in constraints:
-            out += ["", f"Primary key `{c.removeprefix('KEY ').strip()}`."]
-        out.append("")
-    indexes = re.findall(r"CREATE INDEX IF NOT EXISTS (\w+) ON (\w+) \(([^)]*)\)", store.SCHEMA_SQL)
+    out += _tables_markdown(store.SCHEMA_SQL)
+    try:
+        from imr_extract.service import jobs, keys
+    except ImportError:  # pragma: no cover - the service extra is not installed
+        service: list[str] = []
+    else:
+        service = [keys.SCHEMA, jobs.SCHEMA_SQL]
+    if service:
+        out += [
+            "## Service tables",
+            "",
+            _paragraphs(
+                "`imr-extract keys` and `imr-extract serve` add these tables to the same store "
+                "(on PostgreSQL in its types, as above)."
+            ),
+            "",
+        ]
+        for ddl in service:
+            out += _tables_markdown(ddl, "###")
+    indexes = [
+        found
+        for ddl in [store.SCHEMA_SQL, *service]
+        for found in re.findall(r"CREATE INDEX IF NOT EXISTS (\w+) ON (\w+) \(([^)]*)\)", ddl)
+    ]
     out += ["## Indexes", ""]
     out += [f"- `{name}` on `{table}` (`{cols}`)" for name, table, cols in indexes]
     return "\n".join(out).rstrip() + "\n"

@@ -1700,6 +1700,16 @@ def serve(
         ),
     ] = None,
     worker_memory: WorkerMemoryOption = None,
+    wait: Annotated[
+        float | None,
+        typer.Option(
+            "--wait",
+            metavar="SECONDS",
+            help="Seconds POST /v1/extract waits for a letter (default 10; its ?wait= at most "
+            "this); past it, 202 and a job of that letter (GET /v1/jobs/{id}).",
+            min=0,
+        ),
+    ] = None,
 ) -> None:
     """Run the extraction service (HTTP, OpenAPI at /openapi.json) on uvicorn.
 
@@ -1710,7 +1720,7 @@ def serve(
     try:
         from .service.server import ServeError, check
         from .service.server import serve as run_service
-        from .service.settings import LETTER_SECONDS, Settings
+        from .service.settings import LETTER_SECONDS, WAIT_SECONDS, Settings
     except ImportError as exc:  # pragma: no cover - the extra is not installed
         raise _usage_error(
             f"the service needs the 'service' extra: pip install 'imr-extract[service]' ({exc})"
@@ -1730,6 +1740,7 @@ def serve(
         rate_per_minute=rate,
         limits=limits,
         pdf_engine=pdf_engine,
+        wait=WAIT_SECONDS if wait is None else wait,
     )
     if letter_workers is not None:
         settings = replace(settings, letter_workers=letter_workers)

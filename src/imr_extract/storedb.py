@@ -94,6 +94,13 @@ class Database:
     def lock_key(self, key: str) -> None:
         """Hold ``key`` (a letters.key) until the transaction ends: writers of one key queue."""
 
+    def create_tables(self, ddl: str) -> None:
+        """Run ``ddl`` (SQLite's ``CREATE ... IF NOT EXISTS`` statements, each ending ``;`` at a
+        line's end, commented as ``store.SCHEMA_SQL`` is) in this database's dialect, inside the
+        caller's transaction."""
+        for statement in ddl_statements(ddl):
+            self.execute(statement)
+
     def claim_run(self, run_id: str) -> bool:
         """Hold ``run_id`` until ``close`` (or this process's death); False: another holds it."""
         raise NotImplementedError
@@ -215,12 +222,20 @@ class SqliteDatabase(Database):
 # --------------------------------------------------------------------------- PostgreSQL
 
 
+def ddl_statements(ddl: str) -> list[str]:
+    """The statements of a DDL script: each ends with ``;`` at the end of a line (a comment may
+    follow it); parts that are only comments are not statements."""
+    found = (part.strip() for part in re.split(r";[ \t]*(?:--[^\n]*)?(?:\n|$)", ddl))
+    return [part for part in found if re.sub(r"--[^\n]*", "", part).strip()]
+
+
 def postgres_schema(sqlite_schema: str) -> str:
     """SQLite's DDL in PostgreSQL's types: 8-byte integers and floats, JSON for the columns
     holding JSON (``json`` keeps the text as written, so a record reads back byte for byte),
     and a ``seq`` identity column where SQLite orders by its ``rowid``."""
     ddl = re.sub(r"\bINTEGER\b", "BIGINT", sqlite_schema)
     ddl = re.sub(r"\bREAL\b", "DOUBLE PRECISION", ddl)
+    ddl = re.sub(r"\bBLOB\b", "BYTEA", ddl)
     for column in ("argv", "inputs", "config", "record"):
         ddl = re.sub(rf"(\n\s+{column}\s+)TEXT\b", r"\1JSON", ddl)
     ddl = re.sub(r"(\n\s+(?:ca|imr)_(?:sources|sections|pages)\s+)TEXT\b", r"\1JSON", ddl)
@@ -294,6 +309,10 @@ class PostgresDatabase(Database):
 
     def lock_key(self, key: str) -> None:
         self.con.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_KEY_WRITES, _int32(key)))
+
+    def create_tables(self, ddl: str) -> None:
+        for statement in ddl_statements(postgres_schema(ddl)):
+            self.con.execute(statement.encode())  # no parameters: no placeholder is read
 
     def _try(self, space: int, name: str, wait: bool) -> bool:
         if wait:

@@ -9,6 +9,7 @@ a request body is read through ``body.read_capped`` before anything parses it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -22,8 +23,9 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from .. import __version__
 from ..errors import ImrExtractError
@@ -32,8 +34,10 @@ from ..redact import redact
 from ..runner import TokenBucket
 from ..schema import Backend, LetterRecord
 from ..store import StoreUnusableError
+from .archive import job_letters
 from .body import letter_and_record, letter_of, read_capped
-from .engine import Engine
+from .engine import Engine, Result
+from .jobs import Job, JobWorker
 from .keys import KeyStore
 from .metrics import Metrics
 from .problems import MEDIA_TYPE, SERVICE_PROBLEMS, Problem, ProblemError, body, from_error
@@ -49,6 +53,7 @@ class ServeBackend(StrEnum):
 
 
 SHA256 = r"^[0-9a-f]{64}$"
+JOB_ID = r"^job-[0-9a-f]{24}$"
 VIEW_HELP = (
     "full: the whole record; data: the values alone (no provenance, checks or metadata); "
     "compact: provenance cut to each field's spans and status, checks to those not passed "
@@ -110,6 +115,15 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return document
 
 
+def _job_response(job: Job, status: int = 200) -> Response:
+    headers = {"Location": f"/v1/jobs/{job.id}"} if status == 202 else None
+    return Response(job.model_dump_json(), status, headers=headers, media_type="application/json")
+
+
+class JsonLinesResponse(StreamingResponse):
+    media_type = "application/x-ndjson"
+
+
 def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> Response:
     return Response(body(problem), problem.status, headers=headers, media_type=MEDIA_TYPE)
 
@@ -126,15 +140,19 @@ def create_app(settings: Settings) -> FastAPI:
     buckets: dict[str, TokenBucket] = {}  # per API key id
     rate_lock = threading.Lock()
     state: dict[str, Engine] = {}
+    workers: dict[str, JobWorker] = {}
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         engine = Engine(settings, metrics=metrics)
         engine.warm()
         state["engine"] = engine
+        worker = workers["jobs"] = JobWorker(engine)
+        worker.start()
         try:
             yield
         finally:
+            await worker.close()
             engine.close()
 
     app = FastAPI(
@@ -148,6 +166,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     def engine() -> Engine:
         return state["engine"]
+
+    def jobs() -> JobWorker:
+        return workers["jobs"]
 
     def answer(problem: Problem, headers: dict[str, str] | None = None) -> Response:
         metrics.error(problem.code)
@@ -198,11 +219,18 @@ def create_app(settings: Settings) -> FastAPI:
         return answer(ProblemError("invalid-request", where).problem)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "bad-request")
         detail = exc.detail if isinstance(exc.detail, str) else code
         # The framework's own headers stand (a 405's Allow, a 401's WWW-Authenticate).
         headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 405:  # every route of the path, not the first one's alone
+            allowed: set[str] = set()
+            for route in app.router.routes:
+                if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE:
+                    allowed |= route.methods or set()
+            if allowed:
+                headers = (headers or {}) | {"Allow": ", ".join(sorted(allowed))}
         return answer(ProblemError(code, detail, status=exc.status_code).problem, headers)
 
     # ------------------------------------------------------------------ auth
@@ -274,7 +302,6 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post(
         "/v1/extract",
-        dependencies=auth,
         tags=["letters"],
         summary="Extract one letter: its verified record.",
         description=(
@@ -284,7 +311,15 @@ def create_app(settings: Settings) -> FastAPI:
             "(4xx) naming its code."
         ),
         response_model=LetterRecord,
-        responses=_problems(400, 401, 409, 413, 415, 422, 429, 500, 502, 503),
+        responses={
+            202: {
+                "model": Job,
+                "description": "Not done within the wait: a job of this one letter carries on "
+                "(its status and, when done, its record at Location).",
+                "headers": {"Location": {"schema": {"type": "string"}}},
+            },
+            **_problems(400, 401, 409, 413, 415, 422, 429, 500, 502, 503),
+        },
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -318,13 +353,30 @@ def create_app(settings: Settings) -> FastAPI:
         name: Annotated[
             str | None, Query(max_length=500, description="The letter's name (a label).")
         ] = None,
+        wait: Annotated[
+            float | None,
+            Query(
+                ge=0,
+                allow_inf_nan=False,
+                description="Seconds to wait for the record before answering 202 and a job "
+                "of this letter (at most the server's serve --wait; 0: a job at once).",
+            ),
+        ] = None,
+        key_id: str | None = Depends(caller),
     ) -> Response:
         engine().backend(Backend(backend.value))  # refused before the body is read
         data = await read_capped(
             request.stream(), request.headers.get("content-length"), settings.max_body
         )
         letter = letter_of(request.headers.get("content-type"), data, name)
-        result = await engine().extract(letter, Backend(backend.value))
+        chosen = Backend(backend.value)
+        task: asyncio.Future[Result] = asyncio.ensure_future(engine().extract(letter, chosen))
+        limit = settings.wait if wait is None else min(wait, settings.wait)
+        done, _ = await asyncio.wait({task}, timeout=limit)
+        if not done:  # it carries on as a job of one letter
+            job = await jobs().adopt(key_id or "", chosen, letter, task)
+            return _job_response(job, 202)
+        result = task.result()
         if result.record_json is None:
             assert result.error is not None
             raise from_error(result.error, letter.name)
@@ -425,6 +477,139 @@ def create_app(settings: Settings) -> FastAPI:
             raise from_error(exc, letter.name) from None
         return _record_response(text, view)
 
+    # ------------------------------------------------------------------ jobs
+
+    binary = {"schema": {"type": "string", "format": "binary"}}
+
+    @app.post(
+        "/v1/jobs",
+        tags=["jobs"],
+        status_code=202,
+        summary="Many letters at once: a job, extracted in the background.",
+        description=(
+            "The letters are the body: multipart/form-data with one file per letter, or one "
+            "archive (application/zip, application/x-tar, application/gzip for a tar.gz; "
+            "application/octet-stream is sniffed). Only files named .pdf or .txt (or PDFs by "
+            "their bytes) are letters; other members are skipped and counted. An archive is "
+            "refused whole (4xx naming the cause) if it holds more members than the service "
+            "takes, inflates past the body cap, names a member by an absolute or climbing "
+            "path, or cannot be read. Answers 202 with the job and Location: /v1/jobs/{id}."
+        ),
+        response_model=Job,
+        responses={
+            202: {"headers": {"Location": {"schema": {"type": "string"}}}},
+            **_problems(400, 401, 409, 413, 415, 422, 429, 503),
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "files": {
+                                    "type": "array",
+                                    "items": {"type": "string", "format": "binary"},
+                                }
+                            },
+                            "required": ["files"],
+                        }
+                    },
+                    "application/zip": binary,
+                    "application/x-tar": binary,
+                    "application/gzip": binary,
+                },
+            }
+        },
+    )
+    async def create_job(
+        request: Request,
+        backend: Annotated[
+            ServeBackend, Query(description="rules, or hybrid/llm when a model is configured.")
+        ] = ServeBackend.RULES,
+        key_id: str | None = Depends(caller),
+    ) -> Response:
+        chosen = Backend(backend.value)
+        engine().backend(chosen)  # refused before the body is read
+        data = await read_capped(
+            request.stream(), request.headers.get("content-length"), settings.max_body
+        )
+        found = await asyncio.to_thread(
+            job_letters,
+            request.headers.get("content-type"),
+            data,
+            max_members=settings.max_job_letters,
+            member_cap=settings.limits.max_stdin_bytes or settings.max_body,
+            total_cap=settings.max_body,
+        )
+        job = await jobs().create(key_id or "", chosen, found.letters, found.skipped)
+        return _job_response(job, 202)
+
+    @app.get(
+        "/v1/jobs/{job_id}",
+        tags=["jobs"],
+        summary="A job: its status, counts and progress.",
+        response_model=Job,
+        responses=_problems(401, 404, 422, 429, 503),
+    )
+    async def get_job(
+        job_id: Annotated[str, _job_path()], key_id: str | None = Depends(caller)
+    ) -> Response:
+        return _job_response(await _found(job_id, key_id))
+
+    async def _found(job_id: str, key_id: str | None) -> Job:
+        job = await jobs().job(job_id, key_id or "")
+        if job is None:  # another key's job does not exist for this one
+            raise ProblemError("not-found", f"no job {job_id} (of this API key) here")
+        return job
+
+    @app.delete(
+        "/v1/jobs/{job_id}",
+        tags=["jobs"],
+        summary="Cancel a job: its letters not started are not extracted. Answers the job.",
+        response_model=Job,
+        responses=_problems(401, 404, 422, 429, 503),
+    )
+    async def cancel_job(
+        job_id: Annotated[str, _job_path()], key_id: str | None = Depends(caller)
+    ) -> Response:
+        job = await jobs().cancel(job_id, key_id or "")
+        if job is None:
+            raise ProblemError("not-found", f"no job {job_id} (of this API key) here")
+        return _job_response(job)
+
+    @app.get(
+        "/v1/jobs/{job_id}/results",
+        tags=["jobs"],
+        summary="A job's results: JSON Lines, one line per letter, in the job's order.",
+        description=(
+            "Each line is a letter's record (in the view asked for, as /v1/extract answers it) "
+            'or its error: {"letter", "sha256", "error" (the code), "cause"}; a letter of a '
+            "cancelled job never extracted is an error line with code 'cancelled'. Streamed. "
+            "follow=false (the default): the letters finished now, in order (those not yet "
+            "finished are left out: compare the line count with counts.done). follow=true: "
+            "every letter's line in order, each sent as soon as it is done; the stream ends "
+            "when the last letter is done (or cancelled)."
+        ),
+        response_class=JsonLinesResponse,
+        responses={
+            200: {"content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
+            **_problems(401, 404, 422, 429, 503),
+        },
+    )
+    async def job_results(
+        job_id: Annotated[str, _job_path()],
+        view: Annotated[View, Query(description=VIEW_HELP)] = View.FULL,
+        follow: Annotated[
+            bool,
+            Query(description="Wait for every letter, streaming each as it is done."),
+        ] = False,
+        key_id: str | None = Depends(caller),
+    ) -> Response:
+        await _found(job_id, key_id)
+        return JsonLinesResponse(jobs().results(job_id, view, follow))
+
     return app
 
 
@@ -432,6 +617,12 @@ def _sha_path() -> Any:
     from fastapi import Path as PathParam
 
     return PathParam(pattern=SHA256, description="The SHA-256 of the letter's bytes (hex).")
+
+
+def _job_path() -> Any:
+    from fastapi import Path as PathParam
+
+    return PathParam(pattern=JOB_ID, description="The job's id.")
 
 
 def app_from_env() -> FastAPI:

@@ -58,6 +58,8 @@ T = TypeVar("T")
 
 #: Seconds ``/readyz`` waits for the model endpoint to take a connection.
 MODEL_CONNECT_S = 2.0
+#: Seconds between looks for room when a caller waits for it (``extract(wait=True)``).
+WAIT_POLL_S = 0.05
 #: Results served from the store recorded as the run's (``served``) in one write per so many.
 SERVED_BATCH = 256
 #: Letters whose bytes a process remembers having kept (not asked of the store again).
@@ -210,8 +212,10 @@ class Engine:
             )
         return built
 
-    async def extract(self, letter: Letter, backend: Backend) -> Result:
-        """One letter's result: from the store when it stands there, else extracted now.
+    async def extract(self, letter: Letter, backend: Backend, *, wait: bool = False) -> Result:
+        """One letter's result: from the store when it stands there, else extracted now
+        (``wait``: when the letters in hand or the model queue are full, wait for room instead
+        of refusing the letter as ``busy``: the job worker's backpressure).
 
         Raises:
             ProblemError: ``busy`` (too many letters in hand, or the model queue is full).
@@ -219,20 +223,29 @@ class Engine:
         built = self.backend(backend)
         sha = hashlib.sha256(letter.data).hexdigest()
         loop = asyncio.get_running_loop()
+        while wait:  # never blocks the event loop: looks again in a moment
+            try:
+                self.admission.enter(wait=False)
+                break
+            except QueueFullError:
+                await asyncio.sleep(WAIT_POLL_S)
         try:
-            with self.admission.admitted(wait=False):
+            with contextlib.nullcontext() if wait else self.admission.admitted(wait=False):
                 # One look in the store's thread first: a stored letter takes no letter thread.
                 outcome = await self.store.acall(
                     lambda s: self.run.stored(letter, backend=built, store=s)
                 )
                 if outcome is None:
                     outcome = await loop.run_in_executor(
-                        self._threads, self._run, letter, sha, built
+                        self._threads, self._run, letter, sha, built, wait
                     )
         except QueueFullError as exc:
             raise ProblemError(
                 "busy", str(exc), headers={"Retry-After": str(exc.retry_after_s)}
             ) from None
+        finally:
+            if wait:  # entered above
+                self.admission.leave()
         result = Result(
             letter.name,
             outcome.sha256 or sha,
@@ -246,12 +259,14 @@ class Engine:
             self._count(result, built)
         return result
 
-    def _run(self, letter: Letter, sha: str, built: BuiltBackend) -> BatchOutcome:
+    def _run(
+        self, letter: Letter, sha: str, built: BuiltBackend, wait: bool = False
+    ) -> BatchOutcome:
         """In a letter thread: ``letter`` through the run (a worker, the model's queue, the
         store through this thread's own connection)."""
         store = self._thread_store()
         # Its bytes are kept before its record is written: whoever finds one finds both.
-        self._keep(store, sha, letter.data)
+        self._keep(sha, letter.data, store)
         (outcome,) = self.run.extract(
             [letter],
             total=1,
@@ -259,7 +274,7 @@ class Engine:
             store=store,
             pool=self.pools,
             model_queue=self.model_queue,
-            when_full="refuse",
+            when_full="wait" if wait else "refuse",
             pdf_engine=self.settings.pdf_engine,
             limits=self.limits,
         )
@@ -322,12 +337,13 @@ class Engine:
         assert self.letters_dir is not None
         return self.letters_dir / sha[:2] / sha
 
-    def _keep(self, store: RunStore, sha: str, data: bytes) -> None:
-        """Keep a letter's bytes (by content) for its review page (``store``: this thread's)."""
+    def _keep(self, sha: str, data: bytes, store: RunStore | None = None) -> None:
+        """Keep a letter's bytes (by content) for its review page (in a thread: through its own
+        connection to the store, or ``store``)."""
         if sha in self._kept_here:  # kept by this process already
             return
         if self.letters_dir is None:
-            _keep_in_store(store, sha, data)
+            _keep_in_store(store or self._thread_store(), sha, data)
         else:
             path = self._letter_file(sha)
             if not path.exists():

@@ -45,6 +45,11 @@ SERVICE_PROBLEMS: dict[str, tuple[int, str]] = {
     "store-unusable": (503, "The run store cannot be used"),
     "model-unreachable": (503, "The model endpoint does not answer"),
     "internal": (500, "Internal error"),
+    "bad-archive": (400, "The body is not an archive that can be read"),
+    "archive-too-many-members": (413, "The job holds more members than the service takes"),
+    "archive-too-large": (413, "The archive inflates past what the service takes"),
+    "archive-unsafe-name": (422, "An archive member's path is absolute or climbs (..)"),
+    "no-letters": (422, "The job holds no letter"),
 }
 
 

@@ -22,6 +22,8 @@ from ..storedb import is_url
 SETTINGS_ENV = "IMR_SERVICE_SETTINGS"
 #: Default wall-clock seconds for one letter of a request (reading and extracting it).
 LETTER_SECONDS = 60.0
+#: Default seconds ``POST /v1/extract`` waits for a letter before answering 202 and a job.
+WAIT_SECONDS = 10.0
 
 
 def _cores() -> int:
@@ -56,6 +58,11 @@ class Settings:
     pdf_engine: str | None = None
     #: Requests per minute one API key may make (None: no limit); per service process.
     rate_per_minute: float | None = None
+    #: Seconds ``POST /v1/extract`` waits for its letter (``?wait=`` at most this); past it, the
+    #: answer is 202 and a job of that one letter, which carries on.
+    wait: float = WAIT_SECONDS
+    #: Members of one job (files of a form, entries of a tar or zip), at most; past it, 413.
+    max_job_letters: int = 1000
 
     def to_json(self) -> str:
         data = asdict(self)
