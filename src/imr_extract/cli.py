@@ -66,7 +66,7 @@ from .output import (
     stdout_stream,
 )
 from .redact import redact
-from .schema import Backend, Decision, Usage, json_schema_text
+from .schema import Backend, Decision, json_schema_text
 from .store import DEFAULT_STORE, RecordRow, StoreUnusableError
 from .verify.external import FITS_SCHEMA, ExternalOutcome
 
@@ -75,6 +75,7 @@ if TYPE_CHECKING:
 
     from .fields import RecordLike
     from .runner import BatchOutcome
+    from .runs import RunSummary
 
 
 class _Commands(TyperGroup):
@@ -133,101 +134,42 @@ def _main(
         last.addFilter(_Redact([]))
 
 
-class BatchSummary:
-    """Counts for the end-of-run summary."""
-
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-        self.letters = 0
-        self.failures: list[Outcome | BatchOutcome] = []
-        self.items = 0
-        self.decisions: Counter[str] = Counter()
-        self.layouts: Counter[str] = Counter()
-        self.warnings = 0
-        self.usage = Usage()
-        self.cost_usd: float | None = None
-        self.attempts = 0
-        self.status: Counter[str] = Counter()
-        self.novel = 0
-        self.routed: Counter[str] = Counter()
-        self.model_errors = 0
-        self.reused = 0
-
-    def add(self, outcome: Outcome | BatchOutcome) -> None:
-        self.letters += 1
-        # A result served from the run store cost nothing this time.
-        reused = bool(getattr(outcome, "reused", False))
-        self.reused += reused
-        if not outcome.ok:
-            self.failures.append(outcome)
-            spent = getattr(outcome.error, "usage", None)
-            if isinstance(spent, Usage):  # a failed model call still cost tokens
-                self.usage = self.usage + spent
-            return
-        # Counted from the row a batch brings (no need to parse the record back).
-        row = getattr(outcome, "row", None)
-        if row is None:
-            assert outcome.record is not None
-            row = RecordRow.of(outcome.record)
-        if not row.cached and not reused:
-            self.usage = self.usage + Usage(
-                requests=row.usage[0],
-                prompt_tokens=row.usage[1],
-                completion_tokens=row.usage[2],
-                total_tokens=row.usage[3],
-            )
-        if not reused:
-            self.attempts += row.attempts
-            if row.cost_usd is not None:
-                self.cost_usd = (self.cost_usd or 0.0) + row.cost_usd
-        self.items += len(row.items)
-        self.decisions.update(row.decisions)
-        self.layouts[row.layout] += 1
-        self.warnings += row.warnings
-        if row.novel_layout is not None:
-            verified, unverified, contradicted = row.statuses
-            self.status.update(verified=verified, unverified=unverified)
-            self.status.update(contradicted=contradicted)
-            self.novel += row.novel_layout
-        if row.routed is not None:
-            self.routed[row.routed] += 1
-        self.model_errors += row.model_error is not None
-
-    def table(self) -> Table:
-        t = Table(title="imr-extract summary", show_header=False, title_justify="left")
-        t.add_column("what")
-        t.add_column("count", justify="right")
-        t.add_row("letters", str(self.letters))
-        t.add_row("extracted", str(self.letters - len(self.failures)))
-        t.add_row("failed", str(len(self.failures)))
-        if self.reused:
-            t.add_row("from the run store (not redone)", str(self.reused))
-        t.add_row("items", str(self.items))
-        t.add_row("upheld", str(self.decisions[Decision.UPHELD.value]))
-        t.add_row("overturned", str(self.decisions[Decision.OVERTURNED.value]))
-        t.add_row("warnings", str(self.warnings))
-        for status in ("verified", "unverified", "contradicted"):
-            t.add_row(f"values {status}", str(self.status[status]))
-        t.add_row("novel layouts", str(self.novel))
-        for route, n in sorted(self.routed.items()):
-            t.add_row(f"sent to the model: {route}", str(n))
-        if self.model_errors:
-            t.add_row("model failed (rules kept)", str(self.model_errors))
-        if self.usage.requests or self.attempts:
-            t.add_row("model requests", str(self.usage.requests))
-            t.add_row("prompt tokens", str(self.usage.prompt_tokens))
-            t.add_row("completion tokens", str(self.usage.completion_tokens))
-            if self.cost_usd is not None:
-                t.add_row("estimated cost (USD)", f"{self.cost_usd:.4f}")
-        for name, n in sorted(self.layouts.items()):
-            t.add_row(f"layout {name}", str(n))
-        elapsed = time.monotonic() - self.started
-        t.add_row("seconds", f"{elapsed:.1f}")
-        # What this run extracted itself: not what it served from the store, nor what failed.
-        done = self.letters - self.reused - len(self.failures)
-        if done > 0 and elapsed > 0:
-            t.add_row("letters/s (extracted)", f"{done / elapsed:,.1f}")
-        return t
+def summary_table(s: RunSummary) -> Table:
+    """The end-of-run summary, as ``extract`` and ``batch collect`` print it."""
+    t = Table(title="imr-extract summary", show_header=False, title_justify="left")
+    t.add_column("what")
+    t.add_column("count", justify="right")
+    t.add_row("letters", str(s.letters))
+    t.add_row("extracted", str(s.letters - s.failed))
+    t.add_row("failed", str(s.failed))
+    if s.reused:
+        t.add_row("from the run store (not redone)", str(s.reused))
+    t.add_row("items", str(s.items))
+    t.add_row("upheld", str(s.decisions[Decision.UPHELD.value]))
+    t.add_row("overturned", str(s.decisions[Decision.OVERTURNED.value]))
+    t.add_row("warnings", str(s.warnings))
+    for status in ("verified", "unverified", "contradicted"):
+        t.add_row(f"values {status}", str(s.status[status]))
+    t.add_row("novel layouts", str(s.novel))
+    for route, n in sorted(s.routed.items()):
+        t.add_row(f"sent to the model: {route}", str(n))
+    if s.model_errors:
+        t.add_row("model failed (rules kept)", str(s.model_errors))
+    if s.usage.requests or s.attempts:
+        t.add_row("model requests", str(s.usage.requests))
+        t.add_row("prompt tokens", str(s.usage.prompt_tokens))
+        t.add_row("completion tokens", str(s.usage.completion_tokens))
+        if s.cost_usd is not None:
+            t.add_row("estimated cost (USD)", f"{s.cost_usd:.4f}")
+    for name, n in sorted(s.layouts.items()):
+        t.add_row(f"layout {name}", str(n))
+    elapsed = time.monotonic() - s.started
+    t.add_row("seconds", f"{elapsed:.1f}")
+    # What this run extracted itself: not what it served from the store, nor what failed.
+    done = s.letters - s.reused - s.failed
+    if done > 0 and elapsed > 0:
+        t.add_row("letters/s (extracted)", f"{done / elapsed:,.1f}")
+    return t
 
 
 def stdout_is_terminal() -> bool:
@@ -728,14 +670,9 @@ def extract(
 
     The LLM backend reads OPENAI_API_KEY from the environment (never from a flag).
     """
-    from .runner import BatchRunner, default_workers
-    from .store import (
-        RunBusyError,
-        RunStore,
-        StoreError,
-        StoreUnusableError,
-        new_run_id,
-    )
+    from .runner import default_workers
+    from .runs import Run, RunMismatchError
+    from .store import RunBusyError, RunStore, StoreError, StoreUnusableError
 
     _check_pdf_engine(pdf_engine)
     if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -770,7 +707,7 @@ def extract(
         # instructor logs every failed attempt at ERROR; the CLI reports each failure itself.
         quiet_instructor=log_file is None,
     )
-    extractor, key, settings = built.extractor, built.key, built.settings
+    settings = built.settings
     if built.uses_model:
         settings["concurrency"] = concurrency
     config = built.config  # the model's settings (None for the rules)
@@ -787,7 +724,7 @@ def extract(
     if backend is not Backend.RULES and resume is None:
         require_key(config)  # (a resumed run's settings are checked against it first)
     store: RunStore | None = None
-    run_id: str | None = None
+    run: Run | None = None
     # Every output is opened (not emptied) and the store checked before any output is emptied.
     files = OutputFiles()
     try:
@@ -802,53 +739,29 @@ def extract(
             try:
                 store = stack.enter_context(RunStore(store_path or DEFAULT_STORE))
                 if resume is not None:
-                    run = store.run(resume)
-                    store.claim_run(run.id)  # a second process resuming it is refused
-                    if run.still_running():
-                        raise RunBusyError(
-                            store.where,
-                            f"run {run.id} is still running (pid {run.pid}): stop it first",
-                        )
-                    made = (run.backend, run.model, run.prompt, run.schema_hash, run.version)
-                    now = (key.backend, key.model, key.prompt, key.schema_hash, key.version)
-                    if made != now:
-                        names = ("backend", "model", "prompt", "schema", "imr-extract")
-                        diffs = ", ".join(
-                            f"{n} {a or '-'} (now {b or '-'})"
-                            for n, a, b in zip(names, made, now, strict=True)
-                            if a != b
-                        )
-                        raise _usage_error(
-                            f"run {run.id} was made with {diffs}: give the same options, "
-                            "or start a new run (without --resume)"
-                        )
+                    row = Run.resumable(store, resume, built)
                     if backend is not Backend.RULES:
                         require_key(config)
                     if not paths:
-                        paths = list(run.inputs)
-                        where = _resume_directory(run)
+                        paths = list(row.inputs)
+                        where = _resume_directory(row)
                         if where is not None:  # read them where the run was given them
                             stack.enter_context(chdir(where))
                         total = sum(1 for _ in iter_paths(paths, skipped))
-                    store.resume_run(run.id)
-                    run_id = run.id
+                    run = Run.resume(store, row, built)
                 else:
                     settings["workers"] = workers or default_workers()
-                    run_id = new_run_id()
-                    store.claim_run(run_id)
-                    store.start_run(
-                        key,
-                        argv=sys.argv[1:],
-                        inputs=list(paths or []),
-                        config=settings,
-                        run_id=run_id,
-                    )
+                    run = Run.start(store, built, inputs=paths or [], argv=sys.argv[1:])
+            except RunMismatchError as exc:
+                raise _usage_error(str(exc)) from None
             except RunBusyError as exc:
                 raise _file_error(exc, EXIT_BUSY) from None
             except StoreUnusableError as exc:
                 raise _file_error(exc, EXIT_STORE) from None
             except StoreError as exc:
                 raise _usage_error(_shown(exc)) from None
+        else:
+            run = Run(built)
         assert paths
         _note_skipped(skipped)
         if backend is not Backend.RULES:
@@ -858,20 +771,8 @@ def extract(
                 else "every letter"
             )
             announce_model(config, total, f"{backend.value}: {what}")
-        runner = BatchRunner(
-            extractor,
-            pdf_engine=pdf_engine,
-            workers=workers or default_workers(),
-            concurrency=concurrency if backend is not Backend.RULES else None,
-            store=store,
-            run_id=run_id,
-            key=key if store is not None else None,
-            retry_model_errors=retry_model_errors,
-            limits=limits,
-        )
         show_progress = err.is_terminal if progress is None else progress
-        stats = BatchSummary()
-        served: list[str] = []  # the results this run took from the store (`export --run`)
+        stats = run.summary
         status = "interrupted"
         failure: tuple[ImrExtractError, int] | None = None
         try:
@@ -898,10 +799,16 @@ def extract(
                 )
             )
             task = bar.add_task("extracting", total=total)
-            for outcome in runner.run(paths, total=total):
-                stats.add(outcome)
-                if outcome.reused and store is not None and outcome.sha256 is not None:
-                    served.append(key.key(outcome.sha256, outcome.source))
+            outcomes = run.extract(
+                paths,
+                total=total,
+                pdf_engine=pdf_engine,
+                workers=workers or default_workers(),
+                concurrency=concurrency,
+                retry_model_errors=retry_model_errors,
+                limits=limits,
+            )
+            for outcome in outcomes:
                 if letters is not None:
                     letters.add(outcome)
                     if outcome.error is None:
@@ -926,7 +833,7 @@ def extract(
                         }
                         errors.write(json.dumps(failed) + "\n")
                         errors.flush()
-                    bar.update(task, description=f"extracting ({len(stats.failures)} failed)")
+                    bar.update(task, description=f"extracting ({stats.failed} failed)")
                 bar.advance(task)
             if letters is None:
                 writer.close()
@@ -939,27 +846,22 @@ def extract(
         except StoreUnusableError as exc:
             failure = (exc, EXIT_STORE)
         finally:
-            if store is not None and run_id is not None:
-                try:
-                    if served:
-                        store.mark_served(run_id, served)
-                    store.finish_run(
-                        run_id, letters=stats.letters, reused=stats.reused, status=status
-                    )
-                except StoreUnusableError as exc:
-                    failure = failure or (exc, EXIT_STORE)
+            try:
+                run.finish(status)
+            except StoreUnusableError as exc:
+                failure = failure or (exc, EXIT_STORE)
             if failure is not None:
                 with contextlib.suppress(ImrExtractError):
                     stack.close()  # a file that cannot be written cannot be closed either
     if failure is not None:
         raise _file_error(*failure)
     if letters is not None:
-        letters.print(Console(highlight=False), run_id, store.where if store is not None else None)
+        letters.print(Console(highlight=False), run.id, store.where if store is not None else None)
     if summary:
-        err.print(stats.table())
+        err.print(summary_table(stats))
         if store is not None:
-            err.print(f"run {run_id} in {store.where}", markup=False, highlight=False)
-    raise typer.Exit(EXIT_FAILURES if stats.failures else EXIT_OK)
+            err.print(f"run {run.id} in {store.where}", markup=False, highlight=False)
+    raise typer.Exit(EXIT_FAILURES if stats.failed else EXIT_OK)
 
 
 def _shown(exc: BaseException) -> str:
@@ -1607,7 +1509,9 @@ def batch_collect(
         if not state.finished:
             typer.echo(f"not ended yet: {jobs.describe(state)}", err=True)
             raise typer.Exit(EXIT_PENDING)
-    stats = BatchSummary()
+    from .runs import RunSummary
+
+    stats = RunSummary()
     try:
         with ExitStack() as stack:
             if errors_out is not None:
@@ -1632,8 +1536,8 @@ def batch_collect(
     except jobs.BatchJobError as exc:
         raise _batch_error(exc, EXIT_USAGE) from None
     if summary:
-        err.print(stats.table())
-    raise typer.Exit(EXIT_FAILURES if stats.failures else EXIT_OK)
+        err.print(summary_table(stats))
+    raise typer.Exit(EXIT_FAILURES if stats.failed else EXIT_OK)
 
 
 app.add_typer(batch_app, name="batch")
@@ -1763,6 +1667,14 @@ def serve(
     max_queue: Annotated[
         int, typer.Option(help="Letters that may wait for a worker; past it, 503.", min=0)
     ] = 64,
+    model_concurrency: Annotated[
+        int,
+        typer.Option(
+            help="Model extractions at once (hybrid, llm), per service process; --max-queue "
+            "more may wait; past it, 503.",
+            min=1,
+        ),
+    ] = 4,
     rate: Annotated[
         float | None,
         typer.Option(help="Requests per minute one API key may make; past it, 429.", min=0.001),
@@ -1824,6 +1736,7 @@ def serve(
         letters_dir=letters_dir,
         auth=not no_auth,
         max_queue=max_queue,
+        model_concurrency=model_concurrency,
         rate_per_minute=rate,
         limits=limits,
         pdf_engine=pdf_engine,

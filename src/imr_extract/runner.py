@@ -9,9 +9,16 @@ Two ways to spread the work:
 * ``concurrency=None`` (the rules): each worker process reads *and* extracts a chunk of letters
   (``workers`` processes, ``chunksize`` letters per task). The record comes back as JSON.
 * ``concurrency=N`` (backends that call a model): worker processes read the letters (PDF text
-  extraction is the CPU-heavy part) and ``N`` threads in this process run the extractor, so up
-  to ``N`` model calls are in flight at once. A ``RateLimiter`` shared by the threads keeps them
-  under requests/minute and tokens/minute (see ``RateLimitedLLM``).
+  extraction is the CPU-heavy part) and the extractor runs in this process through a bounded
+  ``ModelQueue`` (``N`` threads, so up to ``N`` model calls are in flight at once, and a bounded
+  number waiting: past it a batch waits, a service is refused). A service gives one queue to all
+  its runs. A ``RateLimiter`` shared by the threads keeps them under requests/minute and
+  tokens/minute (see ``RateLimitedLLM``).
+
+Inputs are paths (files, directories, ``-``) or ``Letter`` s: bytes under a name, with no file
+(a service's uploads). A run starts its own ``LetterPool`` of workers and stops it at the end,
+unless it is given a long-lived one (``LetterPool``, or ``LetterPools`` lent to runs in many
+threads), which it leaves running.
 
 Isolation (``isolate=True``, the default): every letter is read (and, with the rules, extracted)
 in a worker process, whatever the batch size; ``workers`` is how many. A worker answers letter
@@ -46,9 +53,11 @@ import functools
 import gc
 import hashlib
 import inspect
+import itertools
 import math
 import multiprocessing
 import os
+import queue
 import select
 import signal
 import sys
@@ -61,7 +70,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from . import layouts
 from .errors import (
@@ -146,10 +155,26 @@ class BatchOutcome:
         return f"BatchOutcome({self.source!r}, {what}, reused={self.reused})"
 
 
+@dataclass(frozen=True)
+class Letter:
+    """A letter given as its bytes, under the name it goes by (a service's upload): no file.
+
+    Its record's ``letter`` is ``name`` and its ``source.path`` is None, whether it is
+    extracted now or served from the store; the store keeps ``name`` as its path.
+    """
+
+    name: str
+    data: bytes
+
+
+#: What ``BatchRunner.run`` takes: paths (files, directories, ``-``) and letters as bytes.
+Input = str | os.PathLike[str] | Letter
+
+
 class _Task(NamedTuple):
     position: int  # in the input (``index`` would shadow ``tuple.index``)
     path: str
-    data: bytes | None  # standard input, read by the parent
+    data: bytes | None  # standard input read by the parent, or a ``Letter``'s bytes
     sha256: str | None
 
 
@@ -214,12 +239,16 @@ def _guard(path: str, fn: Callable[[], Any]) -> tuple[Any, ImrExtractError | Non
         return None, _internal(path, exc)
 
 
+def _extract_doc(path: str, doc: Document, extractor: Extractor, limits: Limits) -> LetterRecord:
+    record = extractor(doc)
+    check_items(path, len(record.items), limits)  # whatever made the record
+    return record
+
+
 def _extract(
     task: _Task, extractor: Extractor, pdf_engine: str | None, limits: Limits
 ) -> LetterRecord:
-    record = extractor(_read(task, pdf_engine, limits))
-    check_items(task.path, len(record.items), limits)  # whatever made the record
-    return record
+    return _extract_doc(task.path, _read(task, pdf_engine, limits), extractor, limits)
 
 
 def _extract_task(
@@ -372,6 +401,10 @@ def _failed(kind: str, error: ImrExtractError) -> Any:
 
 # --------------------------------------------------------------------------- the pool
 
+#: Starting a worker (the forkserver's start, ``_preparation``) is not thread-safe: one at a
+#: time, whichever thread's pool starts it.
+_SPAWN_LOCK = threading.Lock()
+
 #: How often a busy worker's address space is sampled (to name a death near its memory limit).
 SAMPLE_S = 0.05
 #: Workers that die before they can take a letter, in a row, before the batch gives up.
@@ -496,12 +529,20 @@ class _Worker:
         self.ready = False
 
 
-class _Pool:
+class LetterPool:
     """Worker processes, each reading (and extracting) one letter at a time and answering per
     letter, so the letter a worker is on when it dies is known: that letter alone is charged
     (``worker-crashed``, ``out-of-memory``, or ``timeout`` when it ran past
     ``limits.letter_seconds`` and was killed), the worker is replaced, and the letters queued
-    behind it go to the next worker. Results keep their input order."""
+    behind it go to the next worker. Results keep their input order.
+
+    A ``BatchRunner`` starts one per run and stops it at the end; a long-lived caller (the
+    service) makes its own, gives it to each ``BatchRunner(pool=...)`` and keeps its warm
+    workers between runs (``warm`` starts them; ``shutdown`` stops them). A pool may be made and
+    started from any thread, but serves one run at a time. ``extractor`` is what its workers
+    run for a ``BatchRunner`` whose extractor runs in the workers (the rules); a runner whose
+    extractor calls a model only has its workers read letters.
+    """
 
     def __init__(
         self,
@@ -527,6 +568,10 @@ class _Pool:
         self.chunksize = DEFAULT_CHUNKSIZE
 
     def _spawn(self) -> _Worker:
+        with _SPAWN_LOCK:
+            return self._start_worker()
+
+    def _start_worker(self) -> _Worker:
         if not self.started:
             _start_forkserver(self.ctx, self.module)
             self.started = True
@@ -695,6 +740,23 @@ class _Pool:
             w.conn.send(None)
         w.conn.close()
 
+    def warm(self) -> None:
+        """Start every worker now (the forkserver first), not when the first letter comes."""
+        for i, w in enumerate(self.procs):
+            if w is None:
+                self.procs[i] = self._spawn()
+
+    def reset(self) -> None:
+        """Drop the letters in hand (a run stopped early): a busy worker is killed, and another
+        starts when a letter needs it; idle ones stay."""
+        self.todo.clear()
+        for i, w in enumerate(self.procs):
+            if w is not None and w.queued:
+                w.process.kill()
+                w.process.join(1)
+                w.conn.close()
+                self.procs[i] = None
+
     def shutdown(self) -> None:
         """Stop every worker now: a busy one is killed (the caller stopped early)."""
         alive = [w for w in self.procs if w is not None]
@@ -707,45 +769,201 @@ class _Pool:
         self.procs = []
 
 
+class LetterPools:
+    """Warm letter workers for a long-lived caller whose runs come from many threads at once
+    (the service): ``workers`` one-worker ``LetterPool`` s, each kept between runs and lent to
+    one run at a time. A run given this (``BatchRunner(pool=...)``) borrows a worker only once
+    it has a letter to read (one the store serves takes none), waiting for a free one."""
+
+    def __init__(
+        self,
+        workers: int,
+        extractor: Extractor | None,
+        pdf_engine: str | None,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
+        self.pools = [LetterPool(1, extractor, pdf_engine, limits) for _ in range(workers)]
+        self._free: queue.SimpleQueue[LetterPool] = queue.SimpleQueue()
+        for pool in self.pools:
+            self._free.put(pool)
+
+    def warm(self) -> None:
+        """Start every worker now (the forkserver first), not when the first letter comes."""
+        for pool in self.pools:
+            pool.warm()
+
+    @contextlib.contextmanager
+    def lend(self) -> Iterator[LetterPool]:
+        """A free pool, for one run (waits for one)."""
+        pool = self._free.get()
+        try:
+            yield pool
+        finally:
+            pool.reset()  # a run stopped early leaves none of its letters behind
+            self._free.put(pool)
+
+    def map(
+        self, kind: str, items: Iterator[_Task | _Ready], chunksize: int
+    ) -> Iterator[tuple[_Task | _Ready, Any]]:
+        """As ``LetterPool.map``, in a pool borrowed at the first letter to read."""
+        for item in items:
+            if isinstance(item, _Ready):
+                yield item, None
+                continue
+            with self.lend() as pool:
+                yield from pool.map(kind, itertools.chain([item], items), chunksize)
+            return
+
+    def read(self, letter: Letter) -> Document:
+        """``letter`` read in a worker (its limits held there).
+
+        Raises:
+            ImrExtractError: it cannot be read, or is past a limit.
+        """
+        task = _Task(0, letter.name, letter.data, None)
+        with self.lend() as pool:
+            ((_, (doc, error)),) = list(pool.map("read", iter([task]), 1))
+        if doc is None:
+            assert error is not None
+            raise error
+        return doc
+
+    def shutdown(self) -> None:
+        for pool in self.pools:
+            pool.shutdown()
+
+
 def _done(value: Any) -> Future[Any]:
     fut: Future[Any] = Future()
     fut.set_result(value)
     return fut
 
 
+class QueueFullError(RuntimeError):
+    """A bounded queue is full and the caller would not wait (the service answers ``busy``,
+    503 with ``Retry-After``); nothing was started."""
+
+    def __init__(self, in_hand: int, retry_after_s: int = 2) -> None:
+        super().__init__(f"{in_hand} letters are in hand already: try again in a moment")
+        self.in_hand = in_hand
+        self.retry_after_s = retry_after_s
+
+
+class Admission:
+    """At most ``running + waiting`` things in hand at once: ``enter`` past that waits for one to
+    leave (backpressure) or, with ``wait=False``, raises ``QueueFullError``. Thread-safe."""
+
+    def __init__(self, running: int, waiting: int) -> None:
+        if running < 1 or waiting < 0:
+            raise ValueError("running must be at least 1, waiting at least 0")
+        self.capacity = running + waiting
+        self.in_hand = 0
+        self._cond = threading.Condition()
+
+    def enter(self, *, wait: bool = True) -> None:
+        with self._cond:
+            if self.in_hand >= self.capacity and not wait:
+                raise QueueFullError(self.in_hand)
+            while self.in_hand >= self.capacity:
+                self._cond.wait()
+            self.in_hand += 1
+
+    def leave(self) -> None:
+        with self._cond:
+            self.in_hand -= 1
+            self._cond.notify()
+
+    @contextlib.contextmanager
+    def admitted(self, *, wait: bool = True) -> Iterator[None]:
+        self.enter(wait=wait)
+        try:
+            yield
+        finally:
+            self.leave()
+
+
+class ModelQueue:
+    """The bounded queue every model extraction goes through: ``concurrency`` run at once (each
+    in a thread of this process: a model call waits on the network), ``max_waiting`` more may
+    wait for a thread; past that a submission waits (the batch path: backpressure) or is
+    refused with ``QueueFullError`` (the service: 503 ``busy``).
+
+    A ``BatchRunner`` with a model makes one of its own unless it is given one; a service makes
+    one per process and gives it to every run, so all its requests and jobs share it.
+    """
+
+    def __init__(self, concurrency: int, max_waiting: int | None = None) -> None:
+        self.concurrency = concurrency
+        self.max_waiting = 3 * concurrency if max_waiting is None else max_waiting
+        self.admission = Admission(concurrency, self.max_waiting)
+        self._threads = ThreadPoolExecutor(concurrency, thread_name_prefix="imr-model")
+
+    @property
+    def in_hand(self) -> int:
+        """Extractions running or waiting now."""
+        return self.admission.in_hand
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, wait: bool = True) -> Future[Any]:
+        """``fn(*args)`` in one of the queue's threads, once there is room.
+
+        Raises:
+            QueueFullError: the queue is full and ``wait`` is False.
+        """
+        self.admission.enter(wait=wait)
+        try:
+            fut = self._threads.submit(fn, *args)
+        except BaseException:
+            self.admission.leave()
+            raise
+        fut.add_done_callback(lambda _: self.admission.leave())
+        return fut
+
+    def shutdown(self) -> None:
+        """Stop taking work; what waits is cancelled, what runs ends on its own."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+
 def _in_threads(
-    executor: ThreadPoolExecutor,
+    queue: ModelQueue,
     items: Iterator[tuple[_Task | _Ready, Any]],
     extractor: Extractor,
     window: int,
     limits: Limits = DEFAULT_LIMITS,
+    wait: bool = True,
 ) -> Iterator[tuple[_Task | _Ready, _Result | None]]:
-    """Run ``extractor`` on each read letter in ``executor``; results in input order."""
+    """Run ``extractor`` on each read letter through ``queue``; results in input order, at
+    most ``window`` letters ahead of the output."""
     pending: deque[tuple[_Task | _Ready, Future[_Result] | None]] = deque()
 
-    def extract(task: _Task, doc: Document) -> LetterRecord:
-        record = extractor(doc)
-        check_items(task.path, len(record.items), limits)
-        return record
-
     def work(task: _Task, doc: Document) -> _Result:
-        record, error = _guard(task.path, lambda: extract(task, doc))
+        record, error = _guard(task.path, lambda: _extract_doc(task.path, doc, extractor, limits))
         return record, None, error
 
-    for item, read in items:
-        fut: Future[_Result] | None = None
-        if isinstance(item, _Task):
-            doc, error = read
-            fut = (
-                executor.submit(work, item, doc) if doc is not None else _done((None, None, error))
-            )
-        pending.append((item, fut))
-        while pending and (len(pending) >= window or _settled(pending[0][1])):
+    try:
+        for item, read in items:
+            fut: Future[_Result] | None = None
+            if isinstance(item, _Task):
+                doc, error = read
+                fut = (
+                    queue.submit(work, item, doc, wait=wait)
+                    if doc is not None
+                    else _done((None, None, error))
+                )
+            pending.append((item, fut))
+            while pending and (len(pending) >= window or _settled(pending[0][1])):
+                first, f = pending.popleft()
+                yield first, f.result() if f is not None else None
+        while pending:
             first, f = pending.popleft()
             yield first, f.result() if f is not None else None
-    while pending:
-        first, f = pending.popleft()
-        yield first, f.result() if f is not None else None
+    finally:
+        for _, f in pending:  # the caller stopped early: what has not started never will
+            if f is not None:
+                f.cancel()
+        # now, not when a traceback that holds it is freed: a borrowed pool goes back at once
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
 
 
 def _settled(fut: Future[Any] | None) -> bool:
@@ -763,11 +981,15 @@ def hash_file(path: str, block: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _from_store(path: str, text: str) -> tuple[LetterRecord, str | None]:
+def _from_store(path: str, text: str, given: bool = False) -> tuple[LetterRecord, str | None]:
     """A stored record (and its JSON while it is unchanged), renamed to ``path`` when it was
-    stored for a copy under another name (or read from standard input)."""
+    stored for a copy under another name (or read from standard input; ``given``: a
+    ``Letter``'s bytes, named ``path``, with no path)."""
     record = LetterRecord.model_validate_json(text)
-    name, where = ("<stdin>", None) if path == STDIN else (Path(path).name, path)
+    if path == STDIN:
+        name, where = "<stdin>", None
+    else:
+        name, where = (path, None) if given else (Path(path).name, path)
     if (record.letter, record.source.path) == (name, where):
         return record, text
     source = record.source.model_copy(update={"path": where})
@@ -786,6 +1008,12 @@ class BatchRunner:
             the extractor in the worker processes.
         store, run_id, key: where results are kept and skipped; all three or none.
         retry_model_errors: re-extract stored letters whose model call failed (rules kept).
+        pool: a long-lived ``LetterPool`` to read (and extract) in, kept running after the run;
+            None: the run starts its own (``workers``) and stops it.
+        model_queue: the ``ModelQueue`` a model's extractions go through (shared by the runs
+            of a service); None: the run makes its own of ``concurrency`` threads.
+        when_full: with a full ``model_queue``, ``wait`` for room (a batch) or ``refuse``: the
+            run raises ``QueueFullError`` (a service's 503).
     """
 
     extractor: Extractor = extract_document
@@ -810,8 +1038,12 @@ class BatchRunner:
     #: process (faster to start; a crash there ends the batch, and no time limit holds).
     isolate: bool = True
     reused: int = 0
-    #: The worker pool of the current run (None in this process).
-    pool: _Pool | None = field(default=None, init=False, repr=False)
+    #: A long-lived worker pool to use (None: the run starts its own, or reads in this process).
+    pool: LetterPool | LetterPools | None = field(default=None, repr=False)
+    #: The pool the current run started (None: it was given one, or reads in this process).
+    started_pool: LetterPool | None = field(default=None, init=False, repr=False)
+    model_queue: ModelQueue | None = field(default=None, repr=False)
+    when_full: Literal["wait", "refuse"] = "wait"
     #: On a shared store, a failure of this run recorded at or after this time (ISO 8601, as the
     #: store writes it) is this pass's, served as it is rather than tried again; None: when
     #: ``run`` begins. Processes that join a pass late (replicas sharing a job) give the pass's
@@ -823,16 +1055,28 @@ class BatchRunner:
         if self.store is not None and (self.run_id is None or self.key is None):
             raise ValueError("a store needs a run_id and a key")
 
-    def _plan(self, paths: Iterable[str], deferred: list[_Task]) -> Iterator[_Task | _Ready]:
+    @property
+    def threaded(self) -> bool:
+        """Whether the extractor runs in threads of this process (it calls a model)."""
+        return self.concurrency is not None or self.model_queue is not None
+
+    def _plan(
+        self, paths: Iterable[str | Letter], deferred: list[_Task]
+    ) -> Iterator[_Task | _Ready]:
         """Hash each input and settle the ones the store already holds. On a store shared by
         several processes (PostgreSQL) a letter is claimed before it is extracted; one that
         another process holds now goes to ``deferred`` (see ``_settle_deferred``)."""
-        for position, path in enumerate(paths):
-            try:
-                data = _read_stdin(self.limits) if path == STDIN else None
-            except ImrExtractError as exc:
-                yield _Ready(position, BatchOutcome(path, error=exc), fresh=True)
-                continue
+        for position, given in enumerate(paths):
+            data: bytes | None
+            if isinstance(given, Letter):
+                path, data = given.name, given.data
+            else:
+                path = given
+                try:
+                    data = _read_stdin(self.limits) if path == STDIN else None
+                except ImrExtractError as exc:
+                    yield _Ready(position, BatchOutcome(path, error=exc), fresh=True)
+                    continue
             sha: str | None = None
             if data is not None:
                 sha = hashlib.sha256(data).hexdigest()
@@ -867,7 +1111,7 @@ class BatchRunner:
         path, sha = task.path, task.sha256
         row = self.store.lookup(self.key.key(sha, path))
         if row is not None and row.record is not None and finished(row, self.retry_model_errors):
-            record, text = _from_store(path, row.record)
+            record, text = _from_store(path, row.record, given=task.data is not None)
             outcome = BatchOutcome(
                 path, record=record, sha256=sha, reused=True, row=RecordRow.of(record, text)
             )
@@ -882,6 +1126,18 @@ class BatchRunner:
         error = ImrExtractError(path, row.cause or "")
         error.code = row.error_code
         return _Ready(task.position, BatchOutcome(path, error=error, sha256=sha, reused=True))
+
+    def stored(self, letter: Letter) -> BatchOutcome | None:
+        """``letter``'s result when the store holds one that stands (as ``run`` would serve
+        it), else None; a quick look before a caller spends a worker or a thread on it."""
+        if self.store is None or self.key is None:
+            return None
+        sha = hashlib.sha256(letter.data).hexdigest()
+        ready = self._stored(_Task(0, letter.name, letter.data, sha))
+        if ready is None:
+            return None
+        self.reused += 1
+        return ready.outcome
 
     def _extractor(self) -> Extractor:
         """The extractor, held to ``limits`` (the rules check items before they verify)."""
@@ -898,25 +1154,22 @@ class BatchRunner:
             if not self.isolate and total < self.min_pool_letters:
                 workers = 1
         extractor = self._extractor()
-        pool: _Pool | None = None
-        if self.isolate or workers > 1:
+        pool, own_pool = self.pool, False
+        if pool is None and (self.isolate or workers > 1):
             # the extractor runs in the workers only without threads
-            pool = _Pool(
-                workers,
-                extractor if self.concurrency is None else None,
-                self.pdf_engine,
-                self.limits,
+            pool = LetterPool(
+                workers, None if self.threaded else extractor, self.pdf_engine, self.limits
             )
-        else:
+            self.started_pool, own_pool = pool, True
+        elif pool is None:
             settle_heap()
-        self.pool = pool
-        threads = (
-            ThreadPoolExecutor(self.concurrency, thread_name_prefix="imr-extract")
-            if self.concurrency is not None
-            else None
-        )
+        queue, own_queue = self.model_queue, False
+        window = max(4 * (self.concurrency or 1), 16)
+        if self.threaded and queue is None:
+            concurrency = self.concurrency or 1
+            queue, own_queue = ModelQueue(concurrency, window - concurrency), True
         try:
-            if threads is None:
+            if queue is None:
                 if pool is None:
                     for item in items:
                         if isinstance(item, _Ready):
@@ -940,20 +1193,23 @@ class BatchRunner:
                 )
             else:
                 read = pool.map("read", items, self.chunksize)
-            window = max(4 * (self.concurrency or 1), 16)
-            yield from _in_threads(threads, read, extractor, window, self.limits)
+            wait = self.when_full == "wait"
+            yield from _in_threads(queue, read, extractor, window, self.limits, wait)
         finally:
-            if pool is not None:
+            if own_pool:
+                assert pool is not None
                 pool.shutdown()
-            if threads is not None:
-                threads.shutdown(wait=False, cancel_futures=True)
+            elif isinstance(pool, LetterPool):
+                pool.reset()  # a borrowed pool: letters left in hand (an early stop) dropped
+            if own_queue:
+                assert queue is not None
+                queue.shutdown()
 
-    def run(
-        self, inputs: Iterable[str | os.PathLike[str]], total: int | None = None
-    ) -> Iterator[BatchOutcome]:
-        """One outcome per letter under ``inputs``, in input order; each new result is in the
-        store (committed) before it is yielded. ``total`` (the number of letters, if known)
-        only keeps a pool from starting for a handful of letters.
+    def run(self, inputs: Iterable[Input], total: int | None = None) -> Iterator[BatchOutcome]:
+        """One outcome per letter under ``inputs`` (paths, directories, ``-``, or ``Letter``
+        bytes), in input order; each new result is in the store (committed) before it is
+        yielded. ``total`` (the number of letters, if known) only keeps a pool from starting
+        for a handful of letters.
 
         On a store shared by several processes (PostgreSQL), the letters another process was
         extracting when this one came to them come last: once all of this process's own are
@@ -963,9 +1219,15 @@ class BatchRunner:
         deferred: list[_Task] = []
         shared = self.store is not None and self.store.shared
         self._since = (self.failures_since or now_iso()) if shared else None
-        yield from self._run_items(self._plan(iter_paths(inputs), deferred), total)
-        for task in deferred:
-            yield from self._run_items(self._settle(task), 1)
+        try:
+            yield from self._run_items(self._plan(_expand(inputs), deferred), total)
+            for task in deferred:
+                yield from self._run_items(self._settle(task), 1)
+        finally:
+            if shared:  # stopped early (or refused): the letters claimed and not written
+                assert self.store is not None
+                with contextlib.suppress(ImrExtractError):  # a lost store lets them go itself
+                    self.store.release_letters()
 
     def _settle(self, task: _Task) -> Iterator[_Task | _Ready]:
         """A letter another process held: wait for its claim, then take what it stored."""
@@ -1045,8 +1307,17 @@ class BatchRunner:
         )
 
 
+def _expand(inputs: Iterable[Input]) -> Iterator[str | Letter]:
+    """Paths expanded (``iter_paths``); ``Letter`` bytes as they are."""
+    for item in inputs:
+        if isinstance(item, Letter):
+            yield item
+        else:
+            yield from iter_paths([item])
+
+
 def run_batch(
-    inputs: Iterable[str | os.PathLike[str]], extractor: Extractor = extract_document, **kw: Any
+    inputs: Iterable[Input], extractor: Extractor = extract_document, **kw: Any
 ) -> Iterator[BatchOutcome]:
     """``BatchRunner(extractor, **kw).run(inputs)`` (``limits=``, ``isolate=``, ... as there)."""
     total = kw.pop("total", None)

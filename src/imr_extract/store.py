@@ -77,7 +77,8 @@ STORE_VERSION = "1"
 #: Modules that cannot change what a record holds: editing them keeps stored results valid.
 _NOT_RECORD_CODE = frozenset(
     {
-        "cli.py", "store.py", "storedb.py", "runner.py", "output.py", "review.py", "reporting.py",
+        "cli.py", "store.py", "storedb.py", "runner.py", "runs.py", "output.py", "review.py",
+        "reporting.py",
         "compare.py", "evaluate.py", "fields.py", "parquet.py",
     }
 )  # fmt: skip
@@ -561,6 +562,14 @@ class RunStore:
         """Let go of a claim without writing (the letter turned out to be stored already)."""
         self.db.release_letter(key)
 
+    @_guarded("lock")
+    def release_letters(self) -> None:
+        """Let go of every claim this process holds on letters it has not written (a run
+        stopped early, or refused a letter)."""
+        for key in list(self.db.claimed):
+            if key not in self._written:
+                self.db.release_letter(key)
+
     def close(self) -> None:
         self.db.close()
 
@@ -639,8 +648,10 @@ class RunStore:
         config: dict[str, Any],
         run_id: str | None = None,
     ) -> str:
-        """Record a new run (``run_id``: one made by ``new_run_id``, perhaps claimed already)."""
+        """Record a new run (``run_id``: one made by ``new_run_id``, perhaps claimed already),
+        held by this process until ``finish_run``."""
         run_id = run_id or new_run_id()
+        self.db.hold_run(run_id)
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO runs (id, started_at, status, host, pid, cwd, argv, inputs, version,"
@@ -697,6 +708,8 @@ class RunStore:
 
     @_guarded("write")
     def resume_run(self, run_id: str) -> None:
+        """Mark ``run_id`` running again (resumed), held by this process until ``finish_run``."""
+        self.db.hold_run(run_id)
         with self.transaction() as db:
             db.execute(
                 "UPDATE runs SET status = 'running', resumes = resumes + 1, finished_at = NULL,"
@@ -705,15 +718,38 @@ class RunStore:
             )
 
     @_guarded("write")
-    def finish_run(
-        self, run_id: str, *, letters: int, reused: int, status: str = "finished"
-    ) -> None:
-        """Close a run: its counts are recomputed from the rows it wrote."""
+    def join_run(self, run_id: str) -> None:
+        """Run ``run_id`` with the processes already at it (a shared store: each letter is
+        claimed), held by this process until ``finish_run``: the run is marked running."""
+        self.db.hold_run(run_id)
         with self.transaction() as db:
             db.execute(
-                """
+                "UPDATE runs SET status = 'running', finished_at = NULL WHERE id = ?", (run_id,)
+            )
+
+    @_guarded("write")
+    def finish_run(
+        self, run_id: str, *, letters: int, reused: int, status: str = "finished"
+    ) -> bool:
+        """This process is done with ``run_id``: its ``letters`` and ``reused`` are added to
+        the run's, and the counts of rows are recomputed from the rows the run wrote.
+
+        On a store shared by several processes of one run (PostgreSQL: started, resumed or
+        joined by each), the run takes ``status`` (and its finish time) only from the last
+        process to let go of it; the others leave it ``running``. Every process of a shared run
+        goes through all of its inputs, so the last one to finish has seen every letter done.
+
+        Returns:
+            Whether this process was the last (the run is closed with ``status``).
+        """
+        last = self.db.let_go_of_run(run_id)
+        closing = "status = ?, finished_at = ?," if last else ""
+        closed = (status, now_iso()) if last else ()
+        with self.transaction() as db:
+            db.execute(
+                f"""
                 UPDATE runs SET
-                    status = ?, finished_at = ?,
+                    {closing}
                     letters = letters + ?, reused = reused + ?,
                     ok = (SELECT count(*) FROM letters WHERE run_id = runs.id AND status = 'ok'),
                     errors = (SELECT count(*) FROM letters
@@ -729,8 +765,9 @@ class RunStore:
                     cost_usd = (SELECT sum(cost_usd) FROM letters WHERE run_id = runs.id)
                 WHERE id = ?
                 """,
-                (status, now_iso(), letters, reused, run_id),
+                (*closed, letters, reused, run_id),
             )
+        return last
 
     # ------------------------------------------------------------------ letters
 

@@ -28,6 +28,8 @@ URL_SCHEMES = ("postgresql://", "postgres://")
 
 #: Advisory-lock namespaces (the first key of PostgreSQL's two-key locks).
 _RUN_LOCKS, _LETTER_CLAIMS, _KEY_WRITES = 0x494D5231, 0x494D5232, 0x494D5233
+#: Shared advisory locks: each process running a run (started, resumed or joined) holds one.
+_RUN_HOLDS = 0x494D5234
 
 
 def is_url(target: str | os.PathLike[str]) -> bool:
@@ -110,6 +112,15 @@ class Database:
 
     def release_letter(self, key: str) -> None:
         pass
+
+    def hold_run(self, run_id: str) -> None:
+        """Count this connection among the processes running ``run_id`` until
+        ``let_go_of_run`` or ``close`` (or this process's death)."""
+
+    def let_go_of_run(self, run_id: str) -> bool:
+        """Stop holding ``run_id``: True when no other process holds it now (this one was
+        the last; always on SQLite, where one process runs a run)."""
+        return True
 
     def close(self) -> None:
         raise NotImplementedError
@@ -256,6 +267,7 @@ class PostgresDatabase(Database):
         self.errors = (psycopg.Error,)
         self._psycopg = psycopg
         self.claimed: set[str] = set()
+        self.holding: set[str] = set()  # runs this connection holds (``hold_run``)
         self.con = psycopg.connect(url, autocommit=True, connect_timeout=30)
         try:
             for name in ("json", "jsonb"):  # JSON columns read back as the text written
@@ -313,6 +325,22 @@ class PostgresDatabase(Database):
 
     def claim_run(self, run_id: str) -> bool:
         return self._try(_RUN_LOCKS, run_id, wait=False)
+
+    def hold_run(self, run_id: str) -> None:
+        if run_id not in self.holding:
+            self.con.execute("SELECT pg_advisory_lock_shared(%s, %s)", (_RUN_HOLDS, _int32(run_id)))
+            self.holding.add(run_id)
+
+    def let_go_of_run(self, run_id: str) -> bool:
+        lock = (_RUN_HOLDS, _int32(run_id))
+        if run_id in self.holding:
+            self.holding.discard(run_id)
+            self.con.execute("SELECT pg_advisory_unlock_shared(%s, %s)", lock)
+        got = self.con.execute("SELECT pg_try_advisory_lock(%s, %s)", lock).fetchone()
+        if not (got and got[0]):
+            return False  # another process holds it still
+        self.con.execute("SELECT pg_advisory_unlock(%s, %s)", lock)
+        return True
 
     def claim_letter(self, key: str, *, wait: bool = False) -> bool:
         if key in self.claimed:  # the same content twice in one batch: held already

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from ..runner import Letter  # one uploaded letter: its bytes and its name (no server path)
 from .problems import ProblemError
 
 #: The name a letter gets when the request gives none, by what it is.
@@ -23,14 +24,6 @@ DEFAULT_NAMES = {"pdf": "letter.pdf", "text": "letter.txt"}
 #: Longest name kept from an upload (a name is a label: the rest is cut).
 MAX_NAME = 200
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
-
-
-@dataclass(frozen=True)
-class Letter:
-    """One uploaded letter: its bytes and the name it goes by (never a path of the server)."""
-
-    name: str
-    data: bytes
 
 
 def _size(n: int) -> str:

@@ -2,20 +2,24 @@
 
 Invariants:
 
+* A letter goes through the library's one code path, as the CLI's do: ``runs.Run.extract`` over
+  a ``BatchRunner`` (reuse from the store, claims, limits, the write of its result). The service
+  is one ``Run`` in the store, from its start to its stop.
 * Every letter a request sends is read (and, with the rules, extracted) in one of the runner's
-  isolated worker processes (``runner._Pool``: a crash, running out of memory or past
+  isolated worker processes (``runner.LetterPools``: a crash, running out of memory or past
   ``Limits.letter_seconds`` costs that letter alone and the worker is replaced), never in the
   process that serves requests. ``letter_workers`` such workers exist per service process, each
-  kept between letters; a request waits for a free one, and when ``max_queue`` letters wait
-  already it is refused (``busy``, 503 with ``Retry-After``) instead of queued without bound.
-* The run store is used from one thread (``RunStore`` is not thread-safe): every read and
-  write goes through ``StoreThread``. A result is written under the same ``ResultKey`` the CLI
-  uses (``backends.build_backend``), so a letter the CLI extracted is served from the store and
-  one extracted here is reused by the CLI. The service is one run in the store, from its start
-  to its stop.
+  kept between letters and requests. At most ``letter_workers + max_queue`` letters are in hand
+  at once, and a model's extractions go through one ``runner.ModelQueue`` per process
+  (``model_concurrency`` at once, ``max_queue`` waiting): past either, a request is refused
+  (``busy``, 503 with ``Retry-After``) instead of queued without bound.
+* ``RunStore`` is not thread-safe: the service's own reads and writes go through
+  ``StoreThread``, and each thread that runs letters has its own connection. A result is
+  written under the same ``ResultKey`` the CLI uses (``backends.build_backend``), so a letter
+  the CLI extracted is served from the store and one extracted here is reused by the CLI.
 * On a store shared by replicas (PostgreSQL) a letter is extracted under its claim
-  (``RunStore.claim_letter``): a replica sent a letter another is extracting waits for that
-  result instead of extracting it again.
+  (``RunStore.claim_letter``, taken by the runner): a replica sent a letter another is
+  extracting waits for that result instead of extracting it again.
 * A letter's bytes are kept (for its review page) in ``letters_dir``, or -- a store shared by
   replicas, with no directory given -- in the store's ``letter_files`` table, so any replica
   shows the review of a letter another extracted.
@@ -26,9 +30,9 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
-import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -41,9 +45,10 @@ from ..backends import BuiltBackend, ModelOptions, build_backend, model_configur
 from ..errors import ImrExtractError
 from ..extract import check_items
 from ..ingest import Document
-from ..runner import _guard, _Pool, _Task
+from ..runner import Admission, BatchOutcome, LetterPools, ModelQueue, QueueFullError
+from ..runs import Run
 from ..schema import Backend, LetterRecord
-from ..store import RecordRow, RunStore, StoredLetter, finished, new_run_id
+from ..store import RunStore
 from .body import Letter
 from .metrics import Metrics
 from .problems import ProblemError
@@ -53,20 +58,12 @@ T = TypeVar("T")
 
 #: Seconds ``/readyz`` waits for the model endpoint to take a connection.
 MODEL_CONNECT_S = 2.0
-#: Seconds between looks at the store while another replica extracts a letter.
-CLAIM_POLL_S = 0.05
-#: Seconds a caller refused as ``busy`` is told to wait.
-RETRY_AFTER_S = 2
-#: Spawning a worker (forkserver start, ``_preparation``) is not thread-safe: one at a time.
-_SPAWN_LOCK = threading.Lock()
-
-
-class _SlotPool(_Pool):
-    """A ``_Pool`` of one worker, kept between letters, safe to start from any thread."""
-
-    def _spawn(self) -> Any:
-        with _SPAWN_LOCK:
-            return super()._spawn()
+#: Seconds between looks for room when a caller waits for it (``extract(wait=True)``).
+WAIT_POLL_S = 0.05
+#: Results served from the store recorded as the run's (``served``) in one write per so many.
+SERVED_BATCH = 256
+#: Letters whose bytes a process remembers having kept (not asked of the store again).
+KEPT_MEMO = 4096
 
 
 class StoreThread:
@@ -132,17 +129,17 @@ class Engine:
                     backend, self.limits, options, pdf_engine=settings.pdf_engine
                 )
         rules = self.backends[Backend.RULES].extractor
-        self._slots: queue.Queue[_SlotPool] = queue.Queue()
-        self._all: list[_SlotPool] = []
-        for _ in range(settings.letter_workers):
-            pool = _SlotPool(1, rules, settings.pdf_engine, self.limits)
-            self._all.append(pool)
-            self._slots.put(pool)
-        # Threads that wait for a worker (and run a model's extractor): one per letter in hand.
+        self.pools = LetterPools(settings.letter_workers, rules, settings.pdf_engine, self.limits)
+        self.admission = Admission(settings.letter_workers, settings.max_queue)
+        self.model_queue = ModelQueue(settings.model_concurrency, settings.max_queue)
+        # Threads that run letters (and wait for a model's): one per letter in hand.
         self._threads = ThreadPoolExecutor(
             settings.letter_workers * 2 + 4, thread_name_prefix="imr-letter"
         )
-        self._waiting = 0
+        self._local = threading.local()  # each letter thread's own connection to the store
+        #: The letters whose bytes this process kept (the latest ``KEPT_MEMO``).
+        self._kept_here: dict[str, None] = {}
+        self._stores: list[RunStore] = []
         self._lock = threading.Lock()
         self.store = StoreThread(settings.store)
         self.letters_dir: Path | None = settings.letters_dir
@@ -150,37 +147,42 @@ class Engine:
             self.letters_dir = settings.store.with_name(settings.store.name + ".letters")
         if self.letters_dir is None:  # a shared store: the bytes in it, for every replica
             self.store.call(_make_letter_files)
-        self.run_id = new_run_id()
-        key = self.backends[Backend.RULES].key
-        self.store.call(
-            lambda s: s.start_run(
-                key,
-                argv=["serve"],
-                inputs=[],
-                config={"service": settings.public()},
-                run_id=self.run_id,
+        rules_backend = self.backends[Backend.RULES]
+        self.run: Run = self.store.call(
+            lambda s: Run.start(
+                s, rules_backend, argv=["serve"], config={"service": settings.public()}
             )
         )
-        self.letters = 0
-        self.reused = 0
+        self.run.served_batch = SERVED_BATCH  # one write per so many, not per request
+
+    @property
+    def run_id(self) -> str:
+        assert self.run.id is not None
+        return self.run.id
+
+    @property
+    def letters(self) -> int:
+        return self.run.summary.letters
+
+    @property
+    def reused(self) -> int:
+        return self.run.summary.reused
 
     # ------------------------------------------------------------------ lifecycle
 
     def warm(self) -> None:
         """Start every letter worker now (the forkserver first), not at the first letter."""
-        for pool in self._all:
-            with _SPAWN_LOCK:
-                if pool.procs[0] is None:
-                    pool.procs[0] = _Pool._spawn(pool)
+        self.pools.warm()
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
-        for pool in self._all:
-            pool.shutdown()
+        self.model_queue.shutdown()
+        self.pools.shutdown()
+        for store in self._stores:
+            with contextlib.suppress(Exception):  # SQLite's belongs to its thread
+                store.close()
         try:
-            self.store.call(
-                lambda s: s.finish_run(self.run_id, letters=self.letters, reused=self.reused)
-            )
+            self.store.call(lambda s: self.run.finish())
         finally:
             self.store.close()
 
@@ -212,66 +214,84 @@ class Engine:
 
     async def extract(self, letter: Letter, backend: Backend, *, wait: bool = False) -> Result:
         """One letter's result: from the store when it stands there, else extracted now
-        (``wait``: when ``max_queue`` letters wait already, wait for room instead of refusing
-        the letter as ``busy``: the job worker's backpressure)."""
+        (``wait``: when the letters in hand or the model queue are full, wait for room instead
+        of refusing the letter as ``busy``: the job worker's backpressure).
+
+        Raises:
+            ProblemError: ``busy`` (too many letters in hand, or the model queue is full).
+        """
         built = self.backend(backend)
         sha = hashlib.sha256(letter.data).hexdigest()
-        key = built.key.key(sha, letter.name)
-        stored = await self._claim(key)
-        if stored is not None and stored.record is not None and finished(stored):
-            self.letters += 1
-            self.reused += 1
-            self.metrics.letter("reused")
-            return Result(letter.name, sha, served(stored.record, letter.name), reused=True)
+        loop = asyncio.get_running_loop()
+        while wait:  # never blocks the event loop: looks again in a moment
+            try:
+                self.admission.enter(wait=False)
+                break
+            except QueueFullError:
+                await asyncio.sleep(WAIT_POLL_S)
         try:
-            return await self._extract(letter, sha, built, wait)
-        finally:  # written: released at its commit already; failed before: released here
-            await self.store.acall(lambda s: s.release_letter(key))
-
-    async def _claim(self, key: str) -> StoredLetter | None:
-        """The letter's stored result, if it stands; else None, holding the letter's claim on a
-        shared store (another replica extracting it: wait, polling, for its result)."""
-        while True:
-            stored = await self.store.acall(lambda s: s.lookup(key))
-            if stored is not None and stored.record is not None and finished(stored):
-                return stored
-            if await self.store.acall(lambda s: s.claim_letter(key)):
-                again = await self.store.acall(lambda s: s.lookup(key))  # written meanwhile?
-                if again is not None and again.record is not None and finished(again):
-                    await self.store.acall(lambda s: s.release_letter(key))
-                return again
-            await asyncio.sleep(CLAIM_POLL_S)
-
-    async def _extract(
-        self, letter: Letter, sha: str, built: BuiltBackend, wait: bool = False
-    ) -> Result:
-        while wait and self._waiting >= self.settings.letter_workers + self.settings.max_queue:
-            await asyncio.sleep(CLAIM_POLL_S)
-        with self._lock:
-            if self._waiting >= self.settings.letter_workers + self.settings.max_queue:
-                raise ProblemError(
-                    "busy",
-                    f"{self._waiting} letters are in hand already: try again in a moment",
-                    headers={"Retry-After": str(RETRY_AFTER_S)},
+            with contextlib.nullcontext() if wait else self.admission.admitted(wait=False):
+                # One look in the store's thread first: a stored letter takes no letter thread.
+                outcome = await self.store.acall(
+                    lambda s: self.run.stored(letter, backend=built, store=s)
                 )
-            self._waiting += 1
-        try:
-            loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(self._threads, self._run, letter, sha, built)
+                if outcome is None:
+                    outcome = await loop.run_in_executor(
+                        self._threads, self._run, letter, sha, built, wait
+                    )
+        except QueueFullError as exc:
+            raise ProblemError(
+                "busy", str(exc), headers={"Retry-After": str(exc.retry_after_s)}
+            ) from None
         finally:
-            with self._lock:
-                self._waiting -= 1
-        self.letters += 1
-        self._count(result, built)
-        if result.record_json is not None:  # before the record: whoever finds it finds these
-            await loop.run_in_executor(self._threads, self._keep, sha, letter.data)
-        await self.store.acall(lambda s: self._write(s, built, letter, result))
+            if wait:  # entered above
+                self.admission.leave()
+        result = Result(
+            letter.name,
+            outcome.sha256 or sha,
+            record_json=outcome.record_json,
+            error=outcome.error,
+            reused=outcome.reused,
+        )
+        if result.reused and result.record_json is not None:
+            self.metrics.letter("reused")
+        else:
+            self._count(result, built)
         return result
+
+    def _run(
+        self, letter: Letter, sha: str, built: BuiltBackend, wait: bool = False
+    ) -> BatchOutcome:
+        """In a letter thread: ``letter`` through the run (a worker, the model's queue, the
+        store through this thread's own connection)."""
+        store = self._thread_store()
+        # Its bytes are kept before its record is written: whoever finds one finds both.
+        self._keep(sha, letter.data, store)
+        (outcome,) = self.run.extract(
+            [letter],
+            total=1,
+            backend=built,
+            store=store,
+            pool=self.pools,
+            model_queue=self.model_queue,
+            when_full="wait" if wait else "refuse",
+            pdf_engine=self.settings.pdf_engine,
+            limits=self.limits,
+        )
+        return outcome
+
+    def _thread_store(self) -> RunStore:
+        store: RunStore | None = getattr(self._local, "store", None)
+        if store is None:
+            store = self._local.store = RunStore(self.settings.store)
+            with self._lock:
+                self._stores.append(store)
+        return store
 
     @property
     def waiting(self) -> int:
         """Letters being read or waiting for a worker now."""
-        return self._waiting
+        return self.admission.in_hand
 
     def _count(self, result: Result, built: BuiltBackend) -> None:
         if result.record_json is None:
@@ -283,70 +303,14 @@ class Engine:
             usage = (u.prompt_tokens, u.completion_tokens)
         self.metrics.letter("ok", *usage)
 
-    def _run(self, letter: Letter, sha: str, built: BuiltBackend) -> Result:
-        """In a thread: the letter through a worker (and a model's extractor, for those)."""
-        task = _Task(0, letter.name, letter.data, sha)
-        pool = self._slots.get()
-        try:
-            kind = "read" if built.uses_model else "extract"
-            ((_, answer),) = list(pool.map(kind, iter([task]), 1))
-        finally:
-            self._slots.put(pool)
-        if not built.uses_model:
-            _, row, error = answer
-            if row is None:
-                return Result(letter.name, sha, error=error)
-            return Result(letter.name, sha, record_json=row.record_json)
-        doc, error = answer
-        if doc is None:
-            return Result(letter.name, sha, error=error)
-        extractor = built.extractor
-
-        def extract(doc: Document = doc) -> LetterRecord:
-            record = extractor(doc)
-            check_items(letter.name, len(record.items), self.limits)
-            return record
-
-        record, error = _guard(letter.name, extract)
-        if record is None:
-            return Result(letter.name, sha, error=error)
-        return Result(letter.name, sha, record_json=record.model_dump_json())
-
-    def _write(self, store: RunStore, built: BuiltBackend, letter: Letter, result: Result) -> None:
-        row = None
-        if result.record_json is not None:
-            row = RecordRow.of(LetterRecord.model_validate_json(result.record_json))
-        store.write(
-            built.key,
-            self.run_id,
-            letter.name,
-            result.sha256,
-            row=row,
-            error=result.error,
-        )
-
     async def read(self, letter: Letter) -> Document:
         """``letter`` read in a letter worker (its limits held there).
 
         Raises:
             ImrExtractError: it cannot be read, or is past a limit.
         """
-
-        def read() -> Any:
-            pool = self._slots.get()
-            try:
-                sha = hashlib.sha256(letter.data).hexdigest()
-                task = _Task(0, letter.name, letter.data, sha)
-                ((_, answer),) = list(pool.map("read", iter([task]), 1))
-            finally:
-                self._slots.put(pool)
-            return answer
-
-        doc, error = await asyncio.get_running_loop().run_in_executor(self._threads, read)
-        if doc is None:
-            assert error is not None
-            raise error
-        return doc
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, self.pools.read, letter)
 
     async def verify(self, letter: Letter, data: Any) -> str:
         """``data`` (a record from any tool) verified against ``letter``: the record's JSON.
@@ -373,18 +337,24 @@ class Engine:
         assert self.letters_dir is not None
         return self.letters_dir / sha[:2] / sha
 
-    def _keep(self, sha: str, data: bytes) -> None:
-        """Keep a letter's bytes (by content) for its review page."""
+    def _keep(self, sha: str, data: bytes, store: RunStore | None = None) -> None:
+        """Keep a letter's bytes (by content) for its review page (in a thread: through its own
+        connection to the store, or ``store``)."""
+        if sha in self._kept_here:  # kept by this process already
+            return
         if self.letters_dir is None:
-            self.store.call(lambda s: _keep_in_store(s, sha, data))
-            return
-        path = self._letter_file(sha)
-        if path.exists():
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        part = path.with_name(f"{sha}.{os.getpid()}.{threading.get_ident()}.part")
-        part.write_bytes(data)
-        os.replace(part, path)
+            _keep_in_store(store or self._thread_store(), sha, data)
+        else:
+            path = self._letter_file(sha)
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                part = path.with_name(f"{sha}.{os.getpid()}.{threading.get_ident()}.part")
+                part.write_bytes(data)
+                os.replace(part, path)
+        with self._lock:
+            self._kept_here[sha] = None
+            while len(self._kept_here) > KEPT_MEMO:
+                del self._kept_here[next(iter(self._kept_here))]
 
     async def stored(self, sha: str, backend: Backend) -> str | None:
         """The stored record of the letter ``sha`` made by ``backend`` (JSON), or None."""
@@ -437,6 +407,8 @@ def _make_letter_files(store: RunStore) -> None:
 
 
 def _keep_in_store(store: RunStore, sha: str, data: bytes) -> None:
+    if _kept_in_store(store, sha, probe=True) is not None:
+        return  # a read, not a write: most letters sent again are kept already
     with store.transaction() as db:
         db.execute(
             f"INSERT INTO {LETTER_FILES} (sha256, data) VALUES (?, ?) ON CONFLICT DO NOTHING",
@@ -444,9 +416,11 @@ def _keep_in_store(store: RunStore, sha: str, data: bytes) -> None:
         )
 
 
-def _kept_in_store(store: RunStore, sha: str) -> bytes | None:
-    row = store.db.execute(f"SELECT data FROM {LETTER_FILES} WHERE sha256 = ?", (sha,)).fetchone()
-    return None if row is None else bytes(row[0])
+def _kept_in_store(store: RunStore, sha: str, probe: bool = False) -> bytes | None:
+    """The bytes kept of the letter ``sha`` (``probe``: only whether they are, as ``b""``)."""
+    what = "1" if probe else "data"
+    row = store.db.execute(f"SELECT {what} FROM {LETTER_FILES} WHERE sha256 = ?", (sha,)).fetchone()
+    return None if row is None else (b"" if probe else bytes(row[0]))
 
 
 async def model_reachable(base_url: str, timeout_s: float = MODEL_CONNECT_S) -> None:

@@ -49,6 +49,9 @@ class Settings:
     letter_workers: int = field(default_factory=_cores)
     #: Letters that may wait for a letter worker beyond those being read; past it, 503.
     max_queue: int = 64
+    #: A model's extractions at once, per service process (``runner.ModelQueue``: ``max_queue``
+    #: more may wait; past it, 503).
+    model_concurrency: int = 4
     #: Bytes of a request body, at most (read as it streams; past it, 413).
     max_body: int = DEFAULT_LIMITS.max_stdin_bytes
     limits: Limits = field(default_factory=lambda: replace(DEFAULT_LIMITS, letter_seconds=60.0))
