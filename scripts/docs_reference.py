@@ -240,11 +240,11 @@ def store_markdown() -> str:
     ]
     out += _tables_markdown(store.SCHEMA_SQL)
     try:
-        from imr_extract.service import jobs, keys
+        from imr_extract.service import engine, jobs, keys
     except ImportError:  # pragma: no cover - the service extra is not installed
         service: list[str] = []
     else:
-        service = [keys.SCHEMA, jobs.SCHEMA_SQL]
+        service = [keys.SCHEMA, jobs.SCHEMA_SQL, engine.LETTER_FILES_SQL]
     if service:
         out += [
             "## Service tables",

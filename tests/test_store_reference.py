@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from imr_extract.service import jobs
+from imr_extract.service.engine import _make_letter_files
 from imr_extract.service.keys import KeyStore
 from imr_extract.store import RunStore
 from imr_extract.storedb import ddl_statements
@@ -35,12 +36,13 @@ def test_every_table_and_column_of_a_serving_store_is_in_the_reference(tmp_path:
     path = tmp_path / "s.sqlite"
     with RunStore(path) as store:
         jobs.make_tables(store)
+        _make_letter_files(store)
     KeyStore(path).create("docs")
     con = sqlite3.connect(path)
     names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     held = {n: {c[1] for c in con.execute(f"PRAGMA table_info({n})")} for n in names}
     documented = _documented()
-    assert {"jobs", "job_letters", "api_keys", "letters", "runs"} <= set(held)
+    assert {"jobs", "job_letters", "api_keys", "letter_files", "letters", "runs"} <= set(held)
     assert held == {n: documented.get(n) for n in held}
 
 

@@ -395,15 +395,21 @@ class Engine:
 LETTER_FILES = "letter_files"
 
 
+#: The table of letters' bytes, in SQLite's dialect (``Database.create_tables`` makes it in the
+#: store's: ``BYTEA`` on PostgreSQL).
+LETTER_FILES_SQL = f"""
+CREATE TABLE IF NOT EXISTS {LETTER_FILES} (
+    sha256  TEXT PRIMARY KEY,   -- of the letter's bytes: /v1/letters/{{sha256}}/review
+    data    BLOB NOT NULL       -- the letter as it was sent (PDF or text), for its review page
+);
+"""
+
+
 def _make_letter_files(store: RunStore) -> None:
     """Make the ``letter_files`` table (once: replicas starting together queue on a lock)."""
-    blob = "BYTEA" if store.shared else "BLOB"
     with store.transaction() as db:
         db.lock_key(LETTER_FILES)
-        if not db.has_table(LETTER_FILES):
-            db.execute(
-                f"CREATE TABLE {LETTER_FILES} (sha256 TEXT PRIMARY KEY, data {blob} NOT NULL)"
-            )
+        db.create_tables(LETTER_FILES_SQL)
 
 
 def _keep_in_store(store: RunStore, sha: str, data: bytes) -> None:
