@@ -35,18 +35,20 @@ RERECORD_HINT = (
 SECRET_HEADERS = ["authorization", "api-key", "x-api-key", "openai-organization", "cookie"]
 
 
+def load_body(body: Any) -> Any:
+    """A request body as cassettes compare it: its JSON (key order and whitespace aside), or
+    the text itself when it is not JSON."""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8")
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return body
+
+
 def _json_body(r1: Any, r2: Any) -> None:
     """Bodies match when they are the same JSON (key order and whitespace aside)."""
-
-    def load(body: Any) -> Any:
-        if isinstance(body, bytes):
-            body = body.decode("utf-8")
-        try:
-            return json.loads(body) if body else None
-        except ValueError:
-            return body
-
-    assert load(r1.body) == load(r2.body), "request bodies differ"
+    assert load_body(r1.body) == load_body(r2.body), "request bodies differ"
 
 
 def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:

@@ -23,18 +23,10 @@ from urllib.parse import urlsplit
 import yaml
 
 from llm_cassettes import cassette_path
+from llm_cassettes import load_body as _load
 
 #: Response headers worth passing on (the rest are the recorded server's own).
 _KEEP = {"content-type", "retry-after"}
-
-
-def _load(body: Any) -> Any:
-    if isinstance(body, bytes):
-        body = body.decode("utf-8")
-    try:
-        return json.loads(body) if body else None
-    except ValueError:
-        return body
 
 
 @dataclass

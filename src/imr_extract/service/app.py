@@ -559,7 +559,9 @@ def create_app(settings: Settings) -> FastAPI:
         return _job_response(await _found(job_id, key_id))
 
     async def _found(job_id: str, key_id: str | None) -> Job:
-        job = await jobs().job(job_id, key_id or "")
+        return _or_not_found(job_id, await jobs().job(job_id, key_id or ""))
+
+    def _or_not_found(job_id: str, job: Job | None) -> Job:
         if job is None:  # another key's job does not exist for this one
             raise ProblemError("not-found", f"no job {job_id} (of this API key) here")
         return job
@@ -574,10 +576,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def cancel_job(
         job_id: Annotated[str, _job_path()], key_id: str | None = Depends(caller)
     ) -> Response:
-        job = await jobs().cancel(job_id, key_id or "")
-        if job is None:
-            raise ProblemError("not-found", f"no job {job_id} (of this API key) here")
-        return _job_response(job)
+        return _job_response(_or_not_found(job_id, await jobs().cancel(job_id, key_id or "")))
 
     @app.get(
         "/v1/jobs/{job_id}/results",
