@@ -123,7 +123,7 @@ CREATE TABLE IF NOT EXISTS {JOBS} (
     skipped      INTEGER NOT NULL,      -- members of its archive or form that are not letters
     created_at   TEXT NOT NULL,
     started_at   TEXT,
-    finished_at  TEXT                   -- when it finished or was cancelled
+    finished_at  TEXT                   -- when it ended (deleted serve --keep-jobs after)
 );
 CREATE INDEX IF NOT EXISTS {JOBS}_status ON {JOBS} (status);
 CREATE TABLE IF NOT EXISTS {JOB_LETTERS} (
