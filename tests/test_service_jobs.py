@@ -542,6 +542,49 @@ def test_an_ended_job_is_deleted_after_keep_jobs_on_postgresql(tmp_path: Path, p
     _retention(tmp_path, pg_url)
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_replicas_deleting_old_jobs_at_once_delete_each_once(
+    tmp_path: Path, kind: str, request: pytest.FixtureRequest
+):
+    """Four stores (as four replicas) delete old jobs at once: no error, each job deleted by
+    one of them, with all its job_letters rows; a job ended since the cutoff stays."""
+    from imr_extract.service import jobs
+    from imr_extract.store import RunStore
+
+    target = request.getfixturevalue("pg_url") if kind == "postgresql" else tmp_path / "s.sqlite"
+    old = [f"job-{i:024x}" for i in range(1, jobs.PURGE_BATCH + 41)]
+    with RunStore(target) as store:
+        jobs.make_tables(store)
+        with store.transaction() as db:
+            for job_id in [*old, "job-" + "f" * 24]:
+                ended = "2000-01-01T00:00:00.000Z" if job_id in old else "2999-01-01T00:00:00.000Z"
+                db.execute(
+                    "INSERT INTO jobs (id, owner, backend, status, letters, skipped, created_at,"
+                    " finished_at) VALUES (?, '', 'rules', 'finished', 2, 0, ?, ?)",
+                    (job_id, ended, ended),
+                )
+                db.executemany(
+                    "INSERT INTO job_letters (job_id, position, name, sha256, state)"
+                    " VALUES (?, ?, 'x.txt', ?, 'done')",
+                    [(job_id, 0, "0" * 64), (job_id, 1, "1" * 64)],
+                )
+
+    def purge(_: int) -> int:
+        deleted = 0
+        with RunStore(target) as mine:
+            while n := jobs._purge(mine, 3600):
+                deleted += n
+        return deleted
+
+    with ThreadPoolExecutor(4) as pool:
+        deleted = list(pool.map(purge, range(4)))
+    assert sum(deleted) == len(old)  # each job deleted once, across the replicas
+    with RunStore(target) as store:
+        left = store.db.execute("SELECT id FROM jobs").fetchall()
+        letters = store.db.execute("SELECT DISTINCT job_id FROM job_letters").fetchall()
+    assert left == letters == [("job-" + "f" * 24,)]
+
+
 def test_keep_jobs_0_keeps_jobs_and_a_bad_duration_is_refused(tmp_path: Path):
     args = ("--no-auth", "--letter-workers", "1", "--keep-jobs", "0")
     with serving(tmp_path, *args) as srv, srv.client() as c:
