@@ -430,6 +430,225 @@ def test_past_its_wait_extract_answers_202_and_the_job_gets_the_record(tmp_path:
             assert wait_done(c, r.headers["location"])["counts"]["reused"] == 1
 
 
+# --------------------------------------------------------------------------- retention, follow cap
+
+
+def _job_rows(store: Path | str, job_id: str) -> tuple[int, int]:
+    """Rows of ``job_id`` in ``jobs`` and in ``job_letters``."""
+    query = "SELECT (SELECT count(*) FROM jobs WHERE id = ?), (SELECT count(*) FROM job_letters"
+    query += " WHERE job_id = ?)"
+    if isinstance(store, str):  # PostgreSQL
+        ((jobs, letters),) = rows(store, query, job_id, job_id)
+        return int(jobs), int(letters)
+    with sqlite3.connect(store) as db:
+        found = db.execute(query, (job_id, job_id)).fetchone()
+    return int(found[0]), int(found[1])
+
+
+def _age_a_job(store: Path | str, job_id: str, finished_at: str) -> None:
+    """Backdate ``job_id`` (as if it had been made and ended long ago)."""
+    query = "UPDATE jobs SET created_at = ?, finished_at = ? WHERE id = ?"
+    if isinstance(store, str):
+        import psycopg
+
+        with psycopg.connect(store, autocommit=True) as con:
+            con.execute(query.replace("?", "%s"), ("2000-01-01T00:00:00.000Z", finished_at, job_id))
+        return
+    with sqlite3.connect(store) as db:
+        db.execute(query, ("2000-01-01T00:00:00.000Z", finished_at, job_id))
+
+
+def _gone_after(client: httpx.Client, where: str, timeout_s: float = 20) -> float:
+    """Seconds until ``where`` answers 404 (fails past ``timeout_s``)."""
+    started = time.monotonic()
+    while True:
+        r = client.get(where)
+        if r.status_code == 404:
+            assert_problem(r, 404, "not-found")
+            return time.monotonic() - started
+        assert r.status_code == 200, r.text
+        assert time.monotonic() - started < timeout_s, f"{where} still there: {r.text}"
+        time.sleep(0.2)
+
+
+def _retention(tmp_path: Path, store: str | None) -> None:
+    """serve --keep-jobs 2s: an ended job is deleted with its job_letters rows (404 like an
+    unknown job), its letter's record still served; an unfinished job, however old, is kept."""
+    name = LETTERS[0]
+    data = letter_path(name).read_bytes()
+    args = ("--no-auth", "--letter-workers", "1", "--keep-jobs", "2s")
+    with serving(tmp_path, *args, store=store) as srv, srv.client() as c:
+        _, where = post_job(c, files=[("files", (name, data))])
+        done = wait_done(c, where)
+        assert done["status"] == "finished" and done["counts"]["ok"] == 1
+        (record,) = lines(c.get(where + "/results"))
+        job_id = where.rsplit("/", 1)[1]
+        # unfinished jobs "ended" in 2000: one running with a letter pending, one cancelled
+        # with a letter still in a worker's hand: never deleted
+        stuck = {
+            "job-" + "1" * 24: ("running", "pending"),
+            "job-" + "2" * 24: ("cancelled", "running"),
+        }
+        for stuck_id, (status, state) in stuck.items():
+            _insert_stuck(srv.store, stuck_id, status, state)
+        assert _job_rows(srv.store, job_id) == (1, 1)
+        took = _gone_after(c, where)
+        assert took < 15
+        for path in (where + "/results",):
+            assert_problem(c.get(path), 404, "not-found")
+        assert_problem(c.delete(where), 404, "not-found")
+        assert _job_rows(srv.store, job_id) == (0, 0)  # its job_letters rows too
+        # the letter's record is the store's, not the job's: still served
+        stored = c.get(f"/v1/letters/{record['source']['sha256']}")
+        assert stored.status_code == 200 and stored.json() == record
+        assert c.get(f"/v1/letters/{record['source']['sha256']}/review").status_code == 200
+        time.sleep(3)  # more rounds of deletion than the 2 s kept
+        for stuck_id, (status, _) in stuck.items():
+            assert _job_rows(srv.store, stuck_id) == (1, 1)
+            assert c.get(f"/v1/jobs/{stuck_id}").json()["status"] == status
+
+
+def _insert_stuck(store: Path | str, job_id: str, status: str, state: str) -> None:
+    """A job of backend llm (the server offers no model, so no worker takes its letter) made and
+    "ended" (finished_at) in 2000, in ``status``, its one letter in ``state`` (running: held by
+    another worker under a lease an hour long)."""
+    old = "2000-01-01T00:00:00.000Z"
+    job = (
+        "INSERT INTO jobs (id, owner, backend, status, letters, skipped, created_at, started_at,"
+        " finished_at) VALUES (?, '', 'llm', ?, 1, 0, ?, ?, ?)"
+    )
+    letter = (
+        "INSERT INTO job_letters (job_id, position, name, sha256, state, worker, lease_until,"
+        " attempts) VALUES (?, 0, 'x.txt', ?, ?, 'elsewhere:1:0', ?, 1)"
+    )
+    values = ((job_id, status, old, old, old), (job_id, "0" * 64, state, time.time() + 3600))
+    if isinstance(store, str):
+        import psycopg
+
+        with psycopg.connect(store, autocommit=True) as con:
+            con.execute(job.replace("?", "%s"), values[0])
+            con.execute(letter.replace("?", "%s"), values[1])
+        return
+    with sqlite3.connect(store) as db:
+        db.execute(job, values[0])
+        db.execute(letter, values[1])
+
+
+def test_an_ended_job_is_deleted_after_keep_jobs_and_its_record_stays(tmp_path: Path):
+    _retention(tmp_path, None)
+
+
+def test_an_ended_job_is_deleted_after_keep_jobs_on_postgresql(tmp_path: Path, pg_url: str):
+    _retention(tmp_path, pg_url)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_replicas_deleting_old_jobs_at_once_delete_each_once(
+    tmp_path: Path, kind: str, request: pytest.FixtureRequest
+):
+    """Four stores (as four replicas) delete old jobs at once: no error, each job deleted by
+    one of them, with all its job_letters rows; a job ended since the cutoff stays."""
+    from imr_extract.service import jobs
+    from imr_extract.store import RunStore
+
+    target = request.getfixturevalue("pg_url") if kind == "postgresql" else tmp_path / "s.sqlite"
+    old = [f"job-{i:024x}" for i in range(1, jobs.PURGE_BATCH + 41)]
+    with RunStore(target) as store:
+        jobs.make_tables(store)
+        with store.transaction() as db:
+            for job_id in [*old, "job-" + "f" * 24]:
+                ended = "2000-01-01T00:00:00.000Z" if job_id in old else "2999-01-01T00:00:00.000Z"
+                db.execute(
+                    "INSERT INTO jobs (id, owner, backend, status, letters, skipped, created_at,"
+                    " finished_at) VALUES (?, '', 'rules', 'finished', 2, 0, ?, ?)",
+                    (job_id, ended, ended),
+                )
+                db.executemany(
+                    "INSERT INTO job_letters (job_id, position, name, sha256, state)"
+                    " VALUES (?, ?, 'x.txt', ?, 'done')",
+                    [(job_id, 0, "0" * 64), (job_id, 1, "1" * 64)],
+                )
+
+    def purge(_: int) -> int:
+        deleted = 0
+        with RunStore(target) as mine:
+            while n := jobs._purge(mine, 3600):
+                deleted += n
+        return deleted
+
+    with ThreadPoolExecutor(4) as pool:
+        deleted = list(pool.map(purge, range(4)))
+    assert sum(deleted) == len(old)  # each job deleted once, across the replicas
+    with RunStore(target) as store:
+        left = store.db.execute("SELECT id FROM jobs").fetchall()
+        letters = store.db.execute("SELECT DISTINCT job_id FROM job_letters").fetchall()
+    assert left == letters == [("job-" + "f" * 24,)]
+
+
+def test_keep_jobs_0_keeps_jobs_and_a_bad_duration_is_refused(tmp_path: Path):
+    args = ("--no-auth", "--letter-workers", "1", "--keep-jobs", "0")
+    with serving(tmp_path, *args) as srv, srv.client() as c:
+        _, where = post_job(
+            c, files=[("files", (LETTERS[0], letter_path(LETTERS[0]).read_bytes()))]
+        )
+        wait_done(c, where)
+        _age_a_job(srv.store, where.rsplit("/", 1)[1], "2000-01-01T00:00:00.000Z")
+        time.sleep(2.5)
+        assert c.get(where).status_code == 200
+    refused = cli("serve", "--keep-jobs", "a week", "--store", str(tmp_path / "x.sqlite"))
+    assert refused.returncode == 2 and "--keep-jobs" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("30m", 1800), ("12h", 43200), ("7d", 604800), ("0", 0)]
+)
+def test_a_duration_is_parsed(text: str, seconds: float):
+    from imr_extract.service.settings import parse_duration
+
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "d", "-1h", "7w", "nan", "inf"])
+def test_a_bad_duration_is_refused(text: str):
+    from imr_extract.service.settings import parse_duration
+
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_follow_ends_by_its_cap_on_a_job_that_has_not_ended(tmp_path: Path):
+    """serve --follow-timeout 2: following a job whose letter takes the model 6 s ends after
+    about 2 s with no line (counts.done 0 then); following again gets the record when done."""
+    name = "000_95767a46bf993051.txt"
+    right = gold_answer(GOLD[name]).model_dump(mode="json")
+    slow = fake_openai.answer(right, delay_s=6.0)
+    with fake_openai.serve([slow]) as model:
+        env = {
+            "IMR_LLM_MODEL": "test-model",
+            "OPENAI_BASE_URL": model.base_url,
+            "OPENAI_API_KEY": "imr-test-placeholder-not-a-key",
+        }
+        args = ("--no-auth", "--letter-workers", "1", "--follow-timeout", "2")
+        with serving(tmp_path, *args, env=env) as srv, srv.client() as c:
+            files = [("files", (name, letter_path(name).read_bytes()))]
+            _, where = post_job(c, files=files, params={"backend": "llm"})
+            started = time.monotonic()
+            r = c.get(where + "/results", params={"follow": "true"})
+            took = time.monotonic() - started
+            assert r.status_code == 200 and r.text == ""
+            assert 1.8 < took < 5, took  # the cap, not the model's 6 s
+            job = c.get(where).json()
+            assert job["status"] in ("queued", "running") and job["counts"]["done"] == 0
+            # the client follows again (each stream capped) until its line comes
+            follows = 1
+            while not (found := lines(c.get(where + "/results", params={"follow": "true"}))):
+                follows += 1
+                assert follows < 10
+            (record,) = found
+            assert follows >= 2 and not diff(_gold(name), record)
+            assert c.get(where).json()["counts"]["done"] == 1
+
+
 # --------------------------------------------------------------------------- replicas on PostgreSQL
 
 PDFS = sorted(p.name for p in (ROOT / "tests/data/letters/pdf").glob("*.pdf"))

@@ -1710,6 +1710,25 @@ def serve(
             min=0,
         ),
     ] = None,
+    keep_jobs: Annotated[
+        str,
+        typer.Option(
+            "--keep-jobs",
+            metavar="DURATION",
+            help="How long a job is kept after it finished or was cancelled, e.g. 90s, 12h, 7d "
+            "(0: forever); then it is deleted (404), its letters' records stay in the store.",
+        ),
+    ] = "7d",
+    follow_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--follow-timeout",
+            metavar="SECONDS",
+            help="Seconds a GET /v1/jobs/{id}/results?follow=true stream lasts at most (default "
+            "600); it ends then even if the job has not (compare its lines with counts.done).",
+            min=0.001,
+        ),
+    ] = None,
 ) -> None:
     """Run the extraction service (HTTP, OpenAPI at /openapi.json) on uvicorn.
 
@@ -1720,7 +1739,13 @@ def serve(
     try:
         from .service.server import ServeError, check
         from .service.server import serve as run_service
-        from .service.settings import LETTER_SECONDS, WAIT_SECONDS, Settings
+        from .service.settings import (
+            FOLLOW_SECONDS,
+            LETTER_SECONDS,
+            WAIT_SECONDS,
+            Settings,
+            parse_duration,
+        )
     except ImportError as exc:  # pragma: no cover - the extra is not installed
         raise _usage_error(
             f"the service needs the 'service' extra: pip install 'imr-extract[service]' ({exc})"
@@ -1741,7 +1766,12 @@ def serve(
         limits=limits,
         pdf_engine=pdf_engine,
         wait=WAIT_SECONDS if wait is None else wait,
+        follow_seconds=FOLLOW_SECONDS if follow_timeout is None else follow_timeout,
     )
+    try:
+        settings = replace(settings, keep_jobs=parse_duration(keep_jobs))
+    except ValueError as exc:
+        raise _usage_error(f"--keep-jobs: {exc}") from None
     if letter_workers is not None:
         settings = replace(settings, letter_workers=letter_workers)
     if max_body is not None:

@@ -589,7 +589,10 @@ def create_app(settings: Settings) -> FastAPI:
             "follow=false (the default): the letters finished now, in order (those not yet "
             "finished are left out: compare the line count with counts.done). follow=true: "
             "every letter's line in order, each sent as soon as it is done; the stream ends "
-            "when the last letter is done (or cancelled)."
+            "when the last letter is done (or cancelled), or after the server's serve "
+            "--follow-timeout (default 600 s) even if the job has not ended: then it holds "
+            "fewer lines than letters (compare with counts.done and ask again). A job is "
+            "kept for serve --keep-jobs after it ended (default 7 days), then it is 404."
         ),
         response_class=JsonLinesResponse,
         responses={
@@ -602,7 +605,10 @@ def create_app(settings: Settings) -> FastAPI:
         view: Annotated[View, Query(description=VIEW_HELP)] = View.FULL,
         follow: Annotated[
             bool,
-            Query(description="Wait for every letter, streaming each as it is done."),
+            Query(
+                description="Wait for every letter, streaming each as it is done (at most the "
+                "server's serve --follow-timeout)."
+            ),
         ] = False,
         key_id: str | None = Depends(caller),
     ) -> Response:

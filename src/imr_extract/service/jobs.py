@@ -19,12 +19,19 @@ Invariants:
 * A cancelled job's letters not yet taken are never extracted; those in hand finish.
 * Times are UTC: ISO 8601 text for people, epoch seconds for leases (replicas' clocks are
   assumed to agree to well within ``LEASE_S``).
+* A job ended (finished, or cancelled with no letter left in hand) longer ago than the
+  settings' ``keep_jobs`` is deleted with its ``job_letters`` rows, in one transaction under one
+  lock (replicas doing it at once queue; the second finds nothing left). A job not ended is
+  never deleted. The letters' records (``letters``) and bytes (``letter_files`` or the letters
+  directory) are the store's, not the job's: they stay.
+* A follower of a job's results stops after ``follow_seconds`` even if the job has not ended.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import functools
 import hashlib
 import json
@@ -59,6 +66,10 @@ POLL_S = 0.25
 FOLLOW_POLL_S = 0.2
 #: Rows of a job's letters read at a time while streaming its results.
 PAGE = 100
+#: Jobs deleted at most per transaction when old jobs are deleted (the rest in the next round).
+PURGE_BATCH = 500
+#: The lock (``Database.lock_key``) replicas deleting old jobs at once queue on.
+PURGE_LOCK = "jobs-retention"
 
 
 class JobStatus(StrEnum):
@@ -112,7 +123,7 @@ CREATE TABLE IF NOT EXISTS {JOBS} (
     skipped      INTEGER NOT NULL,      -- members of its archive or form that are not letters
     created_at   TEXT NOT NULL,
     started_at   TEXT,
-    finished_at  TEXT                   -- when it finished or was cancelled
+    finished_at  TEXT                   -- when it ended (deleted serve --keep-jobs after)
 );
 CREATE INDEX IF NOT EXISTS {JOBS}_status ON {JOBS} (status);
 CREATE TABLE IF NOT EXISTS {JOB_LETTERS} (
@@ -368,6 +379,43 @@ def _done(store: RunStore, taken: Taken, worker: str, outcome: Outcome) -> None:
         )
 
 
+@_guarded("write")
+def _purge(store: RunStore, keep_seconds: float) -> int:
+    """Delete the jobs that ended more than ``keep_seconds`` ago (finished, or cancelled with no
+    letter left in a worker's hand), with their ``job_letters`` rows: one transaction, under a
+    lock replicas share. The jobs deleted (at most ``PURGE_BATCH``)."""
+    cutoff = (
+        (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=keep_seconds))
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+    with store.transaction() as db:
+        db.lock_key(PURGE_LOCK)
+        ids = [
+            job_id
+            for (job_id,) in db.execute(
+                f"SELECT id FROM {JOBS} j WHERE j.status IN ('finished', 'cancelled')"
+                " AND j.finished_at IS NOT NULL AND j.finished_at < ? AND NOT EXISTS"
+                f" (SELECT 1 FROM {JOB_LETTERS} l WHERE l.job_id = j.id"
+                " AND l.state IN ('pending', 'running'))"
+                f" ORDER BY j.finished_at LIMIT {PURGE_BATCH}",
+                (cutoff,),
+            ).fetchall()
+        ]
+        if not ids:
+            return 0
+        marks = ", ".join("?" for _ in ids)
+        db.execute(f"DELETE FROM {JOB_LETTERS} WHERE job_id IN ({marks})", tuple(ids))
+        db.execute(f"DELETE FROM {JOBS} WHERE id IN ({marks})", tuple(ids))
+    return len(ids)
+
+
+def purge_every(keep_seconds: float) -> float:
+    """Seconds between a worker's rounds of deleting old jobs: half the time jobs are kept,
+    between 1 s and 5 minutes (not every poll: a round is a write transaction)."""
+    return min(300.0, max(1.0, keep_seconds / 2))
+
+
 # --------------------------------------------------------------------------- the worker
 
 
@@ -386,17 +434,20 @@ class JobWorker:
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
         self._renewer: asyncio.Task[None] | None = None
+        self._purger: asyncio.Task[None] | None = None
         engine.store.call(make_tables)
 
     def start(self) -> None:
         self._loop = asyncio.create_task(self._run(), name="imr-jobs")
         self._renewer = asyncio.create_task(self._renew(), name="imr-jobs-lease")
+        if self.engine.settings.keep_jobs > 0:
+            self._purger = asyncio.create_task(self._purge(), name="imr-jobs-retention")
 
     async def close(self) -> None:
-        for task in (self._loop, self._renewer, *self._tasks):
+        for task in (self._loop, self._renewer, self._purger, *self._tasks):
             if task is not None:
                 task.cancel()
-        for task in (self._loop, self._renewer, *self._tasks):
+        for task in (self._loop, self._renewer, self._purger, *self._tasks):
             if task is not None:
                 with contextlib.suppress(BaseException):
                     await task
@@ -436,6 +487,16 @@ class JobWorker:
                 await self.engine.store.acall(lambda s: _renew(s, self.id))
             except Exception as exc:  # the store or a bug: logged; the next round tries again
                 logger.warning(redact(f"jobs: leases not renewed: {type(exc).__name__}: {exc}"))
+
+    async def _purge(self) -> None:
+        keep = self.engine.settings.keep_jobs
+        while True:
+            await asyncio.sleep(purge_every(keep))
+            try:
+                while await self.engine.store.acall(lambda s: _purge(s, keep)) == PURGE_BATCH:
+                    await asyncio.sleep(0)
+            except Exception as exc:  # the store or a bug: logged; the next round tries again
+                logger.warning(redact(f"jobs: old jobs not deleted: {type(exc).__name__}: {exc}"))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -563,9 +624,11 @@ class JobWorker:
 
     async def results(self, job_id: str, view: View, follow: bool) -> AsyncIterator[bytes]:
         """The job's results as JSON Lines, in the job's order: a record (in ``view``) or an
-        error line per letter. ``follow``: every letter, waiting for each, until the job ends;
-        else the letters finished now (the others are left out)."""
+        error line per letter. ``follow``: every letter, waiting for each, until the job ends or
+        the settings' ``follow_seconds`` have passed (then the stream ends, the letters not yet
+        done left out); else the letters finished now (the others are left out)."""
         position = 0
+        deadline = time.monotonic() + self.engine.settings.follow_seconds
         while True:
             page = functools.partial(_rows, job_id=job_id, position=position)
             rows = await self.engine.store.acall(page)
@@ -580,7 +643,10 @@ class JobWorker:
                 if state not in ("pending", "running"):
                     yield _line(name, sha, state, status, record, code, cause, view)
             if waiting:
-                await asyncio.sleep(FOLLOW_POLL_S)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                await asyncio.sleep(min(FOLLOW_POLL_S, left))
 
 
 @_guarded("read")

@@ -24,6 +24,11 @@ SETTINGS_ENV = "IMR_SERVICE_SETTINGS"
 LETTER_SECONDS = 60.0
 #: Default seconds ``POST /v1/extract`` waits for a letter before answering 202 and a job.
 WAIT_SECONDS = 10.0
+#: Default seconds an ended job is kept (7 days); 0 keeps jobs forever.
+KEEP_JOBS_SECONDS = 7 * 86400.0
+#: Default seconds a ``GET /v1/jobs/{id}/results?follow=true`` stream lasts at most.
+FOLLOW_SECONDS = 600.0
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def _cores() -> int:
@@ -63,6 +68,11 @@ class Settings:
     wait: float = WAIT_SECONDS
     #: Members of one job (files of a form, entries of a tar or zip), at most; past it, 413.
     max_job_letters: int = 1000
+    #: Seconds a job is kept after it ended (finished or cancelled); then it is deleted with its
+    #: rows in ``job_letters`` (its letters' records and bytes stay). 0: kept forever.
+    keep_jobs: float = KEEP_JOBS_SECONDS
+    #: Seconds a ``?follow=true`` results stream lasts at most (it ends then, job ended or not).
+    follow_seconds: float = FOLLOW_SECONDS
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -85,6 +95,21 @@ class Settings:
         data.pop("store")  # a URL may hold a password
         data.pop("letters_dir")
         return data
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of a duration: a number with an optional unit, ``s``, ``m``, ``h`` or ``d``
+    (``90s``, ``12h``, ``7d``; ``30`` is seconds). ValueError for anything else."""
+    raw = text.strip().lower()
+    unit = _UNITS.get(raw[-1:]) if raw else None
+    number = raw[:-1] if unit is not None else raw
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"not a duration: {text!r} (e.g. 90s, 30m, 12h, 7d)") from None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"not a duration: {text!r} (a number of seconds, minutes, hours or days)")
+    return value * (unit or 1.0)
 
 
 def is_loopback(host: str) -> bool:
