@@ -231,14 +231,20 @@ def test_requests_that_cannot_be_read_are_problems(client: httpx.Client):
 # --------------------------------------------------------------------------- the body cap
 
 
-def _raw(server: Server, head: bytes, send: int, block: int = 65536) -> tuple[bytes, int]:
-    """Send ``head``, then up to ``send`` bytes of body while the server keeps reading; the
-    answer, and how many body bytes went out before it came."""
+def _raw(
+    server: Server, head: bytes, send: int, block: int = 65536, *, chunked: bool = False
+) -> tuple[bytes, int]:
+    """Send ``head``, then up to ``send`` bytes of body (``block`` at a time, each framed as a
+    chunk when ``chunked``) while the server keeps reading; the answer, and how many body bytes
+    went out before it came."""
+    piece = b"x" * block
+    if chunked:
+        piece = f"{block:x}\r\n".encode() + piece + b"\r\n"
     port = int(server.url.rsplit(":", 1)[1])
     sent = 0
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(head)
-        s.settimeout(0.01)
+        s.settimeout(0.005)
         answer = b""
         while sent < send:
             try:
@@ -248,7 +254,7 @@ def _raw(server: Server, head: bytes, send: int, block: int = 65536) -> tuple[by
             except TimeoutError:
                 pass
             try:
-                s.sendall(b"x" * block)
+                s.sendall(piece)
                 sent += block
             except OSError:  # the server closed the connection
                 break
@@ -282,32 +288,7 @@ def test_a_chunked_body_past_the_cap_is_stopped_at_the_cap(server: Server):
         b"POST /v1/extract HTTP/1.1\r\nHost: x\r\nContent-Type: application/pdf\r\n"
         b"X-API-Key: " + key.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
     )
-    block = 65536
-    chunk = f"{block:x}\r\n".encode() + b"x" * block + b"\r\n"
-    port = int(server.url.rsplit(":", 1)[1])
-    sent = 0
-    answer = b""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(head)
-        s.settimeout(0.005)
-        while sent < 4 * MAX_BODY:
-            try:
-                answer += s.recv(65536)
-                if answer:
-                    break
-            except TimeoutError:
-                pass
-            try:
-                s.sendall(chunk)
-                sent += block
-            except OSError:
-                break
-        s.settimeout(10)
-        while b"\r\n\r\n" not in answer:
-            more = s.recv(65536)
-            if not more:
-                break
-            answer += more
+    answer, sent = _raw(server, head, send=4 * MAX_BODY, chunked=True)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     # Stopped once the cap was passed: not the four caps' worth the client would have sent
     # (what the socket buffers held on the way is the slack).

@@ -155,6 +155,15 @@ def make_tables(store: RunStore) -> None:
         db.create_tables(SCHEMA_SQL)
 
 
+def _log(exc: Exception) -> None:
+    """One redacted line for a failure a job worker goes on after: the store's (a warning: the
+    letter's lease runs out and a worker tries again), or a bug's (an error)."""
+    if isinstance(exc, StoreUnusableError):
+        logger.warning(redact(f"jobs: the run store cannot be used: {exc.cause}"))
+    else:
+        logger.error(redact(f"jobs: unexpected {type(exc).__name__}: {exc}"))
+
+
 def new_job_id() -> str:
     return "job-" + secrets.token_hex(12)
 
@@ -467,10 +476,8 @@ class JobWorker:
                     taken = await self.engine.store.acall(
                         functools.partial(_take, worker=self.id, backends=backends, room=room)
                     )
-                except StoreUnusableError as exc:
-                    logger.warning(redact(f"jobs: the run store cannot be used: {exc.cause}"))
-                except Exception as exc:  # a bug: logged, and the worker goes on
-                    logger.error(redact(f"jobs: unexpected {type(exc).__name__}: {exc}"))
+                except Exception as exc:  # the store or a bug: logged; the worker goes on
+                    _log(exc)
             for one in taken:
                 self._spawn(self._do(one))
             if taken and len(taken) == room:
@@ -531,12 +538,12 @@ class JobWorker:
                 return Outcome("error", error_code="letter-lost", cause="its bytes were not kept")
             result = await self.engine.extract(Letter(taken.name, data), taken.backend, wait=True)
         except StoreUnusableError as exc:
-            logger.warning(redact(f"jobs: the run store cannot be used: {exc.cause}"))
+            _log(exc)
             return None
         except ProblemError as exc:
             return Outcome("error", error_code=exc.problem.code, cause=exc.problem.detail)
         except Exception as exc:  # a bug: this letter fails, the worker goes on
-            logger.error(redact(f"jobs: unexpected {type(exc).__name__}: {exc}"))
+            _log(exc)
             return Outcome("error", error_code="internal", cause="an unexpected error")
         return self.outcome(result, taken.backend)
 
@@ -551,10 +558,8 @@ class JobWorker:
     async def _write(self, taken: Taken, outcome: Outcome) -> None:
         try:
             await self.engine.store.acall(lambda s: _done(s, taken, self.id, outcome))
-        except StoreUnusableError as exc:  # the lease runs out; another worker tries
-            logger.warning(redact(f"jobs: the run store cannot be used: {exc.cause}"))
-        except Exception as exc:  # a bug: logged, and the worker goes on
-            logger.error(redact(f"jobs: unexpected {type(exc).__name__}: {exc}"))
+        except Exception as exc:  # the store (the lease runs out; another worker tries) or a bug
+            _log(exc)
 
     # ------------------------------------------------------------------ jobs made here
 
@@ -592,7 +597,7 @@ class JobWorker:
             except StoreUnusableError:
                 return  # the lease runs out; another worker tries
             except Exception as exc:
-                logger.error(redact(f"jobs: unexpected {type(exc).__name__}: {exc}"))
+                _log(exc)
                 outcome = Outcome("error", error_code="internal", cause="an unexpected error")
             else:
                 outcome = self.outcome(result, backend)
