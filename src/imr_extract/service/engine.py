@@ -223,14 +223,9 @@ class Engine:
         built = self.backend(backend)
         sha = hashlib.sha256(letter.data).hexdigest()
         loop = asyncio.get_running_loop()
-        while wait:  # never blocks the event loop: looks again in a moment
-            try:
-                self.admission.enter(wait=False)
-                break
-            except QueueFullError:
-                await asyncio.sleep(WAIT_POLL_S)
         try:
-            with contextlib.nullcontext() if wait else self.admission.admitted(wait=False):
+            await self._enter(wait)
+            try:
                 # One look in the store's thread first: a stored letter takes no letter thread.
                 outcome = await self.store.acall(
                     lambda s: self.run.stored(letter, backend=built, store=s)
@@ -239,13 +234,12 @@ class Engine:
                     outcome = await loop.run_in_executor(
                         self._threads, self._run, letter, sha, built, wait
                     )
+            finally:
+                self.admission.leave()
         except QueueFullError as exc:
             raise ProblemError(
                 "busy", str(exc), headers={"Retry-After": str(exc.retry_after_s)}
             ) from None
-        finally:
-            if wait:  # entered above
-                self.admission.leave()
         result = Result(
             letter.name,
             outcome.sha256 or sha,
@@ -258,6 +252,19 @@ class Engine:
         else:
             self._count(result, built)
         return result
+
+    async def _enter(self, wait: bool) -> None:
+        """Take a place among the letters in hand; when they are full, wait for one (looking
+        again in a moment, never blocking the event loop) or, without ``wait``, raise
+        ``QueueFullError``."""
+        while True:
+            try:
+                self.admission.enter(wait=False)
+                return
+            except QueueFullError:
+                if not wait:
+                    raise
+                await asyncio.sleep(WAIT_POLL_S)
 
     def _run(
         self, letter: Letter, sha: str, built: BuiltBackend, wait: bool = False
