@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from ..names import escape_name
-from .body import DEFAULT_NAMES, MAX_NAME, Letter, form_parts
+from .body import DEFAULT_NAMES, MAX_NAME, Letter, form_parts, label, path_segments
 from .problems import ProblemError
 
 #: Media types of the archives a job may be sent as (and ``application/octet-stream``,
@@ -104,13 +104,11 @@ def member_name(raw: str, *, strict: bool = True) -> str | None:
     Raises:
         ProblemError: ``archive-unsafe-name``: ``raw`` is absolute or climbs.
     """
-    segments = raw.replace("\\", "/").split("/")
+    segments = path_segments(raw)
     absolute = raw.startswith(("/", "\\")) or (len(raw) > 1 and raw[1] == ":")
     if strict and (absolute or ".." in segments):
         raise _unsafe(escape_name(raw)[:MAX_NAME])
-    base = escape_name(segments[-1])
-    base = "".join("_" if ord(c) < 32 or ord(c) == 127 else c for c in base).strip()
-    return base[:MAX_NAME] or None
+    return label(escape_name(segments[-1])) or None
 
 
 def is_letter(name: str, head: bytes) -> bool:

@@ -23,7 +23,7 @@ from .problems import ProblemError
 DEFAULT_NAMES = {"pdf": "letter.pdf", "text": "letter.txt"}
 #: Longest name kept from an upload (a name is a label: the rest is cut).
 MAX_NAME = 200
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _size(n: int) -> str:
@@ -57,13 +57,21 @@ async def read_capped(chunks: AsyncIterator[bytes], declared: str | None, cap: i
     return b"".join(blocks)
 
 
+def path_segments(name: str) -> list[str]:
+    """A sent path's segments, ``/`` and ``\\`` alike separating them."""
+    return name.replace("\\", "/").split("/")
+
+
+def label(segment: str) -> str:
+    """A name's last segment as a label: control characters as ``_``, no surrounding space, at
+    most ``MAX_NAME`` characters ('' when nothing is left)."""
+    return _CONTROL.sub("_", segment).strip()[:MAX_NAME]
+
+
 def clean_name(name: str | None, kind: str) -> str:
     """An uploaded file name as a label: its last path segment, no control characters, short."""
-    if name:
-        base = _UNSAFE.sub("_", name.replace("\\", "/").rsplit("/", 1)[-1]).strip()
-        if base and base not in (".", ".."):
-            return base[:MAX_NAME]
-    return DEFAULT_NAMES[kind]
+    base = label(path_segments(name)[-1]) if name else ""
+    return base if base not in ("", ".", "..") else DEFAULT_NAMES[kind]
 
 
 @dataclass(frozen=True)
