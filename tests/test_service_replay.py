@@ -95,6 +95,7 @@ def test_backend_llm_through_the_service_is_the_in_process_replay(tmp_path: Path
                 )
                 for path, _ in LLM_CASES
             ]
+            metrics = c.get("/metrics").text
     for (_, name), r in zip(LLM_CASES, answers, strict=True):
         assert r.status_code == 200, (name, r.text)
         assert endpoint.played(name) >= 1, name
@@ -110,6 +111,11 @@ def test_backend_llm_through_the_service_is_the_in_process_replay(tmp_path: Path
         assert served == _as_served(local), name
         assert stored[i].status_code == 200 and stored[i].json() == served, name
         assert served["source"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    # /metrics counts the tokens the records say were spent (each letter extracted once here).
+    for kind in ("prompt", "completion"):
+        spent = sum(r.json()["extractor"]["usage"][f"{kind}_tokens"] for r in answers)
+        assert spent > 0
+        assert f'imr_model_tokens_total{{kind="{kind}"}} {spent}' in metrics, metrics
 
 
 def test_backend_hybrid_through_the_service_is_the_in_process_replay(tmp_path: Path, request):

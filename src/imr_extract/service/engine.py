@@ -249,8 +249,11 @@ class Engine:
         )
         if result.reused and result.record_json is not None:
             self.metrics.letter("reused")
-        else:
-            self._count(result, built)
+        elif outcome.row is None:
+            self.metrics.letter("error")
+        else:  # tokens from the row the run made (no parsing the record back)
+            _, prompt, completion, _ = outcome.row.usage
+            self.metrics.letter("ok", prompt, completion)
         return result
 
     async def _enter(self, wait: bool) -> None:
@@ -299,16 +302,6 @@ class Engine:
     def waiting(self) -> int:
         """Letters being read or waiting for a worker now."""
         return self.admission.in_hand
-
-    def _count(self, result: Result, built: BuiltBackend) -> None:
-        if result.record_json is None:
-            self.metrics.letter("error")
-            return
-        usage = (0, 0)
-        if built.uses_model:
-            u = LetterRecord.model_validate_json(result.record_json).extractor.usage
-            usage = (u.prompt_tokens, u.completion_tokens)
-        self.metrics.letter("ok", *usage)
 
     async def read(self, letter: Letter) -> Document:
         """``letter`` read in a letter worker (its limits held there).
